@@ -1,0 +1,1 @@
+"""Adaptive tokenizers: the protocol (base.py), the ALIT re-implementation, base 2D tokenizers."""

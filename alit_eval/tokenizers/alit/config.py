@@ -1,0 +1,184 @@
+"""ALIT configuration: the dataclass, the four official presets, and inference from a state_dict.
+
+Geometry (image size, patch size, tokens per iteration, iterations) is configuration with the
+official values as defaults, so the small demo tokenizer runs on exactly the same model code.
+Sources: alit_official.md §1.13 (presets, shared hyperparameters) and §2 (how to infer a preset).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from alit_eval.tokenizers.base2d.config import Base2DConfig, infer_base_config
+
+# Heads cannot be read from shapes (alit_official.md §2): they come from this table.
+PRESETS: dict[str, dict[str, int]] = {
+    "alit_tiny": {"width": 512, "depth": 8, "heads": 8},
+    "alit_small": {"width": 1024, "depth": 8, "heads": 8},
+    "alit_base": {"width": 768, "depth": 12, "heads": 12},
+    "alit_semilarge": {"width": 1024, "depth": 16, "heads": 16},
+}
+
+
+@dataclass(frozen=True)
+class AlitConfig:
+    """Everything needed to build an ALIT model.
+
+    Attributes:
+        width, depth, heads: encoder transformer size; ``dec_*`` default to the same values.
+        image_size, patch_size: pixel geometry; the 2D grid is ``image_size // patch_size`` per side and
+            must equal the base tokenizer's downsampling.
+        tokens_per_iter, iterations: 1D tokens added per recurrent iteration and the iteration cap.
+        quantize: 1D tokens vector-quantised (L2-normalised VQ) or continuous.
+        codebook_size, token_dim: the 1D VQ codebook (4096 x 12 officially).
+        halting_threshold: 0.55 for VQGAN bases; VAE halting is inert in the official code.
+        base: the base 2D tokenizer's configuration.
+    """
+
+    width: int = 1024
+    depth: int = 8
+    heads: int = 8
+    dec_width: int | None = None
+    dec_depth: int | None = None
+    dec_heads: int | None = None
+    image_size: int = 256
+    patch_size: int = 16
+    tokens_per_iter: int = 32
+    iterations: int = 8
+    quantize: bool = True
+    codebook_size: int = 4096
+    token_dim: int = 12
+    mlp_ratio: int = 4
+    halting_threshold: float = 0.55
+    base: Base2DConfig = field(default_factory=Base2DConfig)
+    preset: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("dec_width", "dec_depth", "dec_heads"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, getattr(self, name[4:]))
+        if self.image_size % self.patch_size:
+            raise ValueError(f"image_size {self.image_size} not divisible by patch_size {self.patch_size}")
+        if self.base.downsample_factor != self.patch_size:
+            raise ValueError(
+                f"base tokenizer downsamples by {self.base.downsample_factor} but patch_size is {self.patch_size}"
+            )
+        if self.width <= self.base.embed_dim:
+            raise ValueError(f"width {self.width} must exceed the base embed dim {self.base.embed_dim}")
+        if self.width % self.heads or self.dec_width % self.dec_heads:  # type: ignore[operator]
+            raise ValueError(f"width {self.width} not divisible by heads {self.heads}")
+
+    @property
+    def grid(self) -> int:
+        return self.image_size // self.patch_size
+
+    @property
+    def num_2d(self) -> int:
+        return self.grid * self.grid
+
+    @property
+    def budgets(self) -> tuple[int, ...]:
+        return tuple(self.tokens_per_iter * (t + 1) for t in range(self.iterations))
+
+    @property
+    def decoder_out(self) -> int:
+        return self.base.n_embed if self.base.kind == "vqgan" else self.base.embed_dim
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "AlitConfig":
+        d = dict(d)
+        base = dict(d.pop("base", {}))
+        for key in ("ch_mult", "attn_levels"):
+            if key in base:
+                base[key] = tuple(base[key])
+        return cls(base=Base2DConfig(**base), **d)
+
+    @classmethod
+    def from_preset(cls, preset: str, base: str = "vqgan", quantize: bool = True, **overrides: Any) -> "AlitConfig":
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
+        p = PRESETS[preset]
+        kw: dict[str, Any] = dict(
+            width=p["width"], depth=p["depth"], heads=p["heads"], quantize=quantize, preset=preset,
+            base=Base2DConfig.official(base), halting_threshold=0.55 if base == "vqgan" else 0.025,
+        )
+        kw.update(overrides)
+        return cls(**kw)
+
+
+def _depth(sd: Mapping[str, Any], prefix: str) -> int:
+    idx = {int(m.group(1)) for k in sd if (m := re.match(re.escape(prefix) + r"(\d+)\.", k))}
+    return max(idx) + 1 if idx else 0
+
+
+def heads_for(width: int, depth: int) -> int | None:
+    """Heads of the official preset with this width and depth, if any."""
+    for p in PRESETS.values():
+        if p["width"] == width and p["depth"] == depth:
+            return p["heads"]
+    return None
+
+
+def infer_config(
+    sd: Mapping[str, Any], *, heads: int | None = None, args: Mapping[str, Any] | None = None
+) -> AlitConfig:
+    """Infer an `AlitConfig` from an (already unwrapped, gan_losses-free) ALIT state_dict.
+
+    Args:
+        sd: state_dict with official key names.
+        heads: explicit number of attention heads (overrides everything else).
+        args: the checkpoint's ``args`` namespace as a dict, when present (``encoder_num_heads``,
+            ``model`` preset name).
+
+    Raises:
+        KeyError: when the keys do not look like an ALIT state_dict.
+        ValueError: when heads cannot be determined.
+    """
+    args = dict(args or {})
+    width = int(sd["latent_tokens"].shape[1])
+    tokens_per_iter = int(sd["latent_tokens"].shape[0])
+    iterations = int(sd["timestep_embedding"].shape[0])
+    depth = _depth(sd, "encoder.transformer.")
+    dec_depth = _depth(sd, "decoder.transformer.")
+    dec_width = int(sd["decoder.decoder_embed.weight"].shape[0])
+    token_dim = int(sd["pre_quantizer_mlp.weight"].shape[0])
+    patch = int(sd["patch_embed.weight"].shape[-1])
+    grid = int(round((int(sd["encoder_positional_embedding"].shape[0]) - 1) ** 0.5))
+    quantize = "quantize.embedding.weight" in sd
+    codebook = int(sd["quantize.embedding.weight"].shape[0]) if quantize else 4096
+    base = infer_base_config(sd)
+    preset = args.get("model") if args.get("model") in PRESETS else None
+
+    def pick(explicit: int | None, arg_key: str, w: int, d: int) -> int:
+        if explicit:
+            return int(explicit)
+        if args.get(arg_key):
+            return int(args[arg_key])
+        if preset:
+            return PRESETS[preset]["heads"]
+        h = heads_for(w, d)
+        if h is None:
+            raise ValueError(
+                f"cannot tell the number of attention heads for width {w}, depth {d} (heads are not stored in "
+                "the weights); pass --heads N"
+            )
+        return h
+
+    enc_heads = pick(heads, "encoder_num_heads", width, depth)
+    dec_heads = pick(heads, "decoder_num_heads", dec_width, dec_depth)
+    if preset is None:
+        for name, p in PRESETS.items():
+            if (p["width"], p["depth"], p["heads"]) == (width, depth, enc_heads):
+                preset = name
+    return AlitConfig(
+        width=width, depth=depth, heads=enc_heads, dec_width=dec_width, dec_depth=dec_depth,
+        dec_heads=dec_heads, image_size=grid * patch, patch_size=patch, tokens_per_iter=tokens_per_iter,
+        iterations=iterations, quantize=quantize, codebook_size=codebook, token_dim=token_dim,
+        halting_threshold=0.55 if base.kind == "vqgan" else 0.025, base=base, preset=preset,
+    )

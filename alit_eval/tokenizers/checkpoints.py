@@ -1,0 +1,231 @@
+"""Safe loading of ALIT checkpoints (official .pth and our safetensors), and conversion.
+
+Unpickling is a security boundary (STYLE.md §6): official ``.pth`` files are read with
+``torch.load(weights_only=True)`` plus an allow-list holding only ``argparse.Namespace`` (the ``args``
+entry official files carry). Anything else is refused unless the caller opts in with
+``trust_checkpoint=True`` (CLI: ``--trust-checkpoint``). Foreign layouts are converted, not
+special-cased (STYLE.md §4): unwrap ``ema``/``model``/``state_dict``, drop ``gan_losses.*``, upcast to
+float32, then load strictly with one readable error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from alit_eval.errors import CheckpointError
+
+log = logging.getLogger(__name__)
+
+SAFE_GLOBALS = [argparse.Namespace]
+WRAPPER_KEYS = ("ema", "model", "state_dict")
+DROP_PREFIXES = ("gan_losses.",)
+ALIT_SENTINELS = ("latent_tokens", "timestep_embedding", "encoder_positional_embedding")
+FORMAT_TAG = "alit-eval/alit-tokenizer/v1"
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _is_safetensors(path: Path) -> bool:
+    if path.suffix == ".safetensors":
+        return True
+    with open(path, "rb") as f:
+        head = f.read(9)
+    return len(head) == 9 and head[8:9] == b"{"
+
+
+def read_checkpoint(path: str | Path, *, trust_checkpoint: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a checkpoint file into a flat float32 state_dict plus metadata.
+
+    Returns:
+        ``(state_dict, meta)`` where ``meta`` may hold ``args`` (the official argparse values as a
+        dict) or ``config`` (an alit-eval config dict from safetensors metadata).
+
+    Raises:
+        CheckpointError: missing, truncated, non-checkpoint or unsafe files.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes); download it again")
+    if _is_safetensors(path):
+        return _read_safetensors(path)
+    obj = _torch_load(path, trust_checkpoint)
+    sd, args = unwrap(obj, path)
+    return sd, ({"args": args} if args else {})
+
+
+def _torch_load(path: Path, trust: bool) -> Any:
+    if trust:
+        log.warning("loading %s with full unpickling (--trust-checkpoint): it can run arbitrary code", path)
+        loader = dict(weights_only=False)
+    else:
+        loader = dict(weights_only=True)
+    try:
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            return torch.load(path, map_location="cpu", **loader)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "Unsupported global" in str(e) or "not an allowed global" in str(e) or "GLOBAL" in str(e):
+            raise CheckpointError(
+                f"refusing to unpickle {path}: it contains code objects outside the safe allow-list "
+                f"({first.removeprefix('Weights only load failed. ')[:160]}); pass --trust-checkpoint only if you "
+                "trust its source"
+            ) from None
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({first[:160]})") from None
+    except (EOFError, zipfile.BadZipFile, RuntimeError, ValueError, OSError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(
+            f"{path} is truncated or not a PyTorch checkpoint ({msg[:160]}); re-download or check the path"
+        ) from None
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            meta = f.metadata() or {}
+            sd = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path} is truncated or not a valid safetensors file ({e})") from None
+    out: dict[str, Any] = {}
+    if "config" in meta:
+        out["config"] = json.loads(meta["config"])
+    return clean_state_dict(sd), out
+
+
+def unwrap(obj: Any, path: Path | str = "<checkpoint>") -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
+    """Find the state_dict inside a checkpoint container and return it with its ``args``."""
+    args = None
+    if isinstance(obj, Mapping):
+        if isinstance(obj.get("args"), argparse.Namespace):
+            args = vars(obj["args"])
+        for key in WRAPPER_KEYS:
+            if isinstance(obj.get(key), Mapping):
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(
+            f"{path} holds no state_dict (looked for a dict of tensors, or one under {', '.join(WRAPPER_KEYS)})"
+        )
+    return clean_state_dict(obj), args
+
+
+def clean_state_dict(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Strip DDP ``module.`` prefixes, drop training-only keys, upcast floats to float32."""
+    out = {}
+    for k, v in sd.items():
+        k = k.removeprefix("module.")
+        if k.startswith(DROP_PREFIXES):
+            continue
+        out[k] = v.float() if v.is_floating_point() else v
+    return out
+
+
+def describe_foreign(sd: Mapping[str, Any]) -> str:
+    keys = set(sd)
+    if "encoder.conv_in.weight" in keys and "quantize.embedding.weight" in keys:
+        return "it looks like a bare VQGAN, not an ALIT tokenizer"
+    if any(k.startswith(("blocks.", "patch_embed.proj")) for k in keys):
+        return "it looks like a ViT/timm model, not an ALIT tokenizer"
+    sample = ", ".join(sorted(keys)[:4])
+    return f"none of the ALIT keys ({', '.join(ALIT_SENTINELS)}) are present; first keys: {sample}"
+
+
+def build_tokenizer(
+    sd: Mapping[str, torch.Tensor], cfg: "Any", *, halting: str = "official", name: str = "alit", source: str = ""
+) -> "Any":
+    """Build an `AlitTokenizer` for `cfg` on the meta device and load `sd` strictly into it."""
+    from alit_eval.tokenizers.alit.model import AlitTokenizer
+
+    with torch.device("meta"):
+        model = AlitTokenizer(cfg, halting=halting, name=name)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(sd))
+    unexpected = sorted(set(sd) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(sd) if tuple(expected[k].shape) != tuple(sd[k].shape))
+    if missing or unexpected or wrong:
+        parts = []
+        for label, ks in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
+            if ks:
+                more = f" (+{len(ks) - 5} more)" if len(ks) > 5 else ""
+                parts.append(f"{len(ks)} {label}: {', '.join(ks[:5])}{more}")
+        raise CheckpointError(
+            f"checkpoint {source} does not match the inferred ALIT config (width {cfg.width}, depth {cfg.depth}, "
+            f"base {cfg.base.kind}, quantised {cfg.quantize}): {'; '.join(parts)}. Likely cause: a different "
+            "architecture or a partial file."
+        )
+    model.load_state_dict(dict(sd), strict=True, assign=True)
+    return model.eval()
+
+
+def load_tokenizer(
+    path: str | Path,
+    *,
+    trust_checkpoint: bool = False,
+    heads: int | None = None,
+    halting: str = "official",
+    name: str | None = None,
+    device: str | torch.device = "cpu",
+) -> "Any":
+    """Load an ALIT tokenizer from an official ``.pth`` or an alit-eval ``.safetensors`` file."""
+    from alit_eval.tokenizers.alit.config import AlitConfig, infer_config
+
+    path = Path(path)
+    sd, meta = read_checkpoint(path, trust_checkpoint=trust_checkpoint)
+    if not all(k in sd for k in ALIT_SENTINELS):
+        raise CheckpointError(f"{path} is not an ALIT checkpoint: {describe_foreign(sd)}")
+    try:
+        cfg = AlitConfig.from_dict(meta["config"]) if "config" in meta else infer_config(sd, heads=heads, args=meta.get("args"))
+        if heads and "config" in meta:
+            cfg = AlitConfig.from_dict({**cfg.to_dict(), "heads": heads, "dec_heads": heads})
+    except (KeyError, ValueError) as e:
+        raise CheckpointError(f"cannot infer the ALIT configuration of {path}: {e}") from None
+    model = build_tokenizer(sd, cfg, halting=halting, name=name or path.stem, source=str(path))
+    return model.to(device)
+
+
+def save_tokenizer(model: "Any", dst: str | Path, extra_meta: Mapping[str, str] | None = None) -> Path:
+    """Write weights + config (JSON metadata) to safetensors, atomically."""
+    from safetensors.torch import save_file
+
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"format": FORMAT_TAG, "config": json.dumps(model.cfg.to_dict()), **(extra_meta or {})}
+    tmp = dst.with_name(dst.name + ".tmp")
+    sd = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(sd, str(tmp), metadata=meta)
+    tmp.replace(dst)
+    return dst
+
+
+def convert_checkpoint(
+    src: str | Path, dst: str | Path, *, trust_checkpoint: bool = False, heads: int | None = None
+) -> dict[str, Any]:
+    """Convert an official checkpoint to alit-eval safetensors (weights + config); return a summary."""
+    model = load_tokenizer(src, trust_checkpoint=trust_checkpoint, heads=heads)
+    src_hash = sha256_file(src)
+    out = save_tokenizer(model, dst, {"source_sha256": src_hash, "source_name": Path(src).name})
+    return {
+        "config": model.cfg.to_dict(),
+        "num_params": sum(p.numel() for p in model.parameters()),
+        "source_sha256": src_hash,
+        "sha256": sha256_file(out),
+        "path": str(out),
+    }
