@@ -15,7 +15,6 @@ import hashlib
 import json
 import logging
 import pickle
-import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -88,7 +87,7 @@ def _torch_load(path: Path, trust: bool) -> Any:
                 "trust its source"
             ) from None
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({first[:160]})") from None
-    except (EOFError, zipfile.BadZipFile, RuntimeError, ValueError, OSError) as e:
+    except Exception as e:  # the unpickler raises many types (EOFError, IndexError, ...) on garbage
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(
             f"{path} is truncated or not a PyTorch checkpoint ({msg[:160]}); re-download or check the path"
@@ -175,6 +174,33 @@ def build_tokenizer(
     return model.eval()
 
 
+def tokenizer_from_state_dict(
+    sd: Mapping[str, torch.Tensor],
+    meta: Mapping[str, Any] | None = None,
+    *,
+    heads: int | None = None,
+    halting: str = "official",
+    name: str = "alit",
+    source: str = "<state_dict>",
+) -> "Any":
+    """Infer the config of a cleaned ALIT state_dict (or take it from ``meta``) and load it strictly."""
+    from alit_eval.tokenizers.alit.config import AlitConfig, infer_config
+
+    meta = dict(meta or {})
+    if not all(k in sd for k in ALIT_SENTINELS):
+        raise CheckpointError(f"{source} is not an ALIT checkpoint: {describe_foreign(sd)}")
+    try:
+        if "config" in meta:
+            cfg = AlitConfig.from_dict(meta["config"])
+            if heads:
+                cfg = AlitConfig.from_dict({**cfg.to_dict(), "heads": heads, "dec_heads": heads})
+        else:
+            cfg = infer_config(sd, heads=heads, args=meta.get("args"))
+    except (KeyError, ValueError, TypeError) as e:
+        raise CheckpointError(f"cannot infer the ALIT configuration of {source}: {e}") from None
+    return build_tokenizer(sd, cfg, halting=halting, name=name, source=source)
+
+
 def load_tokenizer(
     path: str | Path,
     *,
@@ -185,19 +211,11 @@ def load_tokenizer(
     device: str | torch.device = "cpu",
 ) -> "Any":
     """Load an ALIT tokenizer from an official ``.pth`` or an alit-eval ``.safetensors`` file."""
-    from alit_eval.tokenizers.alit.config import AlitConfig, infer_config
-
     path = Path(path)
     sd, meta = read_checkpoint(path, trust_checkpoint=trust_checkpoint)
-    if not all(k in sd for k in ALIT_SENTINELS):
-        raise CheckpointError(f"{path} is not an ALIT checkpoint: {describe_foreign(sd)}")
-    try:
-        cfg = AlitConfig.from_dict(meta["config"]) if "config" in meta else infer_config(sd, heads=heads, args=meta.get("args"))
-        if heads and "config" in meta:
-            cfg = AlitConfig.from_dict({**cfg.to_dict(), "heads": heads, "dec_heads": heads})
-    except (KeyError, ValueError) as e:
-        raise CheckpointError(f"cannot infer the ALIT configuration of {path}: {e}") from None
-    model = build_tokenizer(sd, cfg, halting=halting, name=name or path.stem, source=str(path))
+    model = tokenizer_from_state_dict(
+        sd, meta, heads=heads, halting=halting, name=name or path.stem, source=str(path)
+    )
     return model.to(device)
 
 

@@ -24,14 +24,19 @@ class VectorQuantizer(nn.Module):
         """Quantise ``z`` ``[..., d]``.
 
         Returns:
-            The L2-normalised codebook rows ``[..., d]`` and the code indices ``[...]`` (int64).
+            The L2-normalised codebook rows ``[..., d]`` (straight-through w.r.t. the normalised
+            input) and the code indices ``[...]`` (int64).
         """
         shape = z.shape
         zf = F.normalize(z.float().reshape(-1, shape[-1]), dim=-1)
         e = self.normalized_codebook()
         d = zf.pow(2).sum(1, keepdim=True) + e.pow(2).sum(1) - 2.0 * zf @ e.t()
         idx = d.argmin(dim=1)
-        return e[idx].reshape(shape), idx.reshape(shape[:-1])
+        q = e[idx]
+        # Straight-through estimator, written as the official code does (equals q up to rounding),
+        # so training code gets gradients to the encoder through the same call.
+        q = zf + (q - zf).detach()
+        return q.reshape(shape), idx.reshape(shape[:-1])
 
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
         """Return the normalised codebook rows for stored indices (decode-from-indices)."""
