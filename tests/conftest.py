@@ -28,3 +28,26 @@ def fixture_dir() -> Path:
 def _isolated_cache(tmp_path_factory, monkeypatch):
     # Never let tests read or write the user's real cache.
     monkeypatch.setenv("ALIT_EVAL_CACHE", str(tmp_path_factory.getbasetemp() / "alit-eval-cache"))
+
+
+def make_tiny_alit(path: Path, seed: int = 0) -> Path:
+    """Save a tiny random-weight ALIT (32x32 images, budgets 4..16) as safetensors."""
+    import torch
+
+    from alit_eval.tokenizers.alit.config import AlitConfig
+    from alit_eval.tokenizers.alit.model import AlitTokenizer
+    from alit_eval.tokenizers.base2d.config import Base2DConfig
+    from alit_eval.tokenizers.checkpoints import save_tokenizer
+
+    torch.manual_seed(seed)
+    cfg = AlitConfig(
+        width=64, depth=1, heads=2, image_size=32, patch_size=8, tokens_per_iter=4, iterations=4,
+        codebook_size=64, base=Base2DConfig(kind="vqgan", ch=32, ch_mult=(1, 1, 1, 1), z_channels=32,
+                                            embed_dim=32, n_embed=64),
+    )
+    return save_tokenizer(AlitTokenizer(cfg), path)
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory) -> Path:
+    return make_tiny_alit(tmp_path_factory.mktemp("tiny") / "tiny.safetensors")

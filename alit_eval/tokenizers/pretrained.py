@@ -19,7 +19,7 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import Any, BinaryIO, Callable, Iterator
 
 from alit_eval import __version__
 from alit_eval.errors import CheckpointError, OfflineError
@@ -394,3 +394,30 @@ def _progress(description: str, total: int | None, *, enabled: bool) -> Iterator
     with rp.Progress("{task.description}", *columns, console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task(description, total=total)
         yield lambda done: bar.update(task, completed=done)
+
+
+def load_pretrained(
+    name_or_path: str | Path,
+    *,
+    offline: bool = False,
+    trust_checkpoint: bool = False,
+    heads: int | None = None,
+    halting: str | None = None,
+    device: str = "cpu",
+) -> tuple[Any, dict[str, Any]]:
+    """Resolve and load a tokenizer; return it with provenance for meta.json.
+
+    The halting policy defaults to the entry's (`PretrainedEntry.halting`) for named checkpoints and
+    to ``official`` for local files.
+    """
+    from alit_eval.tokenizers.checkpoints import load_tokenizer
+
+    path = resolve_checkpoint(name_or_path, offline=offline)
+    entry = (PRETRAINED.get(str(name_or_path)) if str(name_or_path) in PRETRAINED else None) if not isinstance(name_or_path, Path) else None
+    policy = halting or (entry.halting if entry else "official")
+    model = load_tokenizer(path, trust_checkpoint=trust_checkpoint, heads=heads, halting=policy,
+                           name=entry.name if entry else path.stem, device=device)
+    info = {"name": model.name, "path": str(path), "sha256": checkpoint_sha256(path),
+            "config": model.cfg.to_dict(), "halting": policy,
+            "default_preprocess": entry.preprocess if entry else None}
+    return model, info

@@ -1,0 +1,322 @@
+"""The one loop over data x budgets that every command uses.
+
+For a dataset and a set of budgets it streams batches through ``tokenizer.rollout`` (one rollout per
+batch, stopping at the largest budget), quantises reconstructions to uint8, computes per-image
+metrics and Inception features of the originals and of every budget's reconstructions, and writes
+each batch to the shard store, which a rerun resumes from. Analyses consume the resulting per-image
+table and streaming feature statistics; they never loop over images themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from alit_eval.data.datasets import collate
+from alit_eval.data.sources import Source
+from alit_eval.engine.distributed import DistInfo, barrier, my_batches
+from alit_eval.engine.store import ShardStore
+from alit_eval.errors import AlitEvalError, DataError
+from alit_eval.metrics.fid import FeatureStats
+from alit_eval.metrics.pixel import pixel_metrics, to_uint8
+from alit_eval.tokenizers.alit.halting import per_image_generators
+
+log = logging.getLogger(__name__)
+
+PIXEL_METRICS = ("l1", "mse", "psnr", "ssim")
+
+# Extra per-image arrays an analysis can ask the sweep to keep, per budget: name -> function of the
+# budget's `BudgetOutput` returning ``[B, ...]``. Stored in the shards as ``cap_<name>_<budget>``.
+CAPTURES: dict[str, Callable[[Any], torch.Tensor]] = {
+    "latent_mean": lambda out: out.latent.mean(dim=1),
+    "tokens_mean": lambda out: out.tokens.mean(dim=1),
+    "tokens": lambda out: out.tokens.flatten(1),
+    "indices": lambda out: out.indices if out.indices is not None else torch.zeros(len(out.latent), 0),
+    "attention": lambda out: out.attention,
+    "attention_argmax": lambda out: out.attention.argmax(dim=2).to(torch.int16),  # [B, layers, gh, gw] token ids
+    "enc2d_mean": lambda out: out.extras["enc2d_mean"],  # set by analysis.probe.FeatureTap
+    "latent_first_mean": lambda out: out.extras["latent_first_mean"],  # set by analysis.probe.FeatureTap
+    "base2d_mean": lambda out: out.extras["base2d_mean"],  # set by analysis.probe.FeatureTap
+    "recon_latent_mean": lambda out: out.extras["recon_latent_mean"],  # set by analysis.probe.FeatureTap
+}
+FEATURE_CHUNK = 64  # images per Inception call: bounds memory whatever the batch size
+
+
+@dataclass
+class SweepConfig:
+    """Options of one sweep (everything that changes its numbers is recorded in config.json)."""
+
+    budgets: list[int]
+    halting: str = "seeded"
+    seed: int = 0
+    batch_size: int = 16
+    workers: int = 0
+    device: str = "cpu"
+    fid: bool = True
+    fid_resize: str = "tf1"
+    inception_weights: str | None = None
+    lpips_weights: str | None = None
+    rounding: str = "round"
+    strict: bool = False
+    n_examples: int = 6
+    offline: bool = False
+    progress: bool = True
+    capture: tuple[str, ...] = ()  # names in CAPTURES: extra per-image arrays stored per budget
+    attention: bool | str = False  # passed to rollout when a capture needs attention maps
+
+
+@dataclass
+class SweepResult:
+    """What analyses get from a sweep."""
+
+    store: ShardStore
+    budgets: list[int]
+    per_image: Any  # pandas DataFrame, one row per image and budget
+    failed: list[tuple[str, str]]
+    info: dict[str, Any] = field(default_factory=dict)
+    rollout_calls: int = 0
+
+    def feature_stats(self, key: str | int) -> FeatureStats:
+        """Streaming float64 statistics of the Inception features of ``"ref"`` or a budget."""
+        return accumulate(self.store, [f"feat_{key}"])[f"feat_{key}"]
+
+
+def accumulate(store: ShardStore, keys: list[str]) -> dict[str, FeatureStats]:
+    """Feature statistics for `keys`, one shard at a time in index order (deterministic)."""
+    stats: dict[str, FeatureStats] = {}
+    for shard in store.iter(keys):
+        for key in keys:
+            if key in shard and len(shard[key]):
+                stats.setdefault(key, FeatureStats(shard[key].shape[1])).update(torch.from_numpy(shard[key]))
+    missing = [k for k in keys if k not in stats]
+    if missing:
+        raise AlitEvalError(f"no Inception features stored for {missing}; was the sweep run with FID off?")
+    return stats
+
+
+def resolve_device(device: str) -> torch.device:
+    if device in ("auto", None):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise AlitEvalError("--device cuda was requested but CUDA is not available; use --device cpu or auto")
+    return dev
+
+
+class _Measures:
+    """Inception and LPIPS networks, built once per sweep."""
+
+    def __init__(self, cfg: SweepConfig, device: torch.device) -> None:
+        self.inception = None
+        self.lpips = None
+        self.info: dict[str, Any] = {}
+        if cfg.fid:
+            from alit_eval.metrics.inception import InceptionFeatures
+
+            self.inception = InceptionFeatures(cfg.inception_weights, cfg.fid_resize, device, offline=cfg.offline)
+            w = self.inception.weights
+            self.info["inception"] = {"path": str(w.path), "source": w.source, "sha256": w.sha256,
+                                      "resize": cfg.fid_resize}
+        from alit_eval.metrics.perceptual import load_lpips
+
+        self.lpips, reason = load_lpips(cfg.lpips_weights, device=device, offline=cfg.offline)
+        self.info["lpips"] = reason or "computed"
+        if reason:
+            log.warning("%s", reason)
+
+    def features(self, images_u8: torch.Tensor) -> np.ndarray:
+        chunks = [self.inception(images_u8[i : i + FEATURE_CHUNK]).cpu() for i in range(0, len(images_u8), FEATURE_CHUNK)]
+        return torch.cat(chunks).numpy().astype(np.float32)
+
+
+def run_sweep(tokenizer: Any, source: Source, cfg: SweepConfig, run_path: Any, *,
+              on_batch: Callable[[int], None] | None = None, dist: DistInfo | None = None) -> SweepResult | None:
+    """Run (or resume) the sweep of `tokenizer` over `source` at `cfg.budgets`.
+
+    Args:
+        tokenizer: an `AdaptiveTokenizer`, or None with no budgets for a reference-only sweep.
+        source: the dataset (`alit_eval.data.sources.open_source`).
+        cfg: sweep options.
+        run_path: the run folder; shards go to ``<run_path>/shards``.
+        on_batch: called with the number of images after each batch (tests use it to interrupt).
+        dist: the process group under torchrun (`alit_eval.engine.distributed`); ranks other than 0
+            return None once their batches are stored.
+    """
+    import pandas as pd
+
+    dist = dist or DistInfo()
+    device = resolve_device(cfg.device)
+    budgets = sorted(cfg.budgets)
+    if dist.active and cfg.halting == "official":
+        raise AlitEvalError("the official halting stream needs a single process; use --halting seeded with torchrun")
+    store = ShardStore(run_path)
+    done = store.done()
+    # Every rank must read the same `done` before any rank writes a shard, or the batch plans differ.
+    barrier(dist)
+    todo = [i for i in range(len(source.dataset)) if i not in done]
+    batches = my_batches(todo, cfg.batch_size, dist)
+    measures = _Measures(cfg, device)
+    if tokenizer is not None and hasattr(tokenizer, "to"):
+        tokenizer = tokenizer.to(device)
+    if cfg.halting == "official":
+        # Faithful reproduction needs the global stream (STYLE.md §10 exception): seed it once,
+        # and on resume continue from the state saved after the last finished batch.
+        state = store.last_rng_state()
+        if state is not None:
+            torch.set_rng_state(torch.from_numpy(state))
+        else:
+            torch.manual_seed(cfg.seed)
+    calls = 0
+    if batches:
+        loader = DataLoader(source.dataset, batch_sampler=batches, num_workers=cfg.workers,
+                            collate_fn=_collate_with_positions, pin_memory=device.type == "cuda")
+        with _progress(cfg.progress and dist.main, sum(map(len, batches)), len(done)) as advance:
+            for batch in loader:
+                arrays = _process(tokenizer, batch, budgets, cfg, measures, device)
+                calls += int(len(batch["ids"]) > 0 and bool(budgets))
+                if cfg.strict and batch["failed"]:
+                    raise DataError(f"cannot decode {batch['failed'][0][0]}: {batch['failed'][0][1]} (--strict)")
+                store.write(int(min(batch["positions"])), arrays)
+                advance(len(batch["positions"]))
+                if on_batch:
+                    on_batch(len(batch["positions"]))
+    barrier(dist)
+    if not dist.main:
+        return None
+    per_image, failed = _table(store, budgets, source)
+    if not len(store.concat("index")):
+        raise DataError(f"no image of {source.name} could be decoded ({len(failed)} failed)")
+    info = {"device": str(device), "halting": cfg.halting, **measures.info}
+    return SweepResult(store, budgets, per_image, failed, info, calls)
+
+
+def _collate_with_positions(items: list[dict[str, Any]]) -> dict[str, Any]:
+    batch = collate(items)
+    batch["positions"] = [it["index"] for it in items]
+    return batch
+
+
+def _process(tokenizer, batch, budgets, cfg, measures, device) -> dict[str, np.ndarray]:
+    failed = batch["failed"]
+    arrays: dict[str, np.ndarray] = {
+        "index": np.asarray(batch["indices"], dtype=np.int64),
+        "id": np.asarray(batch["ids"], dtype=str),
+        "failed_id": np.asarray([f[0] for f in failed], dtype=str),
+        "failed_error": np.asarray([f[1] for f in failed], dtype=str),
+    }
+    ok = set(batch["indices"])
+    arrays["failed_index"] = np.asarray([p for p in batch["positions"] if p not in ok], dtype=np.int64)
+    if len(batch["ids"]):
+        images_u8 = batch["images"]
+        ref = images_u8.to(device)
+        if budgets:  # no budgets: a reference-only sweep (originals' features, e.g. fid-stats)
+            x = ref.float().div_(255.0)
+            gens = per_image_generators(cfg.seed, batch["ids"]) if cfg.halting == "seeded" else None
+            rollout = tokenizer.rollout(x, budgets, decode=True, generator=gens, halting=cfg.halting,
+                                        attention=cfg.attention)
+        metrics: dict[str, list[np.ndarray]] = {m: [] for m in PIXEL_METRICS + ("lpips", "halted_2d")}
+        recons = []
+        for b in budgets:
+            out = rollout[b]  # noqa: F821 (bound whenever budgets is non-empty)
+            rec = to_uint8(out.extras.get("reconstruction_raw", out.reconstruction), cfg.rounding)
+            recons.append(rec)
+            for name, values in pixel_metrics(rec, ref).items():
+                metrics[name].append(values.double().cpu().numpy())
+            if measures.lpips is not None:
+                metrics["lpips"].append(measures.lpips(rec, ref).double().cpu().numpy())
+            for name in cfg.capture:
+                arrays[f"cap_{name}_{b}"] = CAPTURES[name](out).detach().float().cpu().numpy()
+            mask = out.halting_mask
+            metrics["halted_2d"].append(
+                (mask.sum(1).cpu().numpy() if mask is not None else np.zeros(len(rec))).astype(np.float64))
+        for name, cols in (metrics.items() if budgets else ()):
+            if cols:
+                arrays[name] = np.stack(cols, axis=1)
+        if measures.inception is not None:
+            feats = measures.features(torch.cat([ref] + recons))
+            n = len(ref)
+            arrays["feat_ref"] = feats[:n]
+            for j, b in enumerate(budgets):
+                arrays[f"feat_{b}"] = feats[n * (j + 1) : n * (j + 2)]
+        keep = arrays["index"] < cfg.n_examples
+        if keep.any():
+            arrays["example_index"] = arrays["index"][keep]
+            arrays["example_ref"] = ref.cpu().numpy()[keep]
+            for j, b in enumerate(budgets):
+                arrays[f"example_{b}"] = recons[j].cpu().numpy()[keep]
+    if cfg.halting == "official":
+        arrays["rng_state"] = torch.get_rng_state().numpy()
+    return arrays
+
+
+def _table(store: ShardStore, budgets: list[int], source: Source):
+    import pandas as pd
+
+    rows = []
+    failed: list[tuple[str, str]] = []
+    extra = {}
+    if hasattr(source.dataset, "ground_truth"):
+        extra = {r["id"]: r for r in source.dataset.ground_truth()}
+    labels = {}
+    records = getattr(source.dataset, "records", None)
+    if records is not None:
+        labels = {r.id: r.label for r in records}
+    for shard in store.iter([k for k in ("index", "id", "failed_id", "failed_error", *PIXEL_METRICS, "lpips",
+                                         "halted_2d")]):
+        failed += list(zip(shard["failed_id"].tolist(), shard["failed_error"].tolist()))
+        for i, (idx, image_id) in enumerate(zip(shard["index"].tolist(), shard["id"].tolist())):
+            gt = extra.get(image_id, {})
+            for j, b in enumerate(budgets):
+                row = {"image_id": image_id, "index": idx, "budget": b,
+                       "label": gt.get("label", labels.get(image_id))}
+                for m in (*PIXEL_METRICS, "lpips", "halted_2d"):
+                    if m in shard:
+                        row[m] = float(shard[m][i, j])
+                for k in ("complexity", "complexity_level", "n_objects"):
+                    if k in gt:
+                        row[k] = gt[k]
+                rows.append(row)
+    df = pd.DataFrame(rows)
+    if not df.empty:
+        df = df.sort_values(["index", "budget"], kind="stable").reset_index(drop=True)
+        df["halted_2d"] = df["halted_2d"].astype("int64")
+    return df, failed
+
+
+class _progress:
+    """A rich progress bar with images/s and ETA (no-op when disabled)."""
+
+    def __init__(self, enabled: bool, total: int, already: int) -> None:
+        self.enabled, self.total, self.already = enabled, total, already
+
+    def __enter__(self) -> Callable[[int], None]:
+        self.t0 = time.perf_counter()
+        if not self.enabled:
+            return lambda n: None
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeRemainingColumn)
+
+        self.bar = Progress(TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[rate]} img/s"), TimeRemainingColumn(), transient=False)
+        self.bar.start()
+        self.task = self.bar.add_task("sweep", total=self.total, rate="-")
+        if self.already:
+            self.bar.console.print(f"resuming: {self.already} images already done")
+        done = [0]
+
+        def advance(n: int) -> None:
+            done[0] += n
+            rate = done[0] / max(time.perf_counter() - self.t0, 1e-9)
+            self.bar.update(self.task, advance=n, rate=f"{rate:.1f}")
+
+        return advance
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self.bar.stop()

@@ -1,0 +1,95 @@
+"""Figures drawn from result tables only: each function takes a DataFrame and returns a Figure.
+
+Nothing here computes a metric. The theme is set once by the CLI (`set_theme`), not at import.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+LABELS = {"rfid": "rFID", "l1": "L1", "mse": "MSE", "psnr": "PSNR (dB)", "ssim": "SSIM", "lpips": "LPIPS"}
+
+
+def set_theme() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import seaborn as sns
+
+    sns.set_theme(context="paper", style="whitegrid")
+
+
+def metrics_vs_tokens(metrics: "pd.DataFrame", metrics_order: Sequence[str] = ("rfid", "l1", "psnr", "ssim", "lpips"),
+                      hue: str | None = None) -> "Figure":
+    """One panel per metric: value (with its 95% CI when present) against the number of tokens.
+
+    Args:
+        metrics: rows of ``metrics.csv`` (columns budget, metric, value, ci_low, ci_high).
+        hue: optional column whose values become separate curves (e.g. ``dataset``).
+    """
+    import matplotlib.pyplot as plt
+
+    present = [m for m in metrics_order if m in set(metrics["metric"])]
+    fig, axes = plt.subplots(1, max(len(present), 1), figsize=(3.2 * max(len(present), 1), 3.0), squeeze=False)
+    groups = [(None, metrics)] if hue is None else list(metrics.groupby(hue, sort=False))
+    for ax, m in zip(axes[0], present):
+        for name, g in groups:
+            d = g[g["metric"] == m].dropna(subset=["budget"]).sort_values("budget")
+            x, y = d["budget"].astype(float).to_numpy(), d["value"].to_numpy()
+            ax.plot(x, y, marker="o", label=name)
+            if d["ci_low"].notna().any():
+                ax.fill_between(x, d["ci_low"].to_numpy(float), d["ci_high"].to_numpy(float), alpha=0.2)
+        ax.set_xlabel("tokens")
+        ax.set_title(LABELS.get(m, m))
+        if len(groups) > 1:
+            ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def example_strip(examples: "pd.DataFrame") -> "Figure":
+    """A grid of example images: rows = images, columns = original then each budget.
+
+    Args:
+        examples: columns ``image_id``, ``column`` (``original`` or a budget) and ``path`` (PNG).
+    """
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    ids = list(dict.fromkeys(examples["image_id"]))
+    cols = list(dict.fromkeys(examples["column"]))
+    fig, axes = plt.subplots(len(ids), len(cols), figsize=(1.3 * len(cols), 1.3 * len(ids)), squeeze=False)
+    lookup = {(r.image_id, r.column): r.path for r in examples.itertuples()}
+    for i, image_id in enumerate(ids):
+        for j, col in enumerate(cols):
+            ax = axes[i][j]
+            ax.axis("off")
+            path = lookup.get((image_id, col))
+            if path and Path(path).is_file():
+                ax.imshow(Image.open(path))
+            if i == 0:
+                ax.set_title(str(col) if col == "original" else f"{col} tok", fontsize=8)
+    fig.tight_layout(pad=0.2)
+    return fig
+
+
+def save(fig: "Figure", folder: Path, name: str) -> list[Path]:
+    """Save a figure as PNG and PDF (atomically via temp names) and close it."""
+    import os
+
+    import matplotlib.pyplot as plt
+
+    out = []
+    for ext in ("png", "pdf"):
+        path = Path(folder) / f"{name}.{ext}"
+        tmp = path.with_name(f".{path.stem}.tmp.{ext}")
+        fig.savefig(tmp, dpi=150, bbox_inches="tight", metadata={"CreationDate": None} if ext == "pdf" else None)
+        os.replace(tmp, path)
+        out.append(path)
+    plt.close(fig)
+    return out

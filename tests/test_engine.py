@@ -1,0 +1,164 @@
+"""The sweep engine and `alit-eval fid`: invariances, exact resume, bad inputs, and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from alit_eval.analysis.reconstruction import run
+from alit_eval.cli.app import app
+from alit_eval.engine.runner import SweepRequest
+
+
+def _run(tiny_ckpt, tmp_path, name, **kw):
+    opts = dict(ckpt=str(tiny_ckpt), data="demo-scenes", limit=10, batch_size=4, fid=False)
+    run_kw = {k: kw.pop(k) for k in ("on_batch",) if k in kw}
+    opts.update(kw)
+    return run(SweepRequest(**opts), seed=0, device="cpu", offline=True, results_dir=tmp_path / name,
+               progress=False, **run_kw)
+
+
+def _per_image(run_dir):
+    return pd.read_parquet(run_dir.path / "per_image.parquet")
+
+
+def test_batch_size_and_budget_order_do_not_change_numbers(tiny_ckpt, tmp_path):
+    a, ma = _run(tiny_ckpt, tmp_path, "a", batch_size=1, budgets=[4, 16, 8])
+    b, mb = _run(tiny_ckpt, tmp_path, "b", batch_size=7, budgets=[16, 4, 8])
+    pa, pb = _per_image(a), _per_image(b)
+    assert len(pa) == 10 * 3 and list(pa["budget"].unique()) == [4, 8, 16]
+    # Float noise between batch sizes (~1e-6) can flip a pixel's uint8 rounding by one level, which
+    # moves a 32x32 image's L1 by 1/(255*3072) = 1.3e-6: allow a few such flips, nothing more.
+    np.testing.assert_allclose(pa["l1"], pb["l1"], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(pa["mse"], pb["mse"], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(pa["psnr"], pb["psnr"], rtol=1e-4)
+    np.testing.assert_allclose(pa["ssim"], pb["ssim"], rtol=0, atol=1e-4)
+    np.testing.assert_allclose(ma["value"], mb["value"], rtol=1e-4, atol=1e-5)
+    assert (pa["image_id"] == pb["image_id"]).all() and (pa["halted_2d"] == pb["halted_2d"]).all()
+
+
+def test_pixel_metrics_match_a_naive_recomputation(tiny_ckpt, tmp_path):
+    import torch
+
+    from alit_eval.data.demo import generate
+    from alit_eval.tokenizers.alit.halting import per_image_generators
+    from alit_eval.tokenizers.checkpoints import load_tokenizer
+
+    r, _ = _run(tiny_ckpt, tmp_path, "n", limit=3, budgets=[8])
+    per = _per_image(r)
+    model = load_tokenizer(tiny_ckpt, halting="seeded")
+    samples = [generate("demo-scenes", i, size=32) for i in range(3)]
+    x = torch.from_numpy(np.stack([s.image for s in samples])).permute(0, 3, 1, 2).float() / 255
+    # One batch of three, as the engine ran it, so only the metric code is being compared.
+    out = model.rollout(x, [8], generator=per_image_generators(0, [s.id for s in samples]), halting="seeded")
+    rec = np.floor(out[8].extras["reconstruction_raw"].clamp(0, 1).numpy() * 255 + 0.5).astype(np.float64)
+    for i, row in per.iterrows():
+        d = (rec[i] - samples[i].image.transpose(2, 0, 1).astype(np.float64)) / 255
+        assert row["image_id"] == samples[i].id
+        assert row["l1"] == pytest.approx(np.abs(d).mean(), abs=1e-12)
+        assert row["mse"] == pytest.approx((d ** 2).mean(), abs=1e-12)
+        assert row["psnr"] == pytest.approx(10 * np.log10(1 / (d ** 2).mean()), abs=1e-9)
+
+
+def test_interrupted_run_resumes_to_identical_files(tiny_ckpt, tmp_path):
+    full, _ = _run(tiny_ckpt, tmp_path, "full", fid=True, limit=6, budgets=[4, 16], batch_size=2)
+
+    class Boom(Exception):
+        pass
+
+    seen = []
+
+    def stop_after_two_batches(n):
+        seen.append(n)
+        if len(seen) == 2:
+            raise Boom()
+
+    with pytest.raises(Boom):
+        _run(tiny_ckpt, tmp_path, "cut", fid=True, limit=6, budgets=[4, 16], batch_size=2,
+             on_batch=stop_after_two_batches)
+    cut_dir = next((tmp_path / "cut" / "fid").iterdir())
+    assert not (cut_dir / "meta.json").exists() and len(list((cut_dir / "shards").glob("*.npz"))) == 2
+    resumed, _ = _run(tiny_ckpt, tmp_path, "cut", fid=True, limit=6, budgets=[4, 16], batch_size=2)
+    assert resumed.path == cut_dir
+    assert (full.path / "metrics.csv").read_bytes() == (resumed.path / "metrics.csv").read_bytes()
+    pd.testing.assert_frame_equal(_per_image(full), _per_image(resumed))
+    m = pd.read_csv(full.path / "metrics.csv")
+    assert set(m["metric"]) >= {"rfid", "l1", "psnr", "ssim"} and (m.loc[m.metric == "rfid", "value"] > 0).all()
+
+
+def test_official_halting_resume_continues_the_rng_stream(tiny_ckpt, tmp_path):
+    full, _ = _run(tiny_ckpt, tmp_path, "f", halting="official", limit=4, batch_size=1)
+    calls = []
+
+    def stop(n):
+        calls.append(n)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _run(tiny_ckpt, tmp_path, "c", halting="official", limit=4, batch_size=1, on_batch=stop)
+    resumed, _ = _run(tiny_ckpt, tmp_path, "c", halting="official", limit=4, batch_size=1)
+    pd.testing.assert_frame_equal(_per_image(full), _per_image(resumed))
+
+
+def _bad_folder(root):
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    Image.fromarray(img).save(root / "good.png")
+    Image.fromarray(img).convert("CMYK").save(root / "cmyk.jpg")
+    Image.fromarray(img).convert("RGBA").save(root / "rgba.png")
+    Image.fromarray(np.zeros((1, 1, 3), np.uint8)).save(root / "tiny.png")
+    Image.fromarray((rng.integers(0, 65535, (20, 20))).astype(np.uint16)).save(root / "deep16.png")
+    (root / "text.png").write_text("not an image")
+    data = (root / "good.png").read_bytes()
+    (root / "truncated.png").write_bytes(data[: len(data) // 2])
+    jpg = root / "corrupt.jpg"
+    Image.fromarray(img).save(jpg)
+    (root / "corrupt.jpg").write_bytes(jpg.read_bytes()[:200] + b"\x00" * 50)
+
+
+def test_bad_images_are_skipped_and_reported(tiny_ckpt, tmp_path):
+    _bad_folder(tmp_path / "imgs")
+    r, _ = _run(tiny_ckpt, tmp_path, "bad", data=str(tmp_path / "imgs"), limit=None, budgets=[4])
+    meta = json.loads((r.path / "meta.json").read_text())
+    skipped = {s["id"] for s in meta["extra"]["skipped_images"]}
+    assert {"text.png", "truncated.png", "corrupt.jpg"} <= skipped
+    done = set(_per_image(r)["image_id"])
+    assert {"good.png", "cmyk.jpg", "rgba.png", "tiny.png", "deep16.png"} <= done
+    assert not (skipped & done)
+
+
+def test_cli_fid_writes_the_standard_layout(tiny_ckpt, tmp_path):
+    res = CliRunner().invoke(app, ["--results-dir", str(tmp_path), "--device", "cpu", "fid", "--ckpt", str(tiny_ckpt),
+                                   "--limit", "4", "--budgets", "4,16", "--no-fid", "--run-id", "r1"])
+    assert res.exit_code == 0, res.output
+    folder = tmp_path / "fid" / "r1"
+    for name in ("metrics.csv", "per_image.parquet", "meta.json", "config.json", "figures/metrics_vs_tokens.png",
+                 "figures/examples.png"):
+        assert (folder / name).is_file(), name
+    assert "tokens" in res.output
+    res = CliRunner().invoke(app, ["--results-dir", str(tmp_path), "fid", "--ckpt", str(tiny_ckpt), "--limit", "4",
+                                   "--budgets", "5"])
+    assert res.exit_code != 0 and "not available" in str(res.exception or res.output)
+
+
+def test_fid_stats_and_demo_data_commands(tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(app, ["demo-data", str(tmp_path / "demo"), "--split", "demo-scenes", "-n", "5", "--size", "32"])
+    assert res.exit_code == 0, res.output
+    assert len(list((tmp_path / "demo" / "images").glob("*.png"))) == 5
+    res = runner.invoke(app, ["--results-dir", str(tmp_path / "r"), "fid-stats", str(tmp_path / "demo" / "images"),
+                              str(tmp_path / "ref.npz"), "--size", "32"])
+    assert res.exit_code == 0, res.output
+    from alit_eval.metrics.fid import load_stats_npz
+
+    stats = load_stats_npz(tmp_path / "ref.npz")
+    assert stats.mu.shape == (2048,) and stats.sigma.shape == (2048, 2048) and stats.n == 5
+    res = runner.invoke(app, ["fid-stats", str(tmp_path / "demo" / "images"), str(tmp_path / "ref.npz")])
+    assert res.exit_code != 0  # refuses to overwrite
