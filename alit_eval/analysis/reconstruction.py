@@ -133,7 +133,9 @@ def run(req: Any, *, seed: int, device: str, offline: bool, results_dir: Any, ru
             "checkpoint": p.checkpoint, "dataset": {"name": dataset, **p.config["data"]},
             "preprocess": p.source.preprocess, "fid_reference": p.config["fid_reference"],
             "inception": result.info.get("inception"), "lpips": result.info.get("lpips"),
-            "halting": result.info["halting"], "precision": "fp32",
+            "halting": result.info["halting"], "precision": result.info["precision"],
+            "approximate_precision": result.info["approximate"], "batch_size": result.info["batch_size"],
+            "oom_chunk": result.info["oom_chunk"],
             "skipped_images": [{"id": i, "error": e} for i, e in result.failed],
             "n_images": int(result.per_image["image_id"].nunique()), "processes": dist.world,
         })

@@ -8,6 +8,16 @@ from typing import Optional
 import typer
 
 from alit_eval.cli.options import get_globals, parse_budgets
+from alit_eval.errors import AlitEvalError
+
+
+def parse_batch_size(text: str) -> int:
+    """A positive integer, or ``auto`` (0 internally)."""
+    if text == "auto":
+        return 0
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    raise AlitEvalError(f"--batch-size must be a positive integer or 'auto'; got {text!r}")
 
 
 def fid(
@@ -18,7 +28,9 @@ def fid(
     budgets: Optional[str] = typer.Option(None, "--budgets", help="Token budgets, e.g. 32,64,128,256 (default: all)."),
     preprocess: str = typer.Option("resize-center-crop", "--preprocess",
                                    help="center-crop (official ALIT eval) or resize-center-crop."),
-    batch_size: int = typer.Option(16, "--batch-size", min=1),
+    batch_size: str = typer.Option("16", "--batch-size", help="Images per batch, or 'auto' (back off on out-of-memory)."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 (reported numbers) | bf16 | tf32 (approximate, faster)."),
+    compile_: bool = typer.Option(False, "--compile", help="torch.compile the model and Inception (GPU)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Use at most N images (demo default 100)."),
     subset_seed: Optional[int] = typer.Option(None, "--subset-seed", help="Random subset of --limit images."),
     halting: Optional[str] = typer.Option(None, "--halting",
@@ -51,15 +63,17 @@ def fid(
             --budgets 32,64,128,256 --preprocess center-crop
     """
     g = get_globals(ctx)
+    if precision not in ("fp32", "bf16", "tf32"):
+        raise AlitEvalError(f"--precision must be fp32, bf16 or tf32; got {precision!r}")
     from alit_eval.analysis.reconstruction import run
     from alit_eval.engine.runner import SweepRequest
 
     req = SweepRequest(
         ckpt=ckpt, data=data, budgets=parse_budgets(budgets) if budgets else None, preprocess=preprocess,
-        limit=limit, subset_seed=subset_seed, batch_size=batch_size, halting=halting, workers=workers,
+        limit=limit, subset_seed=subset_seed, batch_size=parse_batch_size(batch_size), halting=halting, workers=workers,
         fid=not no_fid, fid_resize=fid_resize, inception_weights=str(inception_weights) if inception_weights else None,
         lpips_weights=str(lpips_weights) if lpips_weights else None, official_truncation=official_truncation,
-        strict=strict, heads=heads, trust_checkpoint=trust_checkpoint,
+        strict=strict, heads=heads, trust_checkpoint=trust_checkpoint, precision=precision, compile=compile_,
     )
     run_dir, metrics = run(req, seed=g.seed, device=g.device, offline=g.offline, results_dir=g.results_dir,
                            run_id=run_id, overwrite=overwrite, kid=kid, fid_ref=str(fid_ref) if fid_ref else None,

@@ -39,6 +39,8 @@ class SweepRequest:
     capture: tuple[str, ...] = ()
     attention: bool | str = False
     n_examples: int = 6
+    precision: str = "fp32"
+    compile: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -68,14 +70,14 @@ def prepare(req: SweepRequest, *, seed: int, device: str, offline: bool, progres
         device=str(dev), fid=req.fid, fid_resize=req.fid_resize, inception_weights=req.inception_weights,
         lpips_weights=req.lpips_weights, rounding="truncate" if req.official_truncation else "round",
         strict=req.strict, offline=offline, progress=progress, capture=tuple(req.capture),
-        attention=req.attention, n_examples=req.n_examples,
+        attention=req.attention, n_examples=req.n_examples, precision=req.precision, compile=req.compile,
     )
     config = {
         "checkpoint": {"name": info["name"], "sha256": info["sha256"], "heads": req.heads},
         "data": {"source": _portable(req.data), "kind": source.kind, "preprocess": source.preprocess, **source.info},
         "budgets": budgets, "halting": sweep.halting, "seed": seed, "fid": req.fid, "fid_resize": req.fid_resize,
         "inception_weights": req.inception_weights, "lpips_weights": req.lpips_weights,
-        "rounding": sweep.rounding, "strict": req.strict, **req.extra,
+        "rounding": sweep.rounding, "strict": req.strict, "precision": req.precision, **req.extra,
     }
     # Batch size and workers change speed, not numbers (seeded halting); the official halting
     # stream depends on the batch composition, so it is part of the config there.

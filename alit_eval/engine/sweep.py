@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 
 from alit_eval.data.datasets import collate
 from alit_eval.data.sources import Source
+from alit_eval.engine import fastpath
 from alit_eval.engine.distributed import DistInfo, barrier, my_batches
 from alit_eval.engine.store import ShardStore
 from alit_eval.errors import AlitEvalError, DataError
@@ -68,6 +69,8 @@ class SweepConfig:
     offline: bool = False
     progress: bool = True
     capture: tuple[str, ...] = ()  # names in CAPTURES: extra per-image arrays stored per budget
+    precision: str = "fp32"  # fp32 | bf16 | tf32 (engine/fastpath.py)
+    compile: bool = False
     attention: bool | str = False  # passed to rollout when a capture needs attention maps
 
 
@@ -120,6 +123,9 @@ class _Measures:
             from alit_eval.metrics.inception import InceptionFeatures
 
             self.inception = InceptionFeatures(cfg.inception_weights, cfg.fid_resize, device, offline=cfg.offline)
+            self.inception.net = fastpath.channels_last(self.inception.net, device)
+            if cfg.compile:
+                self.inception.net = torch.compile(self.inception.net)
             w = self.inception.weights
             self.info["inception"] = {"path": str(w.path), "source": w.source, "sha256": w.sha256,
                                       "resize": cfg.fid_resize}
@@ -160,10 +166,13 @@ def run_sweep(tokenizer: Any, source: Source, cfg: SweepConfig, run_path: Any, *
     # Every rank must read the same `done` before any rank writes a shard, or the batch plans differ.
     barrier(dist)
     todo = [i for i in range(len(source.dataset)) if i not in done]
-    batches = my_batches(todo, cfg.batch_size, dist)
+    batches = my_batches(todo, fastpath.auto_batch_size(cfg.batch_size, device), dist)
     measures = _Measures(cfg, device)
     if tokenizer is not None and hasattr(tokenizer, "to"):
         tokenizer = tokenizer.to(device)
+        if cfg.compile:
+            tokenizer = fastpath.compile_model(tokenizer)
+    process = fastpath.BackoffProcessor(lambda b: _process(tokenizer, b, budgets, cfg, measures, device))
     if cfg.halting == "official":
         # Faithful reproduction needs the global stream (STYLE.md §10 exception): seed it once,
         # and on resume continue from the state saved after the last finished batch.
@@ -178,7 +187,7 @@ def run_sweep(tokenizer: Any, source: Source, cfg: SweepConfig, run_path: Any, *
                             collate_fn=_collate_with_positions, pin_memory=device.type == "cuda")
         with _progress(cfg.progress and dist.main, sum(map(len, batches)), len(done)) as advance:
             for batch in loader:
-                arrays = _process(tokenizer, batch, budgets, cfg, measures, device)
+                arrays = process(batch)
                 calls += int(len(batch["ids"]) > 0 and bool(budgets))
                 if cfg.strict and batch["failed"]:
                     raise DataError(f"cannot decode {batch['failed'][0][0]}: {batch['failed'][0][1]} (--strict)")
@@ -192,7 +201,9 @@ def run_sweep(tokenizer: Any, source: Source, cfg: SweepConfig, run_path: Any, *
     per_image, failed = _table(store, budgets, source)
     if not len(store.concat("index")):
         raise DataError(f"no image of {source.name} could be decoded ({len(failed)} failed)")
-    info = {"device": str(device), "halting": cfg.halting, **measures.info}
+    info = {"device": str(device), "halting": cfg.halting, "precision": cfg.precision,
+            "approximate": cfg.precision != "fp32", "compile": cfg.compile,
+            "batch_size": fastpath.auto_batch_size(cfg.batch_size, device), "oom_chunk": process.limit, **measures.info}
     return SweepResult(store, budgets, per_image, failed, info, calls)
 
 
@@ -218,8 +229,9 @@ def _process(tokenizer, batch, budgets, cfg, measures, device) -> dict[str, np.n
         if budgets:  # no budgets: a reference-only sweep (originals' features, e.g. fid-stats)
             x = ref.float().div_(255.0)
             gens = per_image_generators(cfg.seed, batch["ids"]) if cfg.halting == "seeded" else None
-            rollout = tokenizer.rollout(x, budgets, decode=True, generator=gens, halting=cfg.halting,
-                                        attention=cfg.attention)
+            with fastpath.precision(cfg.precision, device):
+                rollout = tokenizer.rollout(x, budgets, decode=True, generator=gens, halting=cfg.halting,
+                                            attention=cfg.attention)
         metrics: dict[str, list[np.ndarray]] = {m: [] for m in PIXEL_METRICS + ("lpips", "halted_2d")}
         recons = []
         for b in budgets:
@@ -239,7 +251,8 @@ def _process(tokenizer, batch, budgets, cfg, measures, device) -> dict[str, np.n
             if cols:
                 arrays[name] = np.stack(cols, axis=1)
         if measures.inception is not None:
-            feats = measures.features(torch.cat([ref] + recons))
+            with fastpath.precision(cfg.precision, device):
+                feats = measures.features(torch.cat([ref] + recons))
             n = len(ref)
             arrays["feat_ref"] = feats[:n]
             for j, b in enumerate(budgets):
