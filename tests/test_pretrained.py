@@ -90,7 +90,7 @@ def test_table_holds_the_official_releases_and_demo():
         kind = "quantized" if e.quantized else "continuous"
         assert e.filename == f"{e.preset}_{e.base}_{kind}_latents.pth"
         assert e.url and e.url.startswith("https://www.dropbox.com/scl/fi/") and e.url.endswith("&dl=1")
-        assert e.halting == "official" and e.preprocess == "center-crop"
+        assert e.halting == "seeded" and e.preprocess == "center-crop"
     # the two alit_small VQGAN releases share a file name; the train-set folder keeps them apart
     a, b = (PRETRAINED.get(f"alit_small.vqgan_quantized.{s}") for s in ("in1k", "in100"))
     assert a.filename == b.filename and a.cache_path() != b.cache_path()

@@ -77,7 +77,7 @@ class PretrainedEntry:
     source: str = _OFFICIAL_SOURCE
     sha256: str | None = None
     alt_filenames: tuple[str, ...] = ()
-    halting: str = "official"
+    halting: str = "seeded"
     preprocess: str = "center-crop"
     licence: str = _OFFICIAL_LICENCE
     notes: str = ""
@@ -123,9 +123,9 @@ def _official(
 
 
 # The 7 released files (alit_official.md §1.13). `alit_tiny` exists as a preset but was never
-# released, so it is deliberately absent. The VQGAN variants halt stochastically (official policy
-# reproduces the official random draws); VAE halting is a no-op in the official code, but the
-# official policy still consumes the same random numbers, so it stays the default there too.
+# released, so it is deliberately absent. The VQGAN variants halt stochastically; the default
+# `seeded` policy makes that batch-independent, and `--halting official` (with batch size 1)
+# reproduces the official random draws. VAE halting is a no-op in the official code.
 _official("alit_small", "vqgan", True, "imagenet1k", "u8jyro5wysttp5mvs6gir",
           "1py1s9755gjhdyw5ifd9h2wff", "swdbevjk",
           dropbox_name="alit_vqgan_small_quantized_latent.pth",
@@ -408,13 +408,13 @@ def load_pretrained(
     """Resolve and load a tokenizer; return it with provenance for meta.json.
 
     The halting policy defaults to the entry's (`PretrainedEntry.halting`) for named checkpoints and
-    to ``official`` for local files.
+    to ``seeded`` (batch-independent) for local files.
     """
     from alit_eval.tokenizers.checkpoints import load_tokenizer
 
     path = resolve_checkpoint(name_or_path, offline=offline)
     entry = (PRETRAINED.get(str(name_or_path)) if str(name_or_path) in PRETRAINED else None) if not isinstance(name_or_path, Path) else None
-    policy = halting or (entry.halting if entry else "official")
+    policy = halting or (entry.halting if entry else "seeded")
     model = load_tokenizer(path, trust_checkpoint=trust_checkpoint, heads=heads, halting=policy,
                            name=entry.name if entry else path.stem, device=device)
     info = {"name": model.name, "path": str(path), "sha256": checkpoint_sha256(path),
