@@ -269,36 +269,35 @@ def _process(tokenizer, batch, budgets, cfg, measures, device) -> dict[str, np.n
 
 
 def _table(store: ShardStore, budgets: list[int], source: Source):
+    """The per-image table (one row per image and budget, image-index order), built column-wise."""
     import pandas as pd
 
-    rows = []
     failed: list[tuple[str, str]] = []
-    extra = {}
-    if hasattr(source.dataset, "ground_truth"):
-        extra = {r["id"]: r for r in source.dataset.ground_truth()}
-    labels = {}
-    records = getattr(source.dataset, "records", None)
-    if records is not None:
-        labels = {r.id: r.label for r in records}
-    for shard in store.iter([k for k in ("index", "id", "failed_id", "failed_error", *PIXEL_METRICS, "lpips",
-                                         "halted_2d")]):
+    parts = []
+    keys = ("index", "id", "failed_id", "failed_error", *PIXEL_METRICS, "lpips", "halted_2d")
+    for shard in store.iter(keys):
         failed += list(zip(shard["failed_id"].tolist(), shard["failed_error"].tolist()))
-        for i, (idx, image_id) in enumerate(zip(shard["index"].tolist(), shard["id"].tolist())):
-            gt = extra.get(image_id, {})
-            for j, b in enumerate(budgets):
-                row = {"image_id": image_id, "index": idx, "budget": b,
-                       "label": gt.get("label", labels.get(image_id))}
-                for m in (*PIXEL_METRICS, "lpips", "halted_2d"):
-                    if m in shard:
-                        row[m] = float(shard[m][i, j])
-                for k in ("complexity", "complexity_level", "n_objects"):
-                    if k in gt:
-                        row[k] = gt[k]
-                rows.append(row)
-    df = pd.DataFrame(rows)
-    if not df.empty:
-        df = df.sort_values(["index", "budget"], kind="stable").reset_index(drop=True)
-        df["halted_2d"] = df["halted_2d"].astype("int64")
+        n, nb = len(shard["index"]), len(budgets)
+        if not n or not nb:
+            continue
+        cols = {"image_id": np.repeat(shard["id"].astype(object), nb), "index": np.repeat(shard["index"], nb),
+                "budget": np.tile(np.asarray(budgets, dtype=np.int64), n)}
+        for m in (*PIXEL_METRICS, "lpips", "halted_2d"):
+            if m in shard:
+                cols[m] = shard[m].reshape(-1)  # [n, nb] row-major matches repeat/tile above
+        parts.append(pd.DataFrame(cols))
+    if not parts:
+        return pd.DataFrame(columns=["image_id", "index", "budget", "label"]), failed
+    df = pd.concat(parts, ignore_index=True).sort_values(["index", "budget"], kind="stable").reset_index(drop=True)
+    df["halted_2d"] = df["halted_2d"].astype("int64")
+    labels: dict[str, Any] = {}
+    if getattr(source.dataset, "records", None) is not None:
+        labels = {r.id: r.label for r in source.dataset.records}
+    truth = {r["id"]: r for r in source.dataset.ground_truth()} if hasattr(source.dataset, "ground_truth") else {}
+    df.insert(3, "label", df["image_id"].map(lambda i: truth[i]["label"] if i in truth else labels.get(i)))
+    for k in ("complexity", "complexity_level", "n_objects"):
+        if truth and any(k in r for r in truth.values()):
+            df[k] = df["image_id"].map(lambda i, k=k: truth.get(i, {}).get(k))
     return df, failed
 
 

@@ -1,0 +1,53 @@
+"""``alit-eval attention-viz``: which image regions each 1D token is read from, as the paper draws it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from alit_eval.cli.options import get_globals, parse_budgets, parse_list
+
+
+def attention_viz(
+    ctx: typer.Context,
+    images: Optional[List[Path]] = typer.Argument(None, help="Image files (default: the first demo-scenes image)."),
+    ckpt: str = typer.Option("demo", "--ckpt", help="Checkpoint file or pretrained name (`alit-eval models`)."),
+    budgets: Optional[str] = typer.Option(None, "--budgets", help="Rows: token budgets (default: every iteration)."),
+    tokens: Optional[str] = typer.Option(None, "--tokens", help="Columns: token indices, e.g. 0,5,9 (default: first 32)."),
+    layer: Optional[int] = typer.Option(None, "--layer",
+                                        help="Decoder layer (default: second to last, the official 6 of 8; -1 = last)."),
+    indexing: str = typer.Option("corrected", "--indexing",
+                                 help="corrected (key of token j) or official-notebook (the notebook's off-by-one)."),
+    show_budget: bool = typer.Option(False, "--show-budget", help="Add each budget's reconstruction beside its maps."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default <results-dir>/attention-viz)."),
+    heads: Optional[int] = typer.Option(None, "--heads", min=1, help="Attention heads, if not inferable."),
+    trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="Allow full unpickling (trusted files only)."),
+) -> None:
+    """Draw each token's decoder attention over the 2D grid, overlaid on the image (jet, alpha 0.4),
+    with rows = budgets and an argmax map (each pixel coloured by the token it attends to most).
+
+    Images are resized (bicubic) and centre-cropped as the official custom-image path. Writes
+    <stem>_layer<L>_<indexing>.png/.pdf, the raw maps (.npz) and a .json of the settings.
+
+    Examples:
+
+        alit-eval attention-viz photo.jpg
+
+        alit-eval attention-viz photo.jpg --ckpt alit_small.vqgan_quantized.in100 --budgets 32,128,256 \\
+            --tokens 0,5,9 --show-budget
+    """
+    g = get_globals(ctx)
+    from alit_eval.analysis.attention import render_attention
+
+    files = render_attention(
+        [str(p) for p in images or []], ckpt=ckpt, budgets=parse_budgets(budgets) if budgets else None,
+        tokens=parse_list(tokens, int, option="--tokens", what="a token index") if tokens else None,
+        layer=layer, indexing=indexing, show_budget=show_budget,
+        out_dir=out if out is not None else Path(g.results_dir) / "attention-viz", seed=g.seed,
+        device=g.device, offline=g.offline, heads=heads, trust_checkpoint=trust_checkpoint,
+    )
+    for f in files:
+        if f.suffix == ".png":
+            typer.echo(f"wrote {f}")

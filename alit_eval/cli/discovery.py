@@ -1,0 +1,92 @@
+"""``alit-eval discovery``: do tokens bind to objects? FG-ARI and mIoU of attention argmax segments."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from alit_eval.cli.options import get_globals, parse_budgets
+
+DEMO_LIMIT = 200
+
+
+def discovery(
+    ctx: typer.Context,
+    ckpt: str = typer.Option("demo", "--ckpt", help="Checkpoint file or pretrained name (`alit-eval models`)."),
+    data: str = typer.Option("demo-scenes", "--data", help="Image folder, list or glob (with --masks), or a demo split."),
+    masks: Optional[Path] = typer.Option(None, "--masks",
+                                         help="Folder of instance-mask PNGs named like the images (0 = background)."),
+    budgets: Optional[str] = typer.Option(None, "--budgets", help="Token budgets (default: all)."),
+    indexing: str = typer.Option("corrected", "--indexing", help="corrected or official-notebook."),
+    min_objects: int = typer.Option(1, "--min-objects", min=0, help="Score only images with at least this many objects."),
+    preprocess: str = typer.Option("resize-center-crop", "--preprocess",
+                                   help="center-crop or resize-center-crop (masks get the same geometry)."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help=f"Use at most N images (demo default {DEMO_LIMIT})."),
+    subset_seed: Optional[int] = typer.Option(None, "--subset-seed", help="Random subset of --limit images."),
+    batch_size: int = typer.Option(16, "--batch-size", min=1),
+    halting: Optional[str] = typer.Option(None, "--halting", help="official | seeded | off (default: the checkpoint's)."),
+    workers: int = typer.Option(0, "--workers", min=0, help="DataLoader worker processes."),
+    heads: Optional[int] = typer.Option(None, "--heads", min=1, help="Attention heads, if not inferable."),
+    trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="Allow full unpickling (trusted files only)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default results/discovery/<config hash>)."),
+    run_id: Optional[str] = typer.Option(None, "--run-id", help="Run folder name under results/discovery/."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a folder holding a different run."),
+) -> None:
+    """Assign every pixel to the token its 2D cell attends to most and score the segments against
+    instance masks: FG-ARI and Hungarian mIoU per budget and decoder layer, next to a grid with as
+    many cells as tokens (and one with as many cells as tokens used).
+
+    Examples:
+
+        alit-eval discovery
+
+        alit-eval discovery --ckpt alit_small.vqgan_quantized.in100 --data coco/val2017 \\
+            --masks coco/instance_pngs --limit 500 --budgets 32,64,128,256
+    """
+    g = get_globals(ctx)
+    from alit_eval.analysis.attention import run_discovery
+    from alit_eval.engine.runner import SweepRequest
+
+    if limit is None and data.startswith("demo-"):
+        limit = DEMO_LIMIT
+    req = SweepRequest(ckpt=ckpt, data=data, budgets=parse_budgets(budgets) if budgets else None,
+                       preprocess=preprocess, limit=limit, subset_seed=subset_seed, batch_size=batch_size,
+                       halting=halting, workers=workers, heads=heads, trust_checkpoint=trust_checkpoint)
+    run_dir, metrics, summary = run_discovery(
+        req, indexing=indexing, min_objects=min_objects, masks_dir=str(masks) if masks else None, seed=g.seed,
+        device=g.device, offline=g.offline, results_dir=g.results_dir, run_id=run_id, overwrite=overwrite, out=out)
+    _print(metrics, summary)
+    typer.echo(f"results: {run_dir.path}")
+
+
+def _print(metrics, summary) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from alit_eval.results.schema import parse_condition
+
+    layer = str(summary["layer"])
+    table = Table(title=f"object discovery, decoder layer {layer} (mean over images)")
+    for c in ("tokens", "FG-ARI tokens", "FG-ARI grid", "FG-ARI grid-used", "mIoU tokens", "mIoU grid",
+              "mIoU grid-used"):
+        table.add_column(c, justify="right")
+    for b in sorted(metrics["budget"].dropna().unique()):
+        cells = [str(int(b))]
+        for metric in ("fg_ari", "miou"):
+            for method in ("tokens", "grid", "grid-used"):
+                d = metrics[(metrics["budget"] == b) & (metrics["metric"] == metric)]
+                v = [r["value"] for _, r in d.iterrows()
+                     if parse_condition(r["condition"]).get("method") == method
+                     and parse_condition(r["condition"]).get("layer", layer) == layer]
+                cells.append(f"{v[0]:.3f}" if v and v[0] == v[0] else "")
+        table.add_row(*cells)
+    console = Console()
+    console.print(table)
+    for metric in ("fg_ari", "miou"):
+        gain = summary.get(f"{metric}_gain_vs_grid")
+        if gain:
+            verdict = f"tokens vs grid: {summary[f'{metric}_tokens_vs_grid']} (95% CI of the paired gain)"
+            console.print(f"{metric} gain over grid at {summary['budget']} tokens: {gain['value']:+.3f} "
+                          f"[{gain['ci'][0]:+.3f}, {gain['ci'][1]:+.3f}] (n={gain['n']}): {verdict}")

@@ -1,0 +1,239 @@
+"""Figures about what tokens mean: probe accuracy, token selection, attention maps, object discovery.
+
+Like `alit_eval.results.plots`, every function takes tables (or ready-made arrays for image panels)
+and returns a Figure; nothing here computes a metric. Attention maps arrive already upsampled and
+min-max normalised (`alit_eval.analysis.attention.overlay_maps`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+KIND_ORDER = ("latent", "codes", "codes-flat", "2d", "2d+first", "base2d")
+
+
+def _with_condition(metrics: "pd.DataFrame") -> "pd.DataFrame":
+    import pandas as pd
+
+    from alit_eval.results.schema import parse_condition
+
+    cond = pd.DataFrame([parse_condition(c) for c in metrics["condition"]], index=metrics.index)
+    return pd.concat([metrics, cond], axis=1)
+
+
+def _curve(ax: Any, d: "pd.DataFrame", **style: Any) -> None:
+    d = d.sort_values("budget")
+    x = d["budget"].astype(float).to_numpy()
+    ax.plot(x, d["value"].to_numpy(float), marker="o", markersize=3, **style)
+    if d["ci_low"].notna().any():
+        ax.fill_between(x, d["ci_low"].to_numpy(float), d["ci_high"].to_numpy(float), alpha=0.15,
+                        color=ax.lines[-1].get_color())
+
+
+def probe_accuracy_vs_tokens(metrics: "pd.DataFrame") -> "Figure":
+    """Top-1 (and top-5) probe accuracy against tokens: one curve per feature kind, the
+    reconstruction view dashed, budget-free kinds and chance levels as horizontal lines.
+
+    Args:
+        metrics: rows of a downstream ``metrics.csv``.
+    """
+    import matplotlib.pyplot as plt
+
+    m = _with_condition(metrics)
+    panels = [k for k in ("top1", "top5") if (m["metric"] == k).any()]
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(4.2 * max(len(panels), 1), 3.2), squeeze=False)
+    for ax, metric in zip(axes[0], panels):
+        d = m[m["metric"] == metric]
+        kinds = [k for k in KIND_ORDER if k in set(d.get("feature", []))]
+        for kind in kinds:
+            dk = d[(d["feature"] == kind) & (d["view"] == "tokens")]
+            if dk["budget"].isna().all():
+                ax.axhline(float(dk["value"].iloc[0]), linestyle="-.", color="grey", linewidth=1, label=f"{kind}")
+            else:
+                _curve(ax, dk, label=kind)
+        rec = d[d["view"] == "reconstruction"]
+        if len(rec):
+            _curve(ax, rec, label="latent of reconstruction", linestyle="--", color="black")
+        for name, style in (("chance_majority", ":"), ("chance_uniform", (0, (1, 4)))):
+            c = m[m["metric"] == name]
+            if len(c) and metric == "top1":
+                ax.axhline(float(c["value"].iloc[0]), linestyle=style, color="tab:red", linewidth=1,
+                           label=name.replace("_", " "))
+        ax.set_xlabel("tokens")
+        ax.set_ylabel(f"{metric} accuracy (held-out)")
+        ax.set_ylim(0, 1.02)
+        ax.legend(fontsize="x-small", loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def regression_vs_tokens(metrics: "pd.DataFrame") -> "Figure":
+    """Ridge-probe R² against tokens, one panel per target, one curve per feature kind."""
+    import matplotlib.pyplot as plt
+
+    m = _with_condition(metrics)
+    d = m[m["metric"] == "r2"]
+    targets = list(dict.fromkeys(d["target"]))
+    fig, axes = plt.subplots(1, len(targets), figsize=(4.2 * len(targets), 3.2), squeeze=False)
+    for ax, target in zip(axes[0], targets):
+        dt = d[d["target"] == target]
+        for kind in [k for k in KIND_ORDER if k in set(dt["feature"])]:
+            dk = dt[dt["feature"] == kind]
+            if dk["budget"].isna().all():
+                ax.axhline(float(dk["value"].iloc[0]), linestyle="-.", color="grey", linewidth=1, label=kind)
+            else:
+                _curve(ax, dk, label=kind)
+        ax.axhline(0.0, color="black", linewidth=0.5)
+        ax.set_xlabel("tokens")
+        ax.set_ylabel(f"R² ({target}, held-out)")
+        ax.legend(fontsize="x-small")
+    fig.tight_layout()
+    return fig
+
+
+def selected_tokens_hist(per_image: "pd.DataFrame", columns: Sequence[str], budgets: Sequence[int],
+                         fallback: Mapping[str, str] | None = None) -> "Figure":
+    """Bars of how many images each criterion assigns to each budget (plus "never").
+
+    Args:
+        per_image: one row per image with ``selected_tokens_<criterion>`` columns (NaN = never).
+        columns: the columns to draw, one panel each.
+        budgets: the budgets, in order, for the x axis.
+        fallback: column -> a 0/1 column marking images the criterion assigned by its fallback
+            (drawn hatched on top of the bar).
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, axes = plt.subplots(1, len(columns), figsize=(3.6 * len(columns), 3.0), squeeze=False, sharey=True)
+    titles = {"l1": "reconstruction L1 < threshold", "probe": "probe correct (tokens)",
+              "recon_probe": "probe correct (reconstruction)"}
+    for ax, col in zip(axes[0], columns):
+        v = per_image[col].to_numpy(float)
+        fb = np.zeros(len(v), bool)
+        if fallback and col in fallback and fallback[col] in per_image:
+            fb = per_image[fallback[col]].to_numpy(float) > 0.5
+        names = [str(b) for b in budgets] + ["never"]
+        met = [int(np.sum((v == b) & ~fb)) for b in budgets] + [int(np.isnan(v).sum())]
+        fell = [int(np.sum((v == b) & fb)) for b in budgets] + [0]
+        ax.bar(range(len(names)), met, color=["tab:blue"] * len(budgets) + ["tab:grey"])
+        if any(fell):
+            ax.bar(range(len(names)), fell, bottom=met, color="white", edgecolor="tab:blue", hatch="///",
+                   label="fallback (no budget met it)")
+            ax.legend(fontsize="x-small")
+        ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+        ax.set_xlabel("selected tokens")
+        ax.set_title(titles.get(col.removeprefix("selected_tokens_"), col), fontsize=9)
+    axes[0][0].set_ylabel("images")
+    fig.tight_layout()
+    return fig
+
+
+def attention_grid(image: "np.ndarray", maps: Mapping[int, "np.ndarray"], tokens: Sequence[int],
+                   argmax: Mapping[int, "np.ndarray"], recons: Mapping[int, "np.ndarray"] | None = None,
+                   title: str = "", alpha: float = 0.4) -> "Figure":
+    """Rows = budgets; columns = image, (reconstruction), argmax map, then one overlay per token.
+
+    Args:
+        image: uint8 ``[H, W, 3]`` preprocessed input.
+        maps: budget -> ``[n_tokens_at_budget, H, W]`` in [0, 1]; tokens beyond it stay blank.
+        tokens: token indices, one column each.
+        argmax: budget -> ``[H, W]`` int, the token each pixel attends to most.
+        recons: budget -> uint8 ``[H, W, 3]`` reconstruction, drawn beside the maps when given.
+        title: figure title.
+        alpha: opacity of the jet map over the image (0.4 in the published figures).
+    """
+    import matplotlib.pyplot as plt
+
+    budgets = sorted(maps)
+    lead = ["image"] + (["reconstruction"] if recons else []) + ["argmax token"]
+    ncol = len(lead) + len(tokens)
+    fig, axes = plt.subplots(len(budgets), ncol, figsize=(0.95 * ncol, 1.0 * len(budgets) + 0.4), squeeze=False)
+    cmap = plt.get_cmap("tab20")
+    for r, b in enumerate(budgets):
+        row = axes[r]
+        for ax in row:
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for s in ax.spines.values():
+                s.set_visible(False)
+        row[0].imshow(image)
+        row[0].set_ylabel(f"{b} tok", fontsize=7)
+        c = 1
+        if recons:
+            row[c].imshow(recons[b])
+            c += 1
+        row[c].imshow(argmax[b] % 20, cmap=cmap, vmin=0, vmax=19, interpolation="nearest")
+        for j, t in enumerate(tokens):
+            ax = row[len(lead) + j]
+            if t < len(maps[b]):
+                ax.imshow(image)
+                ax.imshow(maps[b][t], cmap="jet", alpha=alpha, vmin=0.0, vmax=1.0)
+            if r == 0:
+                ax.set_title(f"t{t}", fontsize=6)
+        if r == 0:
+            for k, name in enumerate(lead):
+                row[k].set_title(name, fontsize=6)
+    fig.tight_layout(pad=0.1, h_pad=0.1, w_pad=0.1)
+    if title:  # above the axes, after tight_layout (which ignores suptitles); saved with bbox "tight"
+        fig.suptitle(title, fontsize=8, y=1.0, va="bottom")
+    return fig
+
+
+def discovery_vs_tokens(metrics: "pd.DataFrame") -> "Figure":
+    """FG-ARI and mIoU against tokens: one curve per decoder layer, grid baselines dashed/dotted."""
+    import matplotlib.pyplot as plt
+
+    m = _with_condition(metrics)
+    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.2), squeeze=False)
+    for ax, metric, label in zip(axes[0], ("fg_ari", "miou"), ("FG-ARI", "mIoU (Hungarian)")):
+        d = m[m["metric"] == metric]
+        tok = d[d["method"] == "tokens"]
+        for layer in sorted(set(tok["layer"]), key=int):
+            _curve(ax, tok[tok["layer"] == layer], label=f"tokens, layer {layer}")
+        grid = d[d["method"] == "grid"]
+        if len(grid):
+            _curve(ax, grid, label="grid (N cells)", linestyle="--", color="black")
+        used = d[d["method"] == "grid-used"]
+        for layer in sorted(set(used["layer"]), key=int)[-1:]:
+            _curve(ax, used[used["layer"] == layer], label=f"grid (used tokens, layer {layer})", linestyle=":",
+                   color="grey")
+        ax.set_xlabel("tokens")
+        ax.set_ylabel(label)
+        ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
+        ax.legend(fontsize="x-small")
+    fig.tight_layout()
+    return fig
+
+
+def discovery_examples(images: Sequence["np.ndarray"], masks: Sequence["np.ndarray"],
+                       segments: Sequence["np.ndarray"], titles: Sequence[str] = ()) -> "Figure":
+    """Rows = images; columns = image, ground-truth instances (background black), token segments.
+
+    Args:
+        images: uint8 ``[H, W, 3]`` each; masks: int ``[H, W]`` instance ids (0 = background);
+        segments: int ``[H, W]`` token ids; titles: one line per image (e.g. its scores).
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, axes = plt.subplots(len(images), 3, figsize=(4.2, 1.45 * len(images) + 0.3), squeeze=False)
+    for r, (img, mask, seg) in enumerate(zip(images, masks, segments)):
+        axes[r][0].imshow(img, interpolation="nearest")
+        axes[r][1].set_facecolor("black")
+        axes[r][1].imshow(np.ma.masked_equal(mask, 0) % 20, cmap="tab20", vmin=0, vmax=19, interpolation="nearest")
+        axes[r][2].imshow(seg % 20, cmap="tab20", vmin=0, vmax=19, interpolation="nearest")
+        for ax in axes[r]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        if r < len(titles):
+            axes[r][1].set_title(titles[r], fontsize=6)
+    for ax, name in zip(axes[-1], ("image", "instances", "token argmax")):
+        ax.set_xlabel(name, fontsize=7)
+    fig.tight_layout(pad=0.2)
+    return fig
