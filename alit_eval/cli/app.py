@@ -41,9 +41,9 @@ COMMANDS: dict[str, str] = {
     "downstream": "alit_eval.cli.downstream:downstream",
     "attention-viz": "alit_eval.cli.attention_viz:attention_viz",
     "discovery": "alit_eval.cli.discovery:discovery",
-    # "report": "alit_eval.cli.report:report",
-    # "rate-distortion": "alit_eval.cli.rate_distortion:rate_distortion",
-    # "profile": "alit_eval.cli.profile:profile",
+    "report": "alit_eval.cli.report:report",
+    "rate-distortion": "alit_eval.cli.rate_distortion:rate_distortion",
+    "profile": "alit_eval.cli.profile:profile",
 }
 
 INTERRUPTED_MESSAGE = "interrupted; rerun the same command to resume"

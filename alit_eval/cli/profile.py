@@ -1,0 +1,82 @@
+"""``alit-eval profile``: FLOPs, parameters and latency per token budget (compute accounting)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from alit_eval.cli.options import get_globals, parse_budgets
+from alit_eval.errors import AlitEvalError
+
+
+def profile(
+    ctx: typer.Context,
+    ckpt: str = typer.Option("demo", "--ckpt", help="Checkpoint file or pretrained name (`alit-eval models`)."),
+    budgets: Optional[str] = typer.Option(None, "--budgets", help="Token budgets, e.g. 32,64,128,256 (default: all)."),
+    batch_size: int = typer.Option(1, "--batch-size", min=1, help="Images per call (the official eval uses 1)."),
+    repeats: int = typer.Option(5, "--repeats", min=1, help="Timed calls per measurement (median reported)."),
+    warmup: int = typer.Option(1, "--warmup", min=0, help="Untimed calls before timing."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 | bf16 (autocast) | tf32 (CUDA matmuls)."),
+    no_fid: bool = typer.Option(False, "--no-fid", help="Skip the FID Inception feature extractor."),
+    inception_weights: Optional[Path] = typer.Option(None, "--inception-weights", help="FID Inception weights file."),
+    heads: Optional[int] = typer.Option(None, "--heads", min=1, help="Attention heads, if not inferable."),
+    trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="Allow full unpickling (trusted files only)."),
+    run_id: Optional[str] = typer.Option(None, "--run-id", help="Run folder name under results/profile/."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a folder holding a different run."),
+) -> None:
+    """Count FLOPs and parameters and time the tokenizer per budget: the rollout to each budget (grows
+    with the budget), the pixel decode of each budget, one all-budget sweep and the FID features.
+
+    Writes compute.csv, params.csv, metrics.csv and figures/cost_structure under results/profile/.
+
+    Examples:
+
+        alit-eval profile
+
+        alit-eval --device cuda profile --ckpt alit_small.vqgan_quantized.in100 --budgets 32,64,128,256
+    """
+    g = get_globals(ctx)
+    if precision not in ("fp32", "bf16", "tf32"):
+        raise AlitEvalError(f"--precision must be fp32, bf16 or tf32; got {precision!r}")
+    from alit_eval.analysis.compute import run
+
+    run_dir, table, params = run(
+        ckpt, parse_budgets(budgets) if budgets else None, device=g.device, seed=g.seed, offline=g.offline,
+        results_dir=g.results_dir, batch_size=batch_size, repeats=repeats, warmup=warmup, precision=precision,
+        fid=not no_fid, inception_weights=str(inception_weights) if inception_weights else None, heads=heads,
+        trust_checkpoint=trust_checkpoint, run_id=run_id, overwrite=overwrite,
+    )
+    print_tables(table, params)
+    typer.echo(f"results: {run_dir.path}")
+
+
+def print_tables(table, params) -> None:
+    """Print the compute table (stages x budgets) and the parameter counts."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    t = Table(title="compute per image")
+    for name in ("stage", "tokens", "GFLOPs", "recurrent enc.", "latent dec.", "base dec.", "latency ms"):
+        t.add_column(name, justify="left" if name == "stage" else "right")
+
+    def fmt(v, spec=".4g") -> str:
+        return "-" if v is None or v != v else format(v, spec)
+
+    for r in table.itertuples(index=False):
+        budget = "all" if r.stage == "sweep" else ("" if str(r.budget) == "<NA>" else str(r.budget))
+        t.add_row(r.stage, budget, fmt(r.gflops), fmt(r.gflops_encoder_transformer), fmt(r.gflops_alit_decoder),
+                  fmt(r.gflops_base_decoder), fmt(r.latency_ms, ".1f"))
+    console.print(t)
+    p = Table(title="parameters")
+    p.add_column("component")
+    p.add_column("params", justify="right")
+    p.add_column("share", justify="right")
+    for r in params.itertuples(index=False):
+        p.add_row(r.component, f"{int(r.params):,}", f"{100 * r.share:.1f}%")
+    console.print(p)
+    first = table.iloc[0]
+    console.print(f"device {first['device']}, precision {first['precision']}, batch {first['batch_size']}, "
+                  f"median of {first['repeats']} runs")
