@@ -90,7 +90,7 @@ def write_examples(result: Any, folder: Any) -> "Any":
 
 def run(req: Any, *, seed: int, device: str, offline: bool, results_dir: Any, run_id: str | None = None,
         overwrite: bool = False, kid: bool = False, fid_ref: str | None = None, out: Any = None,
-        progress: bool = True, on_batch: Any = None) -> tuple[Any, Any]:
+        progress: bool = True, on_batch: Any = None, compute: bool = False) -> tuple[Any, Any]:
     """`alit-eval fid` end to end; returns ``(run_dir, metrics)``."""
     from pathlib import Path
 
@@ -129,6 +129,13 @@ def run(req: Any, *, seed: int, device: str, offline: bool, results_dir: Any, ru
             write_csv(examples.assign(path=[str(Path(x).relative_to(run.path)) for x in examples["path"]]),
                       run.path / "examples" / "examples.csv")
             plots.save(plots.example_strip(examples), run.figures, "examples")
+        if compute:
+            from alit_eval.analysis.compute import compute_table
+
+            # FLOPs per image and stage (no timing: the sweep's own wall time is in meta.json).
+            table = compute_table(p.tokenizer, result.budgets, result.info["device"], latency=False,
+                                  fid=req.fid, inception=None, seed=seed)
+            write_csv(table, run.path / "compute.csv")
         run.finish(seed=seed, device=result.info["device"], extra={
             "checkpoint": p.checkpoint, "dataset": {"name": dataset, **p.config["data"]},
             "preprocess": p.source.preprocess, "fid_reference": p.config["fid_reference"],

@@ -40,6 +40,7 @@ def fid(
     fid_ref: Optional[Path] = typer.Option(None, "--fid-ref", help="Reference stats .npz (mu/sigma) instead of the originals."),
     no_fid: bool = typer.Option(False, "--no-fid", help="Skip Inception features and rFID."),
     kid: bool = typer.Option(False, "--kid", help="Also compute KID."),
+    no_compute: bool = typer.Option(False, "--no-compute", help="Skip the FLOP accounting (compute.csv)."),
     inception_weights: Optional[Path] = typer.Option(None, "--inception-weights", help="FID Inception weights file."),
     lpips_weights: Optional[Path] = typer.Option(None, "--lpips-weights", help="torchvision AlexNet state_dict for LPIPS."),
     official_truncation: bool = typer.Option(False, "--official-truncation",
@@ -77,7 +78,7 @@ def fid(
     )
     run_dir, metrics = run(req, seed=g.seed, device=g.device, offline=g.offline, results_dir=g.results_dir,
                            run_id=run_id, overwrite=overwrite, kid=kid, fid_ref=str(fid_ref) if fid_ref else None,
-                           out=out)
+                           out=out, compute=not no_compute)
     if run_dir is None:  # a torchrun worker: rank 0 reports
         return
     print_table(metrics)
