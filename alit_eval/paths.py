@@ -42,3 +42,21 @@ def env_offline() -> bool:
     return any(
         os.environ.get(name, "").strip().lower() in _TRUE for name in (OFFLINE_ENV, HF_OFFLINE_ENV)
     )
+
+
+def portable(path: str | Path) -> str:
+    """A path as recorded in ``meta.json``: package files relative to the package, files under the
+    home folder as ``~/...``, so results copied to another machine (or committed) name no local
+    folders; other paths are kept as they are."""
+    p = Path(path).expanduser()
+    try:
+        p = p.resolve()
+    except OSError:
+        return str(path)
+    pkg = Path(__file__).resolve().parent
+    for root, label in ((pkg, "alit_eval"), (Path.home().resolve(), "~")):
+        try:
+            return str(Path(label) / p.relative_to(root))
+        except ValueError:
+            continue
+    return str(p)

@@ -8,8 +8,9 @@ present, else a random model of that configuration) and the same images (demo sc
       per requested budget: PNGs read back and FID computed from the two folders (pytorch-fid style:
       Inception over the reconstructions AND again over the GT for every budget);
   (b) `alit-eval fid` (engine) for the same budgets, batched;
-  (c) the floor: one batched rollout to the largest budget, one pixel decode per requested budget,
-      one Inception pass per reconstruction and per original; no I/O, no metrics.
+  (c) the floor: one batched rollout to the largest budget (same halting policy as (b), so the ALIT
+      decoder runs at every iteration), one pixel decode per requested budget, one Inception pass
+      per reconstruction and per original; no I/O, no metrics, no setup.
 
 Prints images/s of each and the ratios (b)/(a) and (b)/(c) measured side by side in one run.
     python benchmarks/bench_fid.py [--n 16] [--device cpu|cuda] [--budgets 32,64,128,256]
@@ -98,11 +99,15 @@ def alit_eval_way(ckpt: Path, folder: Path, budgets, results: Path, device: str,
 
 
 def floor(model, inception, paths, budgets, device, batch_size: int) -> float:
+    from alit_eval.tokenizers.alit.halting import per_image_generators
+
     images = torch.stack([torch.from_numpy(np.array(Image.open(p).convert("RGB"))).permute(2, 0, 1) for p in paths])
     t0 = time.perf_counter()
     for i in range(0, len(images), batch_size):
         u8 = images[i:i + batch_size].to(device)
-        r = model.rollout(u8.float() / 255, budgets, halting="off")
+        # Same halting as (b): it needs the ALIT decoder's logits at every iteration.
+        gens = per_image_generators(0, [p.name for p in paths[i:i + batch_size]])
+        r = model.rollout(u8.float() / 255, budgets, generator=gens, halting="seeded")
         recs = [(r[b].reconstruction * 255 + 0.5).to(torch.uint8) for b in budgets]
         inception(torch.cat([u8] + recs))
     return time.perf_counter() - t0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -24,6 +25,7 @@ from alit_eval.engine import fastpath
 from alit_eval.engine.distributed import DistInfo, barrier, my_batches
 from alit_eval.engine.store import ShardStore
 from alit_eval.errors import AlitEvalError, DataError
+from alit_eval.paths import portable
 from alit_eval.metrics.fid import FeatureStats
 from alit_eval.metrics.pixel import pixel_metrics, to_uint8
 from alit_eval.tokenizers.alit.halting import per_image_generators
@@ -127,12 +129,13 @@ class _Measures:
             if cfg.compile:
                 self.inception.net = torch.compile(self.inception.net)
             w = self.inception.weights
-            self.info["inception"] = {"path": str(w.path), "source": w.source, "sha256": w.sha256,
+            self.info["inception"] = {"path": portable(w.path), "source": w.source, "sha256": w.sha256,
                                       "resize": cfg.fid_resize}
         from alit_eval.metrics.perceptual import load_lpips
 
         self.lpips, reason = load_lpips(cfg.lpips_weights, device=device, offline=cfg.offline)
-        self.info["lpips"] = reason or "computed"
+        # The reason names where the weights were looked for; record it without the home folder.
+        self.info["lpips"] = (reason or "computed").replace(str(Path.home()), "~")
         if reason:
             log.warning("%s", reason)
 

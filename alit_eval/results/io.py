@@ -393,7 +393,7 @@ def build_meta(
         "config": dict(config),
         "seed": seed,
         "device": device,
-        "command_line": list(sys.argv),
+        "command_line": [Path(sys.argv[0]).name, *sys.argv[1:]] if sys.argv else [],
         "packages": package_versions(),
         "platform": {
             "python": platform.python_version(), "implementation": platform.python_implementation(),

@@ -410,6 +410,7 @@ def load_pretrained(
     The halting policy defaults to the entry's (`PretrainedEntry.halting`) for named checkpoints and
     to ``seeded`` (batch-independent) for local files.
     """
+    from alit_eval.paths import portable
     from alit_eval.tokenizers.checkpoints import load_tokenizer
 
     path = resolve_checkpoint(name_or_path, offline=offline)
@@ -417,7 +418,7 @@ def load_pretrained(
     policy = halting or (entry.halting if entry else "seeded")
     model = load_tokenizer(path, trust_checkpoint=trust_checkpoint, heads=heads, halting=policy,
                            name=entry.name if entry else path.stem, device=device)
-    info = {"name": model.name, "path": str(path), "sha256": checkpoint_sha256(path),
+    info = {"name": model.name, "path": portable(path), "sha256": checkpoint_sha256(path),
             "config": model.cfg.to_dict(), "halting": policy,
             "default_preprocess": entry.preprocess if entry else None}
     return model, info
