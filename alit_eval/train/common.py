@@ -1,0 +1,114 @@
+"""Shared pieces of the demo-tokenizer training: data batches, LR schedule, seeded init, resumable state.
+
+Randomness is a pure function of ``(seed, step)``: the batch of step ``s`` and every draw made at that
+step come from generators seeded with ``(seed, s)``. Resuming from a checkpoint therefore needs only
+the step counter, the model and the optimiser, and gives bit-identical training to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from alit_eval.data.demo import TRAIN_SEED, generate
+
+# Training draws indices from [0, TRAIN_INDEX_RANGE); monitoring uses indices above it (same seed 1),
+# so neither touches the evaluation seed 0.
+TRAIN_INDEX_RANGE = 10_000_000
+MONITOR_INDEX_START = 20_000_000
+
+
+def step_rng(seed: int, step: int, stream: int = 0) -> np.random.Generator:
+    """A numpy generator that depends only on ``(seed, step, stream)``."""
+    return np.random.default_rng([int(seed), int(step), int(stream)])
+
+
+def step_generator(seed: int, step: int, stream: int = 0) -> torch.Generator:
+    """A CPU torch generator that depends only on ``(seed, step, stream)``."""
+    g = torch.Generator(device="cpu")
+    g.manual_seed(int(step_rng(seed, step, stream).integers(0, 2**62)))
+    return g
+
+
+def scene_batch(indices: np.ndarray, size: int, seed: int = TRAIN_SEED) -> torch.Tensor:
+    """Generate `demo-scenes` images ``[B,3,size,size]`` float32 in [0,1] for the given indices."""
+    arr = np.stack([generate("demo-scenes", int(i), seed=seed, size=size).image for i in indices])
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
+
+
+def train_batch(seed: int, step: int, batch: int, size: int) -> torch.Tensor:
+    """The training batch of one step (random scene indices, horizontal flips), ``[B,3,S,S]`` in [0,1]."""
+    rng = step_rng(seed, step, 1)
+    x = scene_batch(rng.integers(0, TRAIN_INDEX_RANGE, size=batch), size)
+    flip = torch.from_numpy(rng.random(batch) < 0.5)
+    return torch.where(flip[:, None, None, None], x.flip(-1), x)
+
+
+def monitor_batch(n: int, size: int) -> torch.Tensor:
+    """A fixed held-out (seed 1, disjoint indices) batch for progress logging."""
+    return scene_batch(np.arange(MONITOR_INDEX_START, MONITOR_INDEX_START + n), size)
+
+
+def lr_at(step: int, total: int, peak: float, warmup: int, floor: float = 0.0) -> float:
+    """Linear warm-up then half-cosine decay to ``floor`` (per-iteration, like the official lr_sched)."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    frac = min(1.0, (step - warmup) / max(1, total - warmup))
+    return floor + (peak - floor) * 0.5 * (1.0 + math.cos(math.pi * frac))
+
+
+def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    for group in opt.param_groups:
+        group["lr"] = lr
+
+
+def decay_groups(model: torch.nn.Module, weight_decay: float, trainable_only: bool = True) -> list[dict[str, Any]]:
+    """timm-style ``add_weight_decay``: no decay on 1-D parameters and biases (alit_official.md §1.12)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if trainable_only and not p.requires_grad:
+            continue
+        (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
+    return [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": weight_decay}]
+
+
+@contextlib.contextmanager
+def seeded_init(seed: int) -> Iterator[None]:
+    """Module constructors draw from the global RNG; fork it so construction is seeded and isolated."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def save_state(path: Path, **state: Any) -> None:
+    """Atomically write a training checkpoint (tensors, ints, floats, dicts; readable with weights_only)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+class Logger:
+    """Append-only text log (and stdout) with elapsed wall time."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.t0 = time.time()
+
+    def __call__(self, msg: str) -> None:
+        line = f"[{time.time() - self.t0:7.1f}s] {msg}"
+        print(line, flush=True)
+        if self.path is not None:
+            with open(self.path, "a") as f:
+                f.write(line + "\n")

@@ -1,0 +1,78 @@
+"""Train the bundled demo ALIT tokenizer end to end: ``python -m alit_eval.train.demo --out DIR``.
+
+Stages (alit_official.md §1.12, scaled down to 2 CPU cores; details in `alit_eval/assets/MODEL_CARD.md`):
+
+0. a tiny MaskGIT-style base VQGAN on `demo-scenes` (`base_vqgan.py`);
+1. ALIT latent distillation with the base frozen (`distill.py`).
+
+Everything is seeded and resumable: training state goes to ``DIR`` every few steps and whenever the
+``--minutes`` wall-clock budget of this invocation runs out; rerun with ``--resume`` to continue exactly
+where it stopped. The final weights are written to ``DIR/demo_tokenizer.safetensors`` (``--install``
+also copies them to the package's ``assets/``). Training data is `demo-scenes` with seed 1
+(`TRAIN_SEED`); evaluation (``evaluate_demo.py``) uses seed 0 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from alit_eval.tokenizers.checkpoints import save_tokenizer
+from alit_eval.train.base_vqgan import BaseTrainConfig, train_base
+from alit_eval.train.common import Logger
+from alit_eval.train.distill import DistillConfig, train_distill
+
+ASSET = Path(__file__).resolve().parent.parent / "assets" / "demo_tokenizer.safetensors"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Train the demo ALIT tokenizer (stage 0 base VQGAN, stage 1 distillation).")
+    ap.add_argument("--out", required=True, type=Path, help="scratch directory for checkpoints and the log")
+    ap.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
+    ap.add_argument("--minutes", type=float, default=None, help="wall-clock budget of this invocation")
+    ap.add_argument("--base-steps", type=int, default=BaseTrainConfig.steps)
+    ap.add_argument("--distill-steps", type=int, default=DistillConfig.steps)
+    ap.add_argument("--distill-batch", type=int, default=DistillConfig.batch)
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    ap.add_argument("--install", action="store_true", help="copy the final weights to the package assets")
+    ap.add_argument("--export-partial", action="store_true",
+                    help="write the tokenizer from the latest stage-1 checkpoint even if training has not finished")
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    log = Logger(args.out / "train.log")
+    deadline = time.time() + 60 * args.minutes if args.minutes else None
+    base_cfg = BaseTrainConfig(steps=args.base_steps)
+    dist_cfg = DistillConfig(steps=args.distill_steps, batch=args.distill_batch)
+    log(f"config: base {asdict(base_cfg)}")
+    base, done = train_base(base_cfg, args.out, resume=args.resume, deadline=deadline, log=log)
+    if not done:
+        return 3
+    model, done = train_distill(dist_cfg, base, args.out, resume=args.resume, deadline=deadline, log=log,
+                                stop_at=0 if args.export_partial else None)
+    if not done and not args.export_partial:
+        return 3
+    meta = {
+        "training": "alit_eval.train.demo (stage 0 base VQGAN + stage 1 latent distillation)",
+        "base_train_config": str(asdict(base_cfg)),
+        "distill_train_config": str({k: v for k, v in asdict(dist_cfg).items() if k != "alit"}),
+        "train_data": "demo-scenes seed 1 (TRAIN_SEED)",
+        "finished": str(done),
+    }
+    out = save_tokenizer(model, args.out / "demo_tokenizer.safetensors", meta)
+    log(f"wrote {out}")
+    if args.install:
+        shutil.copyfile(out, ASSET)
+        log(f"installed to {ASSET}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

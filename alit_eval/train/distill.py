@@ -1,0 +1,208 @@
+"""Stage 1: ALIT latent distillation on top of the frozen base VQGAN (alit_official.md §1.11, stage 1).
+
+At every rollout iteration ``t`` the loss is
+
+    lambda_t * CE(logits_t, gt) + 1.0 * MSE(softmax(logits_t) @ sg(codebook), codebook[gt]) + VQ_t
+
+with ``lambda = [2.5, 2.0, 1.5, 1.25, 1.0, ...]`` and ``VQ_t = 0.25 ||sg(q) - z||^2 + ||q - sg(z)||^2`` on
+the L2-normalised 12-d vectors. The differentiable forward is assembled from the model's own pieces
+(`initial_sequence`, `encoder`, `quantize_latents`, `decode_tokens`, `latent_template`,
+`encoder_ln_recursive`) and mirrors `AlitTokenizer.rollout`, including the 2D-token halting between
+iterations (Bernoulli draws from a per-step seeded generator, the model's 0.55 threshold), so the
+network is trained on the same inputs it sees at inference. Gradients flow through all iterations.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from alit_eval.tokenizers.alit import halting as halting_rng
+from alit_eval.tokenizers.alit.config import AlitConfig
+from alit_eval.tokenizers.alit.model import AlitTokenizer
+from alit_eval.tokenizers.base2d.config import Base2DConfig
+from alit_eval.tokenizers.base2d.vqgan import VQGAN
+from alit_eval.train.base_vqgan import demo_base_config
+from alit_eval.train.common import (
+    MONITOR_INDEX_START, Logger, decay_groups, load_state, lr_at, monitor_batch, save_state, seeded_init,
+    set_lr, step_generator, train_batch,
+)
+
+# alit_official.md §1.11: per-iteration CE weights (iterations past the list use 1.0).
+CE_WEIGHTS: tuple[float, ...] = (2.5, 2.0, 1.5, 1.25, 1.0, 1.0, 1.0, 1.0)
+
+
+def demo_alit_config(base: Base2DConfig | None = None) -> AlitConfig:
+    """The demo ALIT: width 128, 2+2 layers, 4 heads, 8 tokens x 8 iterations (8..64), 12-d VQ x 1024."""
+    return AlitConfig(
+        width=128, depth=2, heads=4, image_size=64, patch_size=8, tokens_per_iter=8, iterations=8,
+        quantize=True, codebook_size=1024, token_dim=12, halting_threshold=0.55,
+        base=base or demo_base_config(),
+    )
+
+
+@dataclass
+class DistillConfig:
+    steps: int = 800
+    batch: int = 32
+    lr: float = 1e-3
+    warmup: int = 40
+    weight_decay: float = 0.05
+    grad_clip: float = 1.0
+    seed: int = 1
+    log_every: int = 25
+    ckpt_every: int = 25
+    monitor_images: int = 32
+    alit: dict = field(default_factory=dict)  # AlitConfig.to_dict() of the model being trained
+
+
+def init_official(model: AlitTokenizer) -> None:
+    """alit_official.md §1.10: Linear/Conv trunc-normal(0.02) with zero bias, LayerNorm (1, 0); the
+    MHA ``in_proj_weight`` keeps PyTorch's xavier default; the 1D VQ codebook uniform +-1/K."""
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    if model.cfg.quantize:
+        k = model.cfg.codebook_size
+        nn.init.uniform_(model.quantize.embedding.weight, -1.0 / k, 1.0 / k)
+
+
+def build_alit(cfg: AlitConfig, base: VQGAN, seed: int) -> AlitTokenizer:
+    """A freshly initialised ALIT around a trained (frozen) base VQGAN."""
+    with seeded_init(seed):
+        model = AlitTokenizer(cfg, halting="official", name="alit-demo")
+        init_official(model)
+    model.base_tokenizer.vqgan.load_state_dict(base.state_dict())
+    freeze_base(model)
+    return model
+
+
+def freeze_base(model: AlitTokenizer) -> None:
+    for p in model.base_tokenizer.parameters():
+        p.requires_grad_(False)
+
+
+def distill_forward(
+    model: AlitTokenizer, images: torch.Tensor, gen: torch.Generator | None, halting: bool = True
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Differentiable stage-1 rollout over all iterations with the official per-iteration loss.
+
+    Args:
+        images: ``[B,3,S,S]`` in [0,1].
+        gen: generator for the halting Bernoulli draws (one draw ``[B, N2d]`` per iteration).
+        halting: mask 2D tokens between iterations as the model does at inference.
+
+    Returns:
+        The summed loss and logs (per-iteration CE, mean token accuracy at the last iteration).
+    """
+    cfg, n2d = model.cfg, model.cfg.num_2d
+    vqgan = model.base_tokenizer.vqgan
+    with torch.no_grad():
+        base_z, gt = vqgan.encode(images)
+        target = vqgan.codebook[gt]  # [B, N2d, C]
+    codebook = vqgan.codebook.detach()
+    x, _ = model.initial_sequence(images, base_z)
+    replacement = model.encoder_positional_embedding[1:] + model.encoder_mask_token.reshape(1, -1)
+    total = images.new_zeros(())
+    logs: dict[str, float] = {}
+    for t in range(cfg.iterations):
+        x = model.encoder(x)
+        latent = x[:, 1 + n2d :]
+        z = model.pre_quantizer_mlp(model.encoder_ln_post(latent))
+        tokens, idx = model.quantize(z)
+        zn = F.normalize(z.float(), dim=-1)
+        q = model.quantize.normalized_codebook()[idx]
+        vq = 0.25 * F.mse_loss(zn, q.detach()) + F.mse_loss(q, zn.detach())
+        logits, _ = model.decode_tokens(tokens)
+        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), gt.reshape(-1))
+        probs = torch.softmax(logits.float(), dim=-1)
+        mse = F.mse_loss(probs @ codebook, target)
+        lam = CE_WEIGHTS[t] if t < len(CE_WEIGHTS) else 1.0
+        total = total + lam * ce + mse + vq
+        logs[f"ce{t}"] = ce.item()
+        if halting and t + 1 < cfg.iterations:
+            p = probs.detach().gather(-1, gt.unsqueeze(-1)).squeeze(-1)
+            mask = torch.bernoulli(p, generator=gen).bool() & (p >= cfg.halting_threshold)
+            x = torch.cat([x[:, :1], torch.where(mask.unsqueeze(-1), replacement, x[:, 1 : 1 + n2d]),
+                           x[:, 1 + n2d :]], dim=1)
+        if t + 1 < cfg.iterations:
+            new = model.latent_template(t + 1).unsqueeze(0).expand(x.shape[0], -1, -1)
+            x = model.encoder_ln_recursive(torch.cat([x, new], dim=1))
+        if t + 1 == cfg.iterations:
+            logs["acc_last"] = (logits.argmax(-1) == gt).float().mean().item()
+            logs["vq_last"] = vq.item()
+            logs["codes_used"] = int(idx.unique().numel())
+    logs["loss"] = total.item()
+    return total, logs
+
+
+@torch.no_grad()
+def monitor_l1(model: AlitTokenizer, images: torch.Tensor) -> list[float]:
+    """Mean uint8-rounded L1 per budget on a fixed batch (``seeded`` halting, seed 1)."""
+    model.eval()
+    ids = [f"monitor/{MONITOR_INDEX_START + i}" for i in range(images.shape[0])]
+    ro = model.rollout(images, halting="seeded", generator=halting_rng.per_image_generators(1, ids))
+    model.train()
+    ref = (images * 255).round()
+    return [float(((ro[b].reconstruction * 255 + 0.5).floor() - ref).abs().mean() / 255) for b in model.budgets]
+
+
+def train_distill(
+    cfg: DistillConfig, base: VQGAN, out_dir: Path, *, resume: bool, deadline: float | None, log: Logger,
+    alit_cfg: AlitConfig | None = None, stop_at: int | None = None,
+) -> tuple[AlitTokenizer, bool]:
+    """Train (or resume) stage 1; returns the model and whether training finished.
+
+    Checkpoints ``out_dir/distill_state.pt`` (model, optimiser, step) every ``ckpt_every`` steps, and
+    when ``deadline`` (a ``time.time()`` value) passes or step ``stop_at`` is reached (tests).
+    """
+    alit_cfg = alit_cfg or demo_alit_config(base.cfg)
+    cfg.alit = alit_cfg.to_dict()
+    state_path = out_dir / "distill_state.pt"
+    model = build_alit(alit_cfg, base, cfg.seed)
+    opt = torch.optim.AdamW(decay_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95))
+    step = 0
+    if resume and state_path.exists():
+        st = load_state(state_path)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        step = int(st["step"])
+        log(f"stage 1: resumed at step {step}")
+    mon = monitor_batch(cfg.monitor_images, alit_cfg.image_size)
+    model.train()
+    t_last, s_last = time.time(), step
+    while step < cfg.steps:
+        if (deadline is not None and time.time() > deadline) or (stop_at is not None and step >= stop_at):
+            save_state(state_path, model=model.state_dict(), opt=opt.state_dict(), step=step)
+            log(f"stage 1: stopped at step {step}; resume with --resume")
+            return model.eval(), False
+        set_lr(opt, lr_at(step, cfg.steps, cfg.lr, cfg.warmup))
+        x = train_batch(cfg.seed + 100, step, cfg.batch, alit_cfg.image_size)
+        loss, logs = distill_forward(model, x, step_generator(cfg.seed, step, 5))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.grad_clip)
+        opt.step()
+        step += 1
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            sps = (time.time() - t_last) / max(1, step - s_last)
+            t_last, s_last = time.time(), step
+            l1s = monitor_l1(model, mon)
+            keep = {k: v for k, v in logs.items() if k in ("loss", "ce0", "ce7", "acc_last", "vq_last", "codes_used")}
+            log(f"stage 1 step {step}/{cfg.steps} " + " ".join(f"{k}={v:.4g}" for k, v in keep.items())
+                + f" gnorm={float(gnorm):.3g} s/step={sps:.2f} L1/budget=" + ",".join(f"{v:.4f}" for v in l1s))
+        if step % cfg.ckpt_every == 0:
+            save_state(state_path, model=model.state_dict(), opt=opt.state_dict(), step=step)
+    save_state(state_path, model=model.state_dict(), opt=opt.state_dict(), step=step)
+    log("stage 1: finished")
+    return model.eval(), True

@@ -1,0 +1,151 @@
+"""Smoke tests of the demo-tokenizer training code on a tiny configuration (16x16 images)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from alit_eval.tokenizers.alit.config import AlitConfig
+from alit_eval.tokenizers.base2d.config import Base2DConfig
+from alit_eval.tokenizers.checkpoints import load_tokenizer, save_tokenizer
+from alit_eval.train import baselines
+from alit_eval.train.base_vqgan import BaseTrainConfig, build_base, train_base, vq_step
+from alit_eval.train.common import Logger, lr_at, step_generator, train_batch
+from alit_eval.train.distill import DistillConfig, build_alit, distill_forward, train_distill
+from alit_eval.train.evaluate_demo import allocate
+
+SIZE = 16
+
+
+def tiny_base_cfg() -> Base2DConfig:
+    return Base2DConfig(kind="vqgan", ch=32, ch_mult=(1, 1, 1), num_res_blocks=1, z_channels=32,
+                        embed_dim=32, n_embed=16, attn_levels=())
+
+
+def tiny_alit_cfg() -> AlitConfig:
+    return AlitConfig(width=64, depth=1, heads=2, image_size=SIZE, patch_size=4, tokens_per_iter=2,
+                      iterations=3, codebook_size=32, token_dim=4, base=tiny_base_cfg())
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def _decreasing(losses: list[float]) -> bool:
+    return float(np.mean(losses[-4:])) < 0.9 * float(np.mean(losses[:4]))
+
+
+def test_base_vqgan_losses_finite_and_decreasing():
+    model = build_base(0, tiny_base_cfg())
+    cfg = BaseTrainConfig(image_size=SIZE, batch=8)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    x = train_batch(1, 0, 8, SIZE)  # a fixed batch: the loss must go down when overfitting it
+    losses = []
+    for step in range(20):
+        loss, logs, idx, _ = vq_step(model, x, cfg, step_generator(1, step, 2))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        assert np.isfinite(loss.item()) and all(np.isfinite(v) for v in logs.values())
+        assert idx.shape == (8 * (SIZE // 4) ** 2,)
+        losses.append(loss.item())
+    assert _decreasing(losses)
+
+
+def test_distill_losses_finite_and_decreasing():
+    model = build_alit(tiny_alit_cfg(), build_base(0, tiny_base_cfg()), seed=0)
+    assert not any(p.requires_grad for p in model.base_tokenizer.parameters())
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=2e-3, betas=(0.9, 0.95))
+    x = train_batch(1, 0, 8, SIZE)
+    losses = []
+    for step in range(20):
+        loss, logs = distill_forward(model, x, step_generator(1, step, 5))
+        opt.zero_grad()
+        loss.backward()
+        assert all(p.grad is None for p in model.base_tokenizer.parameters())
+        opt.step()
+        assert np.isfinite(loss.item()) and logs["ce0"] > 0
+        losses.append(loss.item())
+    assert _decreasing(losses)
+
+
+def _run(out, stop_at=None, resume=False):
+    cfg = DistillConfig(steps=4, batch=4, warmup=2, log_every=100, ckpt_every=100, monitor_images=2)
+    base = build_base(0, tiny_base_cfg())
+    model, done = train_distill(cfg, base, out, resume=resume, deadline=None, log=Logger(None),
+                                alit_cfg=tiny_alit_cfg(), stop_at=stop_at)
+    return model, done
+
+
+def test_distill_resume_matches_uninterrupted(tmp_path):
+    full, done = _run(tmp_path / "a")
+    assert done
+    _, done = _run(tmp_path / "b", stop_at=2)
+    assert not done and (tmp_path / "b" / "distill_state.pt").exists()
+    resumed, done = _run(tmp_path / "b", resume=True)
+    assert done
+    a, b = full.state_dict(), resumed.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_base_resume_matches_uninterrupted(tmp_path):
+    cfg = BaseTrainConfig(steps=4, batch=4, image_size=SIZE, warmup=2, reinit_every=2, log_every=100,
+                          ckpt_every=100, monitor_images=2)
+    kw = dict(deadline=None, log=Logger(None), base_cfg=tiny_base_cfg())
+    full, done = train_base(cfg, tmp_path / "a", resume=False, **kw)
+    assert done
+    _, done = train_base(cfg, tmp_path / "b", resume=False, stop_at=3, **kw)
+    assert not done
+    resumed, done = train_base(cfg, tmp_path / "b", resume=True, **kw)
+    assert done
+    for k, v in full.state_dict().items():
+        assert torch.equal(v, resumed.state_dict()[k]), k
+
+
+def test_saved_tokenizer_round_trip(tmp_path):
+    model = build_alit(tiny_alit_cfg(), build_base(0, tiny_base_cfg()), seed=0).eval()
+    path = save_tokenizer(model, tmp_path / "t.safetensors")
+    loaded = load_tokenizer(path, halting="off")
+    x = train_batch(1, 7, 2, SIZE)
+    r1, r2 = model.rollout(x, halting="off"), loaded.rollout(x)
+    for b in model.budgets:
+        assert torch.equal(r1[b].reconstruction, r2[b].reconstruction)
+
+
+def test_lr_schedule():
+    assert lr_at(0, 100, 1.0, 10) == pytest.approx(0.1)
+    assert lr_at(9, 100, 1.0, 10) == pytest.approx(1.0)
+    assert lr_at(55, 100, 1.0, 10) == pytest.approx(0.5)
+    assert lr_at(100, 100, 1.0, 10) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_baselines_against_naive():
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 256, size=(3, 16, 16, 3), dtype=np.uint8)
+    res = baselines.baseline_l1(imgs, patch=8)
+    for i in range(3):
+        img = imgs[i].astype(np.float64)
+        mean = np.floor(img.reshape(-1, 3).mean(0) + 0.5)
+        assert res["mean_colour"][i] == pytest.approx(np.abs(img - mean).mean() / 255)
+        recon = np.zeros_like(img)
+        for r in range(0, 16, 8):
+            for c in range(0, 16, 8):
+                recon[r:r + 8, c:c + 8] = np.floor(img[r:r + 8, c:c + 8].reshape(-1, 3).mean(0) + 0.5)
+        assert res["patch_mean_8px"][i] == pytest.approx(np.abs(img - recon).mean() / 255)
+    flat = np.full((1, 16, 16, 3), 77, np.uint8)
+    assert all(v[0] == 0 for v in baselines.baseline_l1(flat).values())
+
+
+def test_allocate_official_criterion():
+    l1s = np.array([[0.5, 0.2, 0.1], [0.5, 0.4, 0.3], [0.01, 0.5, 0.5], [0.5, 0.3, 0.4]])
+    req, never = allocate(l1s, (2, 4, 6), threshold=0.25)
+    assert req.tolist() == [4, 6, 2, 4]  # last row: never below 0.25, fallback to the lowest L1
+    assert never.tolist() == [False, True, False, True]
