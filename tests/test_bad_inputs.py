@@ -15,9 +15,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from typer.testing import CliRunner
 
-from alit_eval.cli.app import app, main
+from alit_eval.cli.app import main
 
 
 def _cli(args, capsys):

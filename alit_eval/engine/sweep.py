@@ -157,7 +157,6 @@ def run_sweep(tokenizer: Any, source: Source, cfg: SweepConfig, run_path: Any, *
         dist: the process group under torchrun (`alit_eval.engine.distributed`); ranks other than 0
             return None once their batches are stored.
     """
-    import pandas as pd
 
     dist = dist or DistInfo()
     device = resolve_device(cfg.device)
