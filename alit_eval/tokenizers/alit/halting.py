@@ -63,6 +63,8 @@ def bernoulli(p: torch.Tensor, policy: str, generator: object = None) -> torch.T
         draws = [torch.bernoulli(pc[i], generator=gens[i]) for i in range(p.shape[0])]
         return torch.stack(draws).to(p.device)
     g = generator if isinstance(generator, torch.Generator) else None
+    if g is not None and g.device != p.device:  # e.g. a CPU generator for a CUDA run
+        return torch.bernoulli(p.detach().to(g.device), generator=g).to(p.device)
     return torch.bernoulli(p, generator=g)
 
 
