@@ -24,6 +24,7 @@ class Base2DConfig:
         n_embed: VQGAN codebook size (unused for the VAE).
         attn_levels: VAE encoder levels with self-attention after each res block.
         vae_scale: the constant ALIT multiplies the VAE posterior sample by (0.2325).
+        norm_groups: GroupNorm groups (32 in every official base; not visible in the weights).
     """
 
     kind: str = "vqgan"
@@ -35,6 +36,7 @@ class Base2DConfig:
     n_embed: int = 1024
     attn_levels: tuple[int, ...] = field(default=(4,))
     vae_scale: float = 0.2325
+    norm_groups: int = 32
 
     @property
     def downsample_factor(self) -> int:

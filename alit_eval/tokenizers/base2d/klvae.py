@@ -21,8 +21,8 @@ from alit_eval.tokenizers.base2d.layers import (
 )
 
 
-def _res(c_in: int, c_out: int) -> ResBlock:
-    return ResBlock(c_in, c_out, bias=True, shortcut_on_output=False)
+def _res(c_in: int, c_out: int, groups: int = 32) -> ResBlock:
+    return ResBlock(c_in, c_out, bias=True, shortcut_on_output=False, groups=groups)
 
 
 class _Level(nn.Module):
@@ -40,11 +40,11 @@ class _Level(nn.Module):
 
 
 class _Mid(nn.Module):
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, groups: int = 32) -> None:
         super().__init__()
-        self.block_1 = _res(channels, channels)
-        self.attn_1 = AttnBlock(channels)
-        self.block_2 = _res(channels, channels)
+        self.block_1 = _res(channels, channels, groups)
+        self.attn_1 = AttnBlock(channels, groups)
+        self.block_2 = _res(channels, channels, groups)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.block_2(self.attn_1(self.block_1(x)))
@@ -59,15 +59,15 @@ class VAEEncoder(nn.Module):
         c_out = cfg.ch
         for i, mult in enumerate(cfg.ch_mult):
             c_in, c_out = cfg.ch * in_mult[i], cfg.ch * mult
-            blocks = [_res(c_in if j == 0 else c_out, c_out) for j in range(cfg.num_res_blocks)]
-            attn = [AttnBlock(c_out) for _ in blocks] if i in cfg.attn_levels else []
+            blocks = [_res(c_in if j == 0 else c_out, c_out, cfg.norm_groups) for j in range(cfg.num_res_blocks)]
+            attn = [AttnBlock(c_out, cfg.norm_groups) for _ in blocks] if i in cfg.attn_levels else []
             level = _Level(blocks, attn)
             if i != len(cfg.ch_mult) - 1:
                 level.downsample = ConvDownsample(c_out)
             levels.append(level)
         self.down = nn.ModuleList(levels)
-        self.mid = _Mid(c_out)
-        self.norm_out = group_norm(c_out)
+        self.mid = _Mid(c_out, cfg.norm_groups)
+        self.norm_out = group_norm(c_out, cfg.norm_groups)
         self.conv_out = nn.Conv2d(c_out, 2 * cfg.z_channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -85,19 +85,19 @@ class VAEDecoder(nn.Module):
         super().__init__()
         c = cfg.ch * cfg.ch_mult[-1]
         self.conv_in = nn.Conv2d(cfg.z_channels, c, 3, padding=1)
-        self.mid = _Mid(c)
+        self.mid = _Mid(c, cfg.norm_groups)
         levels: list[_Level] = []
         for i in reversed(range(len(cfg.ch_mult))):
             c_out = cfg.ch * cfg.ch_mult[i]
             # The LDM decoder has one more res block per level than the encoder.
-            blocks = [_res(c if j == 0 else c_out, c_out) for j in range(cfg.num_res_blocks + 1)]
+            blocks = [_res(c if j == 0 else c_out, c_out, cfg.norm_groups) for j in range(cfg.num_res_blocks + 1)]
             level = _Level(blocks, [])
             if i != 0:
                 level.upsample = Upsample(c_out)
             levels.insert(0, level)
             c = c_out
         self.up = nn.ModuleList(levels)
-        self.norm_out = group_norm(c)
+        self.norm_out = group_norm(c, cfg.norm_groups)
         self.conv_out = nn.Conv2d(c, 3, 3, padding=1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:

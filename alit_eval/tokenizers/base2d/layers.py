@@ -11,9 +11,10 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def group_norm(channels: int) -> nn.GroupNorm:
-    # Both official bases use 32 groups with eps 1e-6 (taming/LDM convention).
-    return nn.GroupNorm(num_groups=32, num_channels=channels, eps=1e-6, affine=True)
+def group_norm(channels: int, groups: int = 32) -> nn.GroupNorm:
+    # Both official bases use 32 groups with eps 1e-6 (taming/LDM convention). Small models need
+    # fewer: with one or two channels per group a flat image loses its colour in the norm.
+    return nn.GroupNorm(num_groups=groups, num_channels=channels, eps=1e-6, affine=True)
 
 
 class ResBlock(nn.Module):
@@ -26,11 +27,11 @@ class ResBlock(nn.Module):
             (``h + nin(h)``, weight ``(out, out, 1, 1)``); the LDM VAE applies it to the input.
     """
 
-    def __init__(self, c_in: int, c_out: int, *, bias: bool, shortcut_on_output: bool) -> None:
+    def __init__(self, c_in: int, c_out: int, *, bias: bool, shortcut_on_output: bool, groups: int = 32) -> None:
         super().__init__()
-        self.norm1 = group_norm(c_in)
+        self.norm1 = group_norm(c_in, groups)
         self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1, bias=bias)
-        self.norm2 = group_norm(c_out)
+        self.norm2 = group_norm(c_out, groups)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=bias)
         self.shortcut_on_output = shortcut_on_output
         if c_in != c_out:
@@ -74,9 +75,9 @@ class ConvDownsample(nn.Module):
 class AttnBlock(nn.Module):
     """Single-head spatial self-attention with 1x1-conv projections (LDM VAE)."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, groups: int = 32) -> None:
         super().__init__()
-        self.norm = group_norm(channels)
+        self.norm = group_norm(channels, groups)
         self.q = nn.Conv2d(channels, channels, 1)
         self.k = nn.Conv2d(channels, channels, 1)
         self.v = nn.Conv2d(channels, channels, 1)

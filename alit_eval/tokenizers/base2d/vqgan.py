@@ -15,8 +15,8 @@ from alit_eval.tokenizers.base2d.config import Base2DConfig
 from alit_eval.tokenizers.base2d.layers import ResBlock, Upsample, group_norm
 
 
-def _res(c_in: int, c_out: int) -> ResBlock:
-    return ResBlock(c_in, c_out, bias=False, shortcut_on_output=True)
+def _res(c_in: int, c_out: int, groups: int = 32) -> ResBlock:
+    return ResBlock(c_in, c_out, bias=False, shortcut_on_output=True, groups=groups)
 
 
 class _Level(nn.Module):
@@ -28,10 +28,10 @@ class _Level(nn.Module):
 
 
 class _Mid(nn.Module):
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, groups: int = 32) -> None:
         super().__init__()
-        self.block_1 = _res(channels, channels)
-        self.block_2 = _res(channels, channels)
+        self.block_1 = _res(channels, channels, groups)
+        self.block_2 = _res(channels, channels, groups)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.block_2(self.block_1(x))
@@ -46,11 +46,11 @@ class VQGANEncoder(nn.Module):
         c_out = cfg.ch
         for i, mult in enumerate(cfg.ch_mult):
             c_in, c_out = cfg.ch * in_mult[i], cfg.ch * mult
-            blocks = [_res(c_in if j == 0 else c_out, c_out) for j in range(cfg.num_res_blocks)]
+            blocks = [_res(c_in if j == 0 else c_out, c_out, cfg.norm_groups) for j in range(cfg.num_res_blocks)]
             levels.append(_Level(blocks))
         self.down = nn.ModuleList(levels)
-        self.mid = _Mid(c_out)
-        self.norm_out = group_norm(c_out)
+        self.mid = _Mid(c_out, cfg.norm_groups)
+        self.norm_out = group_norm(c_out, cfg.norm_groups)
         self.conv_out = nn.Conv2d(c_out, cfg.z_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -69,15 +69,15 @@ class VQGANDecoder(nn.Module):
         super().__init__()
         c = cfg.ch * cfg.ch_mult[-1]
         self.conv_in = nn.Conv2d(cfg.z_channels, c, 3, padding=1)
-        self.mid = _Mid(c)
+        self.mid = _Mid(c, cfg.norm_groups)
         levels: list[_Level] = []
         for i in reversed(range(len(cfg.ch_mult))):
             c_out = cfg.ch * cfg.ch_mult[i]
-            blocks = [_res(c if j == 0 else c_out, c_out) for j in range(cfg.num_res_blocks)]
+            blocks = [_res(c if j == 0 else c_out, c_out, cfg.norm_groups) for j in range(cfg.num_res_blocks)]
             levels.insert(0, _Level(blocks, Upsample(c_out) if i != 0 else None))
             c = c_out
         self.up = nn.ModuleList(levels)
-        self.norm_out = group_norm(c)
+        self.norm_out = group_norm(c, cfg.norm_groups)
         self.conv_out = nn.Conv2d(c, 3, 3, padding=1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
