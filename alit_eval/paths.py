@@ -8,6 +8,7 @@ startup.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -60,3 +61,12 @@ def portable(path: str | Path) -> str:
         except ValueError:
             continue
     return str(p)
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Lowercase hex sha256 of a file, read in chunks (the one hash helper of the project)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

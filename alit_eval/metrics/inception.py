@@ -16,7 +16,6 @@ torch-fidelity's TF1-compatible resize ("tf1") or pytorch-fid's plain bilinear r
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import importlib.util
 import io
@@ -37,6 +36,7 @@ from torch_fidelity.feature_extractor_inceptionv3 import (
 )
 
 from alit_eval.errors import AlitEvalError, CheckpointError, OfflineError
+from alit_eval.paths import cache_dir, env_offline, sha256_file  # noqa: F401 (re-exported)
 
 ResizeMode = Literal["tf1", "pytorch-fid"]
 PathLike = Union[str, "os.PathLike[str]"]
@@ -49,26 +49,9 @@ FEATURE_DIM = 2048
 INPUT_SIZE = 299
 
 
-def cache_dir() -> Path:
-    """alit-eval's cache directory: ``$ALIT_EVAL_CACHE`` if set, else ``~/.cache/alit-eval``."""
-    env = os.environ.get("ALIT_EVAL_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "alit-eval"
-
-
 def is_offline(offline: bool | None = None) -> bool:
-    """Resolve the offline switch: an explicit bool wins, else ``ALIT_EVAL_OFFLINE`` is truthy."""
-    if offline is not None:
-        return offline
-    return os.environ.get("ALIT_EVAL_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def sha256_file(path: PathLike, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+    """Resolve the offline switch: an explicit bool wins, else the environment (`paths.env_offline`)."""
+    return offline if offline is not None else env_offline()
 
 
 @dataclass(frozen=True)

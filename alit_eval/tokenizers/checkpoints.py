@@ -11,7 +11,6 @@ float32, then load strictly with one readable error.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import pickle
@@ -21,6 +20,7 @@ from typing import Any, Mapping
 import torch
 
 from alit_eval.errors import CheckpointError
+from alit_eval.paths import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +29,6 @@ WRAPPER_KEYS = ("ema", "model", "state_dict")
 DROP_PREFIXES = ("gan_losses.",)
 ALIT_SENTINELS = ("latent_tokens", "timestep_embedding", "encoder_positional_embedding")
 FORMAT_TAG = "alit-eval/alit-tokenizer/v1"
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _is_safetensors(path: Path) -> bool:

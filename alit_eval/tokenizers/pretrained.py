@@ -24,7 +24,7 @@ from typing import Any, BinaryIO, Callable, Iterator
 from alit_eval import __version__
 from alit_eval.errors import CheckpointError, OfflineError
 from alit_eval.paths import cache_dir as default_cache_dir
-from alit_eval.paths import checkpoints_dir, env_offline
+from alit_eval.paths import checkpoints_dir, env_offline, sha256_file
 from alit_eval.registry import Registry
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
@@ -176,21 +176,13 @@ def _write_sidecar(path: Path, digest: str) -> None:
     os.replace(tmp, side)
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def checkpoint_sha256(path: str | Path) -> str:
     """Lowercase hex sha256 of a checkpoint file (for ``meta.json``); reuses a fresh sidecar."""
     path = Path(path)
     recorded = _read_sidecar(path)
     if recorded and sidecar_path(path).stat().st_mtime_ns >= path.stat().st_mtime_ns:
         return recorded
-    return _sha256_file(path)
+    return sha256_file(path)
 
 
 def local_status(entry: PretrainedEntry, cache_dir: Path | None = None) -> LocalStatus:
@@ -320,7 +312,7 @@ def _verify_cached(path: Path, entry: PretrainedEntry) -> None:
     fresh = recorded is not None and sidecar_path(path).stat().st_mtime_ns >= path.stat().st_mtime_ns
     if fresh and (entry.sha256 is None or recorded == entry.sha256.lower()):
         return
-    digest = _sha256_file(path)
+    digest = sha256_file(path)
     if entry.sha256 and digest != entry.sha256.lower():
         raise CheckpointError(
             f"{path} has sha256 {digest[:16]}..., expected {entry.sha256[:16]}... for {entry.name}; "
