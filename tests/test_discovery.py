@@ -14,8 +14,9 @@ from PIL import Image
 from sklearn.metrics import adjusted_rand_score
 from typer.testing import CliRunner
 
-from alit_eval.analysis.attention import (adjusted_rand_index, discovery_metrics, discovery_table, fg_ari,
-                                          folder_masks, hungarian_miou, preprocess_mask, upsample_labels)
+from alit_eval.analysis.attention import upsample_labels
+from alit_eval.analysis.discovery import (adjusted_rand_index, discovery_metrics, discovery_table, fg_ari,
+                                          folder_masks, hungarian_miou, preprocess_mask)
 from alit_eval.cli.app import app
 
 

@@ -46,7 +46,7 @@ def discovery(
             --masks coco/instance_pngs --limit 500 --budgets 32,64,128,256
     """
     g = get_globals(ctx)
-    from alit_eval.analysis.attention import run_discovery
+    from alit_eval.analysis.discovery import run_discovery
     from alit_eval.engine.runner import SweepRequest
 
     if limit is None and data.startswith("demo-"):
