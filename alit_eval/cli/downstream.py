@@ -54,7 +54,7 @@ def downstream(
             --limit 5000 --subset-seed 0 --budgets 32,64,128,256
     """
     g = get_globals(ctx)
-    from alit_eval.analysis.probe import ProbeOptions, run
+    from alit_eval.analysis.downstream import ProbeOptions, run
     from alit_eval.engine.runner import SweepRequest
 
     kinds = tuple(parse_list(features, str, option="--features", what="a feature kind"))
