@@ -12,8 +12,14 @@ from alit_eval.tokenizers.checkpoints import load_tokenizer, save_tokenizer
 from alit_eval.train import baselines
 from alit_eval.train.base_vqgan import BaseTrainConfig, build_base, train_base, vq_step
 from alit_eval.train.common import Logger, lr_at, step_generator, train_batch
-from alit_eval.train.distill import DistillConfig, build_alit, distill_forward, train_distill
-from alit_eval.train.evaluate_demo import allocate
+from alit_eval.train.distill import (
+    DistillConfig,
+    build_alit,
+    distill_forward,
+    teacher_tokens,
+    train_distill,
+)
+from alit_eval.train.evaluate_demo import CARD_BEGIN, CARD_END, allocate, update_card
 
 SIZE = 16
 
@@ -65,7 +71,7 @@ def test_distill_losses_finite_and_decreasing():
     x = train_batch(1, 0, 8, SIZE)
     losses = []
     for step in range(20):
-        loss, logs = distill_forward(model, x, step_generator(1, step, 5))
+        loss, logs, _ = distill_forward(model, x, step_generator(1, step, 5))
         opt.zero_grad()
         loss.backward()
         assert all(p.grad is None for p in model.base_tokenizer.parameters())
@@ -76,7 +82,9 @@ def test_distill_losses_finite_and_decreasing():
 
 
 def _run(out, stop_at=None, resume=False):
-    cfg = DistillConfig(steps=4, batch=4, warmup=2, log_every=100, ckpt_every=100, monitor_images=2)
+    # 1 teacher step, 1 continuous step, then the codebook switch and a dead-code restart at step 4.
+    cfg = DistillConfig(steps=8, batch=4, warmup=2, log_every=100, ckpt_every=100, monitor_images=2,
+                        teacher_warmup=0.125, continuous_warmup=0.25, reinit_every=2)
     base = build_base(0, tiny_base_cfg())
     model, done = train_distill(cfg, base, out, resume=resume, deadline=None, log=Logger(None),
                                 alit_cfg=tiny_alit_cfg(), stop_at=stop_at)
@@ -86,7 +94,7 @@ def _run(out, stop_at=None, resume=False):
 def test_distill_resume_matches_uninterrupted(tmp_path):
     full, done = _run(tmp_path / "a")
     assert done
-    _, done = _run(tmp_path / "b", stop_at=2)
+    _, done = _run(tmp_path / "b", stop_at=3)
     assert not done and (tmp_path / "b" / "distill_state.pt").exists()
     resumed, done = _run(tmp_path / "b", resume=True)
     assert done
@@ -94,6 +102,11 @@ def test_distill_resume_matches_uninterrupted(tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+    # The switch to VQ initialised the 1D codebook from (unit-norm) encoder outputs.
+    fresh = build_alit(tiny_alit_cfg(), build_base(0, tiny_base_cfg()), seed=1)
+    codes = full.quantize.embedding.weight
+    assert not torch.allclose(codes, fresh.quantize.embedding.weight)
+    assert torch.allclose(codes.norm(dim=-1), torch.ones(codes.shape[0]), atol=0.05)
 
 
 def test_base_resume_matches_uninterrupted(tmp_path):
@@ -149,3 +162,25 @@ def test_allocate_official_criterion():
     req, never = allocate(l1s, (2, 4, 6), threshold=0.25)
     assert req.tolist() == [4, 6, 2, 4]  # last row: never below 0.25, fallback to the lowest L1
     assert never.tolist() == [False, True, False, True]
+
+
+def test_teacher_tokens_are_coarse_to_fine_region_means():
+    z = torch.randn(2, 6, 8, 8)
+    t = teacher_tokens(z, 30, 5)
+    assert t.shape == (2, 30, 5)
+    assert torch.allclose(t.norm(dim=-1), torch.ones(2, 30), atol=1e-5)
+    proj = torch.randn(6, 5, generator=torch.Generator().manual_seed(0))
+    first = torch.nn.functional.normalize(z[:, :, :4, :2].mean((2, 3)) @ proj, dim=-1)  # region (0,0) of 2x4
+    assert torch.allclose(t[:, 0], first, atol=1e-5)
+    ninth = torch.nn.functional.normalize(z[:, :, :2, :2].mean((2, 3)) @ proj, dim=-1)  # first 4x4 region
+    assert torch.allclose(t[:, 8], ninth, atol=1e-5)
+
+
+def test_update_card_rewrites_only_the_measured_section(tmp_path):
+    card = tmp_path / "card.md"
+    card.write_text(f"# title\nkeep\n{CARD_BEGIN}\nold numbers\n{CARD_END}\nafter\n")
+    update_card("| new | table |", card)
+    assert card.read_text() == f"# title\nkeep\n{CARD_BEGIN}\n| new | table |\n{CARD_END}\nafter\n"
+    (tmp_path / "bad.md").write_text("no markers")
+    with pytest.raises(SystemExit):
+        update_card("x", tmp_path / "bad.md")

@@ -149,7 +149,7 @@ PRETRAINED.register("demo", PretrainedEntry(
     name="demo", preset="demo", base="vqgan", quantized=True, train_set="demo",
     filename="demo_tokenizer.safetensors", url=None,
     source="bundled with alit-eval (trained by alit_eval/train; see alit_eval/assets/MODEL_CARD.md)",
-    # Revisit both defaults when the demo tokenizer is trained.
+    # seeded: batch-independent halting, so demo numbers do not depend on --batch-size.
     halting="seeded", preprocess="resize-center-crop",
     licence="Apache-2.0 (as alit-eval)", notes="tiny CPU-friendly tokenizer for the demo run",
     bundled="demo_tokenizer.safetensors",

@@ -29,25 +29,25 @@ from alit_eval.train.common import (
 
 
 def demo_base_config() -> Base2DConfig:
-    """The demo base VQGAN: 64x64 -> 8x8 grid, ch 64 at every level, one res block, 32-d codes x 512.
+    """The demo base VQGAN: 32x32 -> 8x8 grid (two halvings), ch 64 at every level, one res block,
+    32-d codes x 256, GroupNorm with 8 groups.
 
-    Why 64 channels and no channel changes: GroupNorm has 32 groups, so at 32 channels every group
-    is one channel (instance norm) and a flat image loses its colour entirely; the MaskGIT blocks
-    that change width drop their input (``h + nin(h)``), so a width change after a 1-2-channel-per-group
-    norm loses it too. 64 channels everywhere keeps colour in the residual stream (measured: ch 32 or
-    (1,1,2,2) multipliers plateau above the mean-colour baseline).
+    Why: with the official 32 groups at 32-64 channels each group holds 1-2 channels (an instance
+    norm), and a flat image loses its colour; the MaskGIT blocks that change width drop their input
+    (``h + nin(h)``), so the width stays 64. 4-pixel cells let the base beat the 8x8-pixel patch-mean
+    baseline (measured: the 64x64, 8-pixel-cell base stayed above it, L1 0.101 vs 0.065).
     """
     return Base2DConfig(
-        kind="vqgan", ch=64, ch_mult=(1, 1, 1, 1), num_res_blocks=1, z_channels=32, embed_dim=32,
-        n_embed=512, attn_levels=(),
+        kind="vqgan", ch=64, ch_mult=(1, 1, 1), num_res_blocks=1, z_channels=32, embed_dim=32,
+        n_embed=256, attn_levels=(), norm_groups=8,
     )
 
 
 @dataclass
 class BaseTrainConfig:
-    steps: int = 1000
+    steps: int = 1200
     batch: int = 16
-    crop: int = 32
+    crop: int = 32  # equal to image_size: whole images
     ae_warmup: float = 0.2  # fraction of steps trained as a plain autoencoder before VQ is switched on
     soft_start: float = 0.5  # fraction of steps after which soft codes are mixed in
     lr: float = 1e-3
@@ -56,7 +56,7 @@ class BaseTrainConfig:
     l2_weight: float = 1.0
     soft_fraction: float = 0.25
     reinit_every: int = 25
-    image_size: int = 64
+    image_size: int = 32
     seed: int = 1
     log_every: int = 25
     ckpt_every: int = 50
@@ -110,8 +110,8 @@ def vq_step(
 
 
 def random_crops(x: torch.Tensor, crop: int, size: int, gen: torch.Generator) -> torch.Tensor:
-    """Random ``crop``-pixel crops aligned to the 8-pixel token grid (the VQGAN is fully convolutional,
-    so training on crops is 4x cheaper at 32 and the weights apply unchanged to 64x64 images)."""
+    """Random ``crop``-pixel crops aligned to an 8-pixel grid (the VQGAN is fully convolutional, so
+    crops are cheaper and the weights apply unchanged to full images); ``crop >= size``: no crop."""
     if crop >= size:
         return x
     cells = (size - crop) // 8 + 1

@@ -2,8 +2,9 @@
 
 Stages (alit_official.md §1.12, scaled down to 2 CPU cores; details in `alit_eval/assets/MODEL_CARD.md`):
 
-0. a tiny MaskGIT-style base VQGAN on `demo-scenes` (`base_vqgan.py`);
-1. ALIT latent distillation with the base frozen (`distill.py`).
+0. a tiny MaskGIT-style base VQGAN on 32x32 `demo-scenes` (`base_vqgan.py`, 1200 steps, ~4 min);
+1. ALIT latent distillation with the base frozen (`distill.py`, 5000 steps, ~45 min), after a short
+   warm start from region-mean teacher tokens that gets it off the marginal-code plateau.
 
 Everything is seeded and resumable: training state goes to ``DIR`` every few steps and whenever the
 ``--minutes`` wall-clock budget of this invocation runs out; rerun with ``--resume`` to continue exactly

@@ -10,6 +10,14 @@ the L2-normalised 12-d vectors. The differentiable forward is assembled from the
 `encoder_ln_recursive`) and mirrors `AlitTokenizer.rollout`, including the 2D-token halting between
 iterations (Bernoulli draws from a per-step seeded generator, the model's 0.55 threshold), so the
 network is trained on the same inputs it sees at inference. Gradients flow through all iterations.
+
+One addition to the official recipe, for a cold start on 2 CPU cores (documented in the model card):
+for the first ``continuous_warmup`` fraction of the steps the decoder reads the L2-normalised
+encoder output instead of its nearest code (the 1D VQ is bypassed), then the 1D codebook is
+initialised from encoder outputs and codes unused for ``reinit_every`` steps are restarted from random
+encoder outputs (until 80% of training). Measured without it: at init every image maps to the same
+few codes, so the decoder sees no image information and training sits on the marginal-code plateau
+(CE = entropy of the code histogram at every iteration, one flat reconstruction for every budget).
 """
 
 from __future__ import annotations
@@ -35,12 +43,14 @@ from alit_eval.train.common import (
 
 # alit_official.md §1.11: per-iteration CE weights (iterations past the list use 1.0).
 CE_WEIGHTS: tuple[float, ...] = (2.5, 2.0, 1.5, 1.25, 1.0, 1.0, 1.0, 1.0)
+TEACHER_WEIGHT = 10.0
 
 
 def demo_alit_config(base: Base2DConfig | None = None) -> AlitConfig:
-    """The demo ALIT: width 128, 2+2 layers, 4 heads, 8 tokens x 8 iterations (8..64), 12-d VQ x 1024."""
+    """The demo ALIT: 32x32 images, 8x8 grid, width 128, 2+2 layers, 4 heads, 8 tokens x 8 iterations
+    (budgets 8..64), 12-d VQ x 1024."""
     return AlitConfig(
-        width=128, depth=2, heads=4, image_size=64, patch_size=8, tokens_per_iter=8, iterations=8,
+        width=128, depth=2, heads=4, image_size=32, patch_size=4, tokens_per_iter=8, iterations=8,
         quantize=True, codebook_size=1024, token_dim=12, halting_threshold=0.55,
         base=base or demo_base_config(),
     )
@@ -48,8 +58,8 @@ def demo_alit_config(base: Base2DConfig | None = None) -> AlitConfig:
 
 @dataclass
 class DistillConfig:
-    steps: int = 800
-    batch: int = 32
+    steps: int = 5000
+    batch: int = 8
     lr: float = 1e-3
     warmup: int = 40
     weight_decay: float = 0.05
@@ -58,6 +68,9 @@ class DistillConfig:
     log_every: int = 25
     ckpt_every: int = 25
     monitor_images: int = 32
+    teacher_warmup: float = 0.05  # fraction of steps in warm-start mode (`teacher_tokens`)
+    continuous_warmup: float = 0.08  # fraction of steps with the 1D VQ bypassed (includes the above)
+    reinit_every: int = 25  # dead 1D-code restarts (until 80% of the steps); 0 = never
     alit: dict = field(default_factory=dict)  # AlitConfig.to_dict() of the model being trained
 
 
@@ -92,18 +105,44 @@ def freeze_base(model: AlitTokenizer) -> None:
         p.requires_grad_(False)
 
 
+# Region grids of the warm-start teacher, coarse to fine (a 2x4 grid of regions, then 4x4, ...).
+TEACHER_LEVELS: tuple[tuple[int, int], ...] = ((2, 4), (4, 4), (4, 8), (8, 8), (16, 16))
+
+
+def teacher_tokens(base_z: torch.Tensor, n: int, dim: int, seed: int = 0) -> torch.Tensor:
+    """Warm-start targets ``[B, n, dim]``: unit vectors from region means of the base features.
+
+    Slot ``j`` holds a fixed random projection of the mean base feature over one region of a
+    coarse-to-fine pyramid (`TEACHER_LEVELS`), so the first tokens describe the image coarsely and
+    later ones add detail -- a starting "language" the decoder can read from step 0.
+    """
+    proj = torch.randn(base_z.shape[1], dim, generator=torch.Generator().manual_seed(seed)).to(base_z)
+    feats, have = [], 0
+    for size in TEACHER_LEVELS:
+        feats.append(F.adaptive_avg_pool2d(base_z, size).flatten(2).transpose(1, 2))
+        have += feats[-1].shape[1]
+        if have >= n:
+            break
+    return F.normalize(torch.cat(feats, 1)[:, :n] @ proj, dim=-1)
+
+
 def distill_forward(
-    model: AlitTokenizer, images: torch.Tensor, gen: torch.Generator | None, halting: bool = True
-) -> tuple[torch.Tensor, dict[str, float]]:
+    model: AlitTokenizer, images: torch.Tensor, gen: torch.Generator | None, halting: bool = True,
+    quantize: bool = True, teacher: bool = False,
+) -> tuple[torch.Tensor, dict[str, float], dict[str, torch.Tensor]]:
     """Differentiable stage-1 rollout over all iterations with the official per-iteration loss.
 
     Args:
         images: ``[B,3,S,S]`` in [0,1].
         gen: generator for the halting Bernoulli draws (one draw ``[B, N2d]`` per iteration).
         halting: mask 2D tokens between iterations as the model does at inference.
+        quantize: False during the continuous warm-up (decoder reads the normalised encoder output).
+        teacher: warm-start mode: the decoder reads `teacher_tokens` instead of the encoder's, the
+            encoder regresses them (MSE on the normalised latents, weight `TEACHER_WEIGHT`); no halting.
 
     Returns:
-        The summed loss and logs (per-iteration CE, mean token accuracy at the last iteration).
+        The summed loss, logs (per-iteration CE, mean token accuracy at the last iteration) and the
+        last iteration's detached normalised latents ``z [B*N, d]`` and code indices ``idx [B*N]``.
     """
     cfg, n2d = model.cfg, model.cfg.num_2d
     vqgan = model.base_tokenizer.vqgan
@@ -111,6 +150,9 @@ def distill_forward(
         base_z, gt = vqgan.encode(images)
         target = vqgan.codebook[gt]  # [B, N2d, C]
     codebook = vqgan.codebook.detach()
+    if teacher:
+        target_tokens = teacher_tokens(base_z, cfg.tokens_per_iter * cfg.iterations, cfg.token_dim)
+        halting, quantize = False, False
     x, _ = model.initial_sequence(images, base_z)
     replacement = model.encoder_positional_embedding[1:] + model.encoder_mask_token.reshape(1, -1)
     total = images.new_zeros(())
@@ -121,8 +163,14 @@ def distill_forward(
         z = model.pre_quantizer_mlp(model.encoder_ln_post(latent))
         tokens, idx = model.quantize(z)
         zn = F.normalize(z.float(), dim=-1)
-        q = model.quantize.normalized_codebook()[idx]
-        vq = 0.25 * F.mse_loss(zn, q.detach()) + F.mse_loss(q, zn.detach())
+        if quantize:
+            q = model.quantize.normalized_codebook()[idx]
+            vq = 0.25 * F.mse_loss(zn, q.detach()) + F.mse_loss(q, zn.detach())
+        else:
+            tokens, vq = zn, zn.new_zeros(())
+        if teacher:
+            tokens = target_tokens[:, : zn.shape[1]]
+            vq = TEACHER_WEIGHT * F.mse_loss(zn, tokens)
         logits, _ = model.decode_tokens(tokens)
         ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), gt.reshape(-1))
         probs = torch.softmax(logits.float(), dim=-1)
@@ -142,8 +190,22 @@ def distill_forward(
             logs["acc_last"] = (logits.argmax(-1) == gt).float().mean().item()
             logs["vq_last"] = vq.item()
             logs["codes_used"] = int(idx.unique().numel())
+            aux = {"z": zn.detach().reshape(-1, zn.shape[-1]), "idx": idx.reshape(-1)}
     logs["loss"] = total.item()
-    return total, logs
+    return total, logs, aux
+
+
+@torch.no_grad()
+def restart_codes(model: AlitTokenizer, usage: torch.Tensor, z: torch.Tensor, gen: torch.Generator,
+                  all_codes: bool = False) -> int:
+    """Set unused (or, with ``all_codes``, all) 1D codes to random normalised encoder outputs ``z``."""
+    weight = model.quantize.embedding.weight
+    dead = torch.arange(weight.shape[0]) if all_codes else torch.nonzero(usage == 0).flatten()
+    if dead.numel() == 0:
+        return 0
+    pick = torch.randint(0, z.shape[0], (dead.numel(),), generator=gen)
+    weight[dead] = F.normalize(z[pick] + 0.01 * torch.randn(dead.numel(), z.shape[1], generator=gen), dim=-1)
+    return int(dead.numel())
 
 
 @torch.no_grad()
@@ -171,38 +233,58 @@ def train_distill(
     state_path = out_dir / "distill_state.pt"
     model = build_alit(alit_cfg, base, cfg.seed)
     opt = torch.optim.AdamW(decay_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95))
+    usage = torch.zeros(alit_cfg.codebook_size, dtype=torch.long)
     step = 0
     if resume and state_path.exists():
         st = load_state(state_path)
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
-        step = int(st["step"])
+        step, usage = int(st["step"]), st["usage"]
         log(f"stage 1: resumed at step {step}")
+    vq_start = int(cfg.continuous_warmup * cfg.steps)
+    teacher_end = int(cfg.teacher_warmup * cfg.steps)
+
+    def save() -> None:
+        save_state(state_path, model=model.state_dict(), opt=opt.state_dict(), step=step, usage=usage)
     mon = monitor_batch(cfg.monitor_images, alit_cfg.image_size)
     model.train()
     t_last, s_last = time.time(), step
     while step < cfg.steps:
         if (deadline is not None and time.time() > deadline) or (stop_at is not None and step >= stop_at):
-            save_state(state_path, model=model.state_dict(), opt=opt.state_dict(), step=step)
+            save()
             log(f"stage 1: stopped at step {step}; resume with --resume")
             return model.eval(), False
         set_lr(opt, lr_at(step, cfg.steps, cfg.lr, cfg.warmup))
         x = train_batch(cfg.seed + 100, step, cfg.batch, alit_cfg.image_size)
-        loss, logs = distill_forward(model, x, step_generator(cfg.seed, step, 5))
+        if step == vq_start and vq_start > 0 and alit_cfg.quantize:
+            # Codebook from encoder outputs of this step's batch (all iterations' tokens).
+            with torch.no_grad():
+                _, _, aux = distill_forward(model, x, step_generator(cfg.seed, step, 5), quantize=False)
+            restart_codes(model, usage, aux["z"], step_generator(cfg.seed, step, 6), all_codes=True)
+            usage.zero_()
+        loss, logs, aux = distill_forward(model, x, step_generator(cfg.seed, step, 5), quantize=step >= vq_start,
+                                         teacher=step < teacher_end)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.grad_clip)
         opt.step()
         step += 1
+        if alit_cfg.quantize and step > vq_start:
+            usage += torch.bincount(aux["idx"], minlength=usage.numel())
+            if cfg.reinit_every and step % cfg.reinit_every == 0 and step < int(0.8 * cfg.steps):
+                n_dead = restart_codes(model, usage, aux["z"], step_generator(cfg.seed, step, 7))
+                usage.zero_()
+                logs["reinit"] = n_dead
         if step % cfg.log_every == 0 or step == cfg.steps:
             sps = (time.time() - t_last) / max(1, step - s_last)
             t_last, s_last = time.time(), step
             l1s = monitor_l1(model, mon)
-            keep = {k: v for k, v in logs.items() if k in ("loss", "ce0", "ce7", "acc_last", "vq_last", "codes_used")}
+            keep = {k: v for k, v in logs.items()
+                    if k in ("loss", "ce0", "ce3", "ce7", "acc_last", "vq_last", "codes_used", "reinit")}
             log(f"stage 1 step {step}/{cfg.steps} " + " ".join(f"{k}={v:.4g}" for k, v in keep.items())
                 + f" gnorm={float(gnorm):.3g} s/step={sps:.2f} L1/budget=" + ",".join(f"{v:.4f}" for v in l1s))
         if step % cfg.ckpt_every == 0:
-            save_state(state_path, model=model.state_dict(), opt=opt.state_dict(), step=step)
-    save_state(state_path, model=model.state_dict(), opt=opt.state_dict(), step=step)
+            save()
+    save()
     log("stage 1: finished")
     return model.eval(), True

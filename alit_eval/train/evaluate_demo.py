@@ -1,12 +1,14 @@
 """Measure the demo tokenizer against its quality bar; the model card's numbers come from here.
 
-Usage: ``python -m alit_eval.train.evaluate_demo PATH [--n 500] [--threshold T] [--json OUT]``.
+Usage: ``python -m alit_eval.train.evaluate_demo PATH [--n 500] [--threshold T] [--json OUT] [--card]``;
+``--card`` rewrites the measured section of ``alit_eval/assets/MODEL_CARD.md`` (between the
+``<!-- measured:begin -->`` and ``<!-- measured:end -->`` markers) with the new table.
 
-Protocol: ``n`` held-out `demo-scenes` and `demo-unfamiliar` images (seed 0, indices ``0..n-1``, 64x64),
-all budgets in one `rollout` per batch with the ``seeded`` halting policy (one generator per image from
+Protocol: ``n`` held-out `demo-scenes` and `demo-unfamiliar` images (seed 0, indices ``0..n-1``, generated
+at the tokenizer's size), all budgets in one `rollout` per batch with the ``seeded`` halting policy (one generator per image from
 ``per_image_generators(0, image_ids)``, so numbers do not depend on the batch size). Reconstructions are
 rounded to uint8 (`metrics.pixel.to_uint8`, "round") before the per-image L1. Baselines: per-image
-mean/median colour, 8-px patch means (the 8x8 token grid) and the base VQGAN's own hard-code
+mean/median colour, 8-px patch means (the issue's fixed 8x8-pixel patch) and the base VQGAN's own hard-code
 reconstruction (the ceiling for ALIT). Allocation: the official L1 criterion per image
 (`analysis.allocation.select_official`, the smallest budget with L1 < threshold, otherwise the budget with
 the lowest L1, counted as "never reached").
@@ -30,14 +32,26 @@ from alit_eval.tokenizers.alit.halting import per_image_generators
 from alit_eval.tokenizers.checkpoints import load_tokenizer
 from alit_eval.train.baselines import baseline_l1
 
-# Chosen once after training (see MODEL_CARD.md): between the L1 the model reaches on simple scenes at
-# small budgets and what busy scenes reach only at the largest budgets.
-THRESHOLD = 0.03
+# Chosen after training on held-out *training-seed* images (seed 1, 300 monitor indices; see
+# MODEL_CARD.md): a round value inside the range 0.095-0.12 where the censored share is flat (24%),
+# with the highest Spearman rho there. Seed 0 (evaluation) played no part in the choice.
+THRESHOLD = 0.10
 BATCH = 50
+CARD = Path(__file__).resolve().parent.parent / "assets" / "MODEL_CARD.md"
+CARD_BEGIN, CARD_END = "<!-- measured:begin -->", "<!-- measured:end -->"
 
 
-def _load_split(split: str, n: int) -> tuple[np.ndarray, list[str], list[float | None]]:
-    samples = [generate(split, i, seed=EVAL_SEED, size=64) for i in range(n)]
+def update_card(table: str, card: Path = CARD) -> None:
+    """Replace the text between the card's measured-section markers with `table`."""
+    text = card.read_text()
+    if CARD_BEGIN not in text or CARD_END not in text:
+        raise SystemExit(f"{card} has no {CARD_BEGIN} ... {CARD_END} section to update")
+    head, rest = text.split(CARD_BEGIN, 1)
+    card.write_text(f"{head}{CARD_BEGIN}\n{table}\n{CARD_END}{rest.split(CARD_END, 1)[1]}")
+
+
+def _load_split(split: str, n: int, size: int) -> tuple[np.ndarray, list[str], list[float | None]]:
+    samples = [generate(split, i, seed=EVAL_SEED, size=size) for i in range(n)]
     return (np.stack([s.image for s in samples]), [sample_id(split, i) for i in range(n)],
             [s.complexity for s in samples])
 
@@ -89,8 +103,8 @@ def evaluate(model_path: str | Path, n: int = 500, threshold: float = THRESHOLD)
 
     model = load_tokenizer(model_path, halting="seeded").eval()
     budgets = tuple(model.budgets)
-    scenes, scene_ids, complexity = _load_split("demo-scenes", n)
-    unfam, unfam_ids, _ = _load_split("demo-unfamiliar", n)
+    scenes, scene_ids, complexity = _load_split("demo-scenes", n, model.image_size)
+    unfam, unfam_ids, _ = _load_split("demo-unfamiliar", n, model.image_size)
     l1_s = per_image_l1(model, scenes, scene_ids)
     l1_u = per_image_l1(model, unfam, unfam_ids)
     base = {k: float(v.mean()) for k, v in baseline_l1(scenes).items()}
@@ -145,12 +159,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threshold", type=float, default=THRESHOLD)
     ap.add_argument("--json", default=None, help="also write the result dict here")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--card", action="store_true", help="write the table into the package's MODEL_CARD.md")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     res = evaluate(args.model_path, n=args.n, threshold=args.threshold)
     print(format_table(res))
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2))
+    if args.card:
+        update_card(format_table(res))
 
 
 if __name__ == "__main__":
