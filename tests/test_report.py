@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from alit_eval.cli.app import app
 from alit_eval.errors import AlitEvalError
 from alit_eval.results.io import write_csv, write_json
-from alit_eval.results.report import build_report
+from alit_eval.results.report import build_report, expand
 from alit_eval.results.schema import format_condition, metrics_frame
 
 COLORS = iter([(200, 30, 30), (30, 200, 30), (30, 30, 200), (200, 200, 30), (30, 200, 200), (200, 30, 200)] * 20)
@@ -259,3 +259,17 @@ def test_report_of_a_real_fid_run(tiny_ckpt, tmp_path):
     assert {"fid/real/figures/metrics_vs_tokens", "fid/real/figures/examples"} <= set(page.images)
     assert "LPIPS skipped" in page.all_text or "lpips" in " ".join(head[0]).lower()
     assert (out / "report.md").is_file()
+
+
+def test_expand_reads_a_whole_results_tree(tmp_path):
+    tree = tmp_path / "results"
+    for run in ("fid/aaa", "fid/bbb", "allocate/ccc"):
+        (tree / run).mkdir(parents=True)
+        (tree / run / "config.json").write_text("{}")
+    (tree / "attention-viz").mkdir()
+    Image.new("RGB", (4, 4)).save(tree / "attention-viz" / "maps.png")
+    (tree / "report" / "figures").mkdir(parents=True)  # a report written into the tree: not a run
+    Image.new("RGB", (4, 4)).save(tree / "report" / "figures" / "x.png")
+    (tree / "empty").mkdir()
+    assert expand([tree]) == [tree / "allocate/ccc", tree / "attention-viz", tree / "fid/aaa", tree / "fid/bbb"]
+    assert expand([tree / "fid"]) == [tree / "fid/aaa", tree / "fid/bbb"]

@@ -12,7 +12,8 @@ from alit_eval.cli.options import get_globals
 
 def report(
     ctx: typer.Context,
-    runs: List[Path] = typer.Argument(..., help="Run folders (results/<command>/<run_id>), or folders of runs."),
+    runs: List[Path] = typer.Argument(
+        ..., help="Run folders (results/<command>/<run_id>), folders of runs (results/fid), or a whole results folder."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default results/report/<name>)."),
     name: Optional[str] = typer.Option(None, "--name",
                                        help="Report folder name (default: <command>-<run_id>, or compare-<hash>)."),
@@ -28,6 +29,8 @@ def report(
         alit-eval report results/fid/<run_a> results/fid/<run_b> --name two-checkpoints
 
         alit-eval report results/allocate --out /tmp/allocation-report
+
+        alit-eval report results/demo --out results/demo/report
     """
     g = get_globals(ctx)
     from alit_eval.results.report import build_report

@@ -27,6 +27,7 @@ from alit_eval.engine.runner import Prepared, SweepRequest, prepare
 from alit_eval.engine.store import ShardStore
 from alit_eval.engine.sweep import SweepResult, run_sweep
 from alit_eval.errors import AlitEvalError
+from alit_eval.paths import portable
 
 MAX_FOLLOW = 8  # how many from_run links are followed before giving up (a loop)
 
@@ -150,7 +151,7 @@ def load_sweep(run_dir: str | Path) -> SweepInputs:
         config = json.loads(config_file.read_text(encoding="utf-8"))
         if (path / "shards").is_dir() or "from_run" not in config:
             break
-        path = Path(config["from_run"])  # this run reused another: go to the one with the shards
+        path = Path(config["from_run"]).expanduser()  # this run reused another: go to the one with the shards
     else:
         raise AlitEvalError(f"--from-run {run_dir}: more than {MAX_FOLLOW} chained from_run links")
     if not (path / "per_image.parquet").is_file():
@@ -174,7 +175,17 @@ def load_sweep(run_dir: str | Path) -> SweepInputs:
     name = str(data.get("source", path.name))
     kind = str(data.get("kind", "files"))
     return SweepInputs(result, config, dataset_label(name, kind), str(data.get("preprocess", "unknown")),
-                       {**config.get("checkpoint", {}), **extra.get("checkpoint", {})}, path, str(path.resolve()))
+                       {**config.get("checkpoint", {}), **extra.get("checkpoint", {})}, path, _recorded(path))
+
+
+def _recorded(path: Path) -> str:
+    """How a reused run is named in config/meta: relative to the working directory when inside it
+    (``results/fid/<id>``, so committed results name no local folders), else `portable`."""
+    resolved = path.resolve()
+    try:
+        return str(resolved.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return portable(resolved)
 
 
 def _read_only_store(path: Path) -> ShardStore:

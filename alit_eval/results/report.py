@@ -94,8 +94,9 @@ def read_metrics(path: Path) -> pd.DataFrame:
 
 
 def expand(paths: Iterable[str | Path]) -> list[Path]:
-    """Run folders behind `paths`: a run folder itself, or every run folder directly inside a folder
-    (e.g. ``results/fid``), or a plain folder of figures (``attention-viz`` output)."""
+    """Run folders behind `paths`: a run folder itself, every run folder directly inside a folder
+    (e.g. ``results/fid``), a whole results tree (``results/<command>/<run_id>``, plus command
+    folders of plain figures such as ``attention-viz``), or a plain folder of figures."""
     out: list[Path] = []
     for p in map(Path, paths):
         if not p.is_dir():
@@ -104,6 +105,8 @@ def expand(paths: Iterable[str | Path]) -> list[Path]:
             out.append(p)
             continue
         inner = sorted(q for q in p.iterdir() if q.is_dir() and (q / "config.json").is_file())
+        if not inner:
+            inner = _tree_runs(p)
         if inner:
             out += inner
         elif any(p.rglob("*.png")):
@@ -111,6 +114,16 @@ def expand(paths: Iterable[str | Path]) -> list[Path]:
         else:
             raise AlitEvalError(f"{p} is not an alit-eval run folder (no config.json) and holds no figures")
     return list(dict.fromkeys(out))
+
+
+def _tree_runs(root: Path) -> list[Path]:
+    """Runs of a results tree ``root/<command>/<run_id>``; a command folder without runs but with
+    PNGs directly inside (``attention-viz``) counts as one figures folder."""
+    out: list[Path] = []
+    for command in sorted(q for q in root.iterdir() if q.is_dir()):
+        runs = sorted(r for r in command.iterdir() if r.is_dir() and (r / "config.json").is_file())
+        out += runs or ([command] if any(command.glob("*.png")) else [])
+    return out
 
 
 def load_run(path: Path) -> Run:

@@ -11,13 +11,15 @@ the L2-normalised 12-d vectors. The differentiable forward is assembled from the
 iterations (Bernoulli draws from a per-step seeded generator, the model's 0.55 threshold), so the
 network is trained on the same inputs it sees at inference. Gradients flow through all iterations.
 
-One addition to the official recipe, for a cold start on 2 CPU cores (documented in the model card):
-for the first ``continuous_warmup`` fraction of the steps the decoder reads the L2-normalised
-encoder output instead of its nearest code (the 1D VQ is bypassed), then the 1D codebook is
-initialised from encoder outputs and codes unused for ``reinit_every`` steps are restarted from random
-encoder outputs (until 80% of training). Measured without it: at init every image maps to the same
-few codes, so the decoder sees no image information and training sits on the marginal-code plateau
-(CE = entropy of the code histogram at every iteration, one flat reconstruction for every budget).
+One addition to the official recipe, a warm start for a cold start on 2 CPU cores (documented in the
+model card): for the first ``teacher_warmup`` fraction of the steps the decoder reads `teacher_tokens`
+(region means of the base features, coarse to fine) and the encoder regresses them; until
+``continuous_warmup`` the decoder reads the L2-normalised encoder output (the 1D VQ is bypassed); then
+the 1D codebook is initialised from encoder outputs and codes unused for ``reinit_every`` steps are
+restarted from random encoder outputs (until 80% of training). Measured without it: the latents are
+nearly image-independent at init, the decoder learns the code marginal, the 1D codes collapse, and
+training sits on that plateau (CE = entropy of the code histogram at every iteration, one flat
+reconstruction for every budget).
 """
 
 from __future__ import annotations
