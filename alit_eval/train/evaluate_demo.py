@@ -5,10 +5,10 @@ Usage: ``python -m alit_eval.train.evaluate_demo PATH [--n 500] [--threshold T] 
 ``<!-- measured:begin -->`` and ``<!-- measured:end -->`` markers) with the new table.
 
 Protocol: ``n`` held-out `demo-scenes` and `demo-unfamiliar` images (seed 0, indices ``0..n-1``, generated
-at the tokenizer's size), all budgets in one `rollout` per batch with the ``seeded`` halting policy (one generator per image from
-``per_image_generators(0, image_ids)``, so numbers do not depend on the batch size). Reconstructions are
-rounded to uint8 (`metrics.pixel.to_uint8`, "round") before the per-image L1. Baselines: per-image
-mean/median colour, 8-px patch means (the issue's fixed 8x8-pixel patch) and the base VQGAN's own hard-code
+at the tokenizer's size), all budgets in one `rollout` per batch with the ``seeded`` halting policy
+(one generator per image from ``per_image_generators(0, image_ids)``, so numbers do not depend on
+the batch size). Reconstructions are rounded to uint8 (`metrics.pixel.to_uint8`, "round") before the per-image L1. Baselines: per-image
+mean/median colour, 8-px patch means (a fixed 8x8-pixel patch) and the base VQGAN's own hard-code
 reconstruction (the ceiling for ALIT). Allocation: the official L1 criterion per image
 (`analysis.allocation.select_official`, the smallest budget with L1 < threshold, otherwise the budget with
 the lowest L1, counted as "never reached").
