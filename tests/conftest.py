@@ -51,3 +51,14 @@ def make_tiny_alit(path: Path, seed: int = 0) -> Path:
 @pytest.fixture(scope="session")
 def tiny_ckpt(tmp_path_factory) -> Path:
     return make_tiny_alit(tmp_path_factory.mktemp("tiny") / "tiny.safetensors")
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run a test with one torch thread (timing- and reduction-order-sensitive tests), then restore."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -17,12 +17,7 @@ from alit_eval.results.schema import validate
 from alit_eval.tokenizers.alit.blocks import ResidualAttentionBlock
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def block_flops(batch: int, length: int, width: int, mlp_ratio: int = 4) -> int:

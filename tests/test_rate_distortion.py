@@ -21,12 +21,7 @@ from alit_eval.results.report import read_metrics
 from alit_eval.results.schema import parse_condition
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_bits_per_token():

@@ -7,7 +7,9 @@ from typing import Optional
 
 import typer
 
-from alit_eval.cli.options import get_globals, parse_budgets, parse_list
+from alit_eval.cli.options import (
+    get_globals, heads_option, parse_budgets, parse_list, subset_seed_option, workers_option,
+)
 
 DEFAULT_THRESHOLDS = {"l1": "0.03,0.05,0.07,0.09"}  # KARL Tab. 2/6 thresholds; 0.07 is the official default
 QUANTILE_THRESHOLDS = "q0.25,q0.5,q0.75"
@@ -36,15 +38,15 @@ def allocate(
     preprocess: str = typer.Option("resize-center-crop", "--preprocess", help="center-crop or resize-center-crop."),
     batch_size: int = typer.Option(16, "--batch-size", min=1),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Use at most N images (demo default 100)."),
-    subset_seed: Optional[int] = typer.Option(None, "--subset-seed", help="Random subset of --limit images."),
+    subset_seed: Optional[int] = subset_seed_option(),
     halting: Optional[str] = typer.Option(None, "--halting",
                                           help="official | seeded | off (default: the checkpoint's)."),
-    workers: int = typer.Option(0, "--workers", min=0, help="DataLoader worker processes."),
+    workers: int = workers_option(),
     no_fid: bool = typer.Option(False, "--no-fid", help="Skip Inception features (fixed and variable-token FID)."),
     fid_resize: str = typer.Option("tf1", "--fid-resize", help="tf1 (torch-fidelity) or pytorch-fid."),
     inception_weights: Optional[Path] = typer.Option(None, "--inception-weights", help="FID Inception weights file."),
     lpips_weights: Optional[Path] = typer.Option(None, "--lpips-weights", help="AlexNet state_dict for LPIPS."),
-    heads: Optional[int] = typer.Option(None, "--heads", min=1, help="Attention heads, if not inferable."),
+    heads: Optional[int] = heads_option(),
     trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint",
                                           help="Allow full unpickling (trusted files only)."),
     no_gallery: bool = typer.Option(False, "--no-gallery", help="Skip the gallery of images sorted by budget."),

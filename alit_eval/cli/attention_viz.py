@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from alit_eval.cli.options import get_globals, parse_budgets, parse_list
+from alit_eval.cli.options import get_globals, heads_option, parse_budgets, parse_list, trust_checkpoint_option
 
 
 def attention_viz(
@@ -22,8 +22,8 @@ def attention_viz(
                                  help="corrected (key of token j) or official-notebook (the notebook's off-by-one)."),
     show_budget: bool = typer.Option(False, "--show-budget", help="Add each budget's reconstruction beside its maps."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default <results-dir>/attention-viz)."),
-    heads: Optional[int] = typer.Option(None, "--heads", min=1, help="Attention heads, if not inferable."),
-    trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="Allow full unpickling (trusted files only)."),
+    heads: Optional[int] = heads_option(),
+    trust_checkpoint: bool = trust_checkpoint_option(),
 ) -> None:
     """Draw each token's decoder attention over the 2D grid, overlaid on the image (jet, alpha 0.4),
     with rows = budgets and an argmax map (each pixel coloured by the token it attends to most).

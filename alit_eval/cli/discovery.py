@@ -7,7 +7,9 @@ from typing import Optional
 
 import typer
 
-from alit_eval.cli.options import get_globals, parse_budgets
+from alit_eval.cli.options import (
+    get_globals, heads_option, parse_budgets, subset_seed_option, trust_checkpoint_option, workers_option,
+)
 
 DEMO_LIMIT = 200
 
@@ -24,12 +26,12 @@ def discovery(
     preprocess: str = typer.Option("resize-center-crop", "--preprocess",
                                    help="center-crop or resize-center-crop (masks get the same geometry)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help=f"Use at most N images (demo default {DEMO_LIMIT})."),
-    subset_seed: Optional[int] = typer.Option(None, "--subset-seed", help="Random subset of --limit images."),
+    subset_seed: Optional[int] = subset_seed_option(),
     batch_size: int = typer.Option(16, "--batch-size", min=1),
     halting: Optional[str] = typer.Option(None, "--halting", help="official | seeded | off (default: the checkpoint's)."),
-    workers: int = typer.Option(0, "--workers", min=0, help="DataLoader worker processes."),
-    heads: Optional[int] = typer.Option(None, "--heads", min=1, help="Attention heads, if not inferable."),
-    trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="Allow full unpickling (trusted files only)."),
+    workers: int = workers_option(),
+    heads: Optional[int] = heads_option(),
+    trust_checkpoint: bool = trust_checkpoint_option(),
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default results/discovery/<config hash>)."),
     run_id: Optional[str] = typer.Option(None, "--run-id", help="Run folder name under results/discovery/."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a folder holding a different run."),

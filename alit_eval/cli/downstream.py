@@ -7,7 +7,10 @@ from typing import Optional
 
 import typer
 
-from alit_eval.cli.options import get_globals, parse_budgets, parse_list
+from alit_eval.cli.options import (
+    get_globals, heads_option, parse_budgets, parse_list, subset_seed_option, trust_checkpoint_option,
+    workers_option,
+)
 
 DEMO_LIMIT = 400  # enough demo images for an 8-class probe with a 30% held-out split
 
@@ -32,12 +35,12 @@ def downstream(
     preprocess: str = typer.Option("resize-center-crop", "--preprocess",
                                    help="center-crop (official ALIT eval) or resize-center-crop."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help=f"Use at most N images (demo default {DEMO_LIMIT})."),
-    subset_seed: Optional[int] = typer.Option(None, "--subset-seed", help="Random subset of --limit images."),
+    subset_seed: Optional[int] = subset_seed_option(),
     batch_size: int = typer.Option(16, "--batch-size", min=1),
     halting: Optional[str] = typer.Option(None, "--halting", help="official | seeded | off (default: the checkpoint's)."),
-    workers: int = typer.Option(0, "--workers", min=0, help="DataLoader worker processes."),
-    heads: Optional[int] = typer.Option(None, "--heads", min=1, help="Attention heads, if not inferable."),
-    trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="Allow full unpickling (trusted files only)."),
+    workers: int = workers_option(),
+    heads: Optional[int] = heads_option(),
+    trust_checkpoint: bool = trust_checkpoint_option(),
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default results/downstream/<config hash>)."),
     run_id: Optional[str] = typer.Option(None, "--run-id", help="Run folder name under results/downstream/."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a folder holding a different run."),

@@ -7,7 +7,9 @@ from typing import Optional
 
 import typer
 
-from alit_eval.cli.options import get_globals, parse_budgets, parse_list
+from alit_eval.cli.options import (
+    get_globals, heads_option, parse_budgets, parse_list, subset_seed_option, workers_option,
+)
 
 
 def entropy_correlation(
@@ -36,14 +38,14 @@ def entropy_correlation(
     preprocess: str = typer.Option("resize-center-crop", "--preprocess", help="center-crop or resize-center-crop."),
     batch_size: int = typer.Option(16, "--batch-size", min=1),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Use at most N images (demo default 100)."),
-    subset_seed: Optional[int] = typer.Option(None, "--subset-seed", help="Random subset of --limit images."),
+    subset_seed: Optional[int] = subset_seed_option(),
     halting: Optional[str] = typer.Option(None, "--halting",
                                           help="official | seeded | off (default: the checkpoint's)."),
-    workers: int = typer.Option(0, "--workers", min=0, help="DataLoader worker processes."),
+    workers: int = workers_option(),
     fid: bool = typer.Option(False, "--fid",
                              help="Also store Inception features in the sweep (for a later --from-run)."),
     lpips_weights: Optional[Path] = typer.Option(None, "--lpips-weights", help="AlexNet state_dict for LPIPS."),
-    heads: Optional[int] = typer.Option(None, "--heads", min=1, help="Attention heads, if not inferable."),
+    heads: Optional[int] = heads_option(),
     trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint",
                                           help="Allow full unpickling (trusted files only)."),
     run_id: Optional[str] = typer.Option(None, "--run-id", help="Run folder name under results/entropy-correlation/."),

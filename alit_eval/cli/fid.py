@@ -7,7 +7,9 @@ from typing import Optional
 
 import typer
 
-from alit_eval.cli.options import get_globals, parse_budgets
+from alit_eval.cli.options import (
+    get_globals, heads_option, parse_budgets, subset_seed_option, trust_checkpoint_option, workers_option,
+)
 from alit_eval.errors import AlitEvalError
 
 
@@ -32,10 +34,10 @@ def fid(
     precision: str = typer.Option("fp32", "--precision", help="fp32 (reported numbers) | bf16 | tf32 (approximate, faster)."),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the model and Inception (GPU)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Use at most N images (demo default 100)."),
-    subset_seed: Optional[int] = typer.Option(None, "--subset-seed", help="Random subset of --limit images."),
+    subset_seed: Optional[int] = subset_seed_option(),
     halting: Optional[str] = typer.Option(None, "--halting",
                                           help="official | seeded | off (default: the checkpoint's)."),
-    workers: int = typer.Option(0, "--workers", min=0, help="DataLoader worker processes."),
+    workers: int = workers_option(),
     fid_resize: str = typer.Option("tf1", "--fid-resize", help="tf1 (torch-fidelity) or pytorch-fid."),
     fid_ref: Optional[Path] = typer.Option(None, "--fid-ref", help="Reference stats .npz (mu/sigma) instead of the originals."),
     no_fid: bool = typer.Option(False, "--no-fid", help="Skip Inception features and rFID."),
@@ -46,8 +48,8 @@ def fid(
     official_truncation: bool = typer.Option(False, "--official-truncation",
                                              help="Truncate to uint8 like the official PNG writer (default: round)."),
     strict: bool = typer.Option(False, "--strict", help="Stop at the first image that cannot be decoded."),
-    heads: Optional[int] = typer.Option(None, "--heads", min=1, help="Attention heads, if not inferable."),
-    trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="Allow full unpickling (trusted files only)."),
+    heads: Optional[int] = heads_option(),
+    trust_checkpoint: bool = trust_checkpoint_option(),
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default results/fid/<config hash>)."),
     run_id: Optional[str] = typer.Option(None, "--run-id", help="Run folder name under results/fid/."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a folder holding a different run."),

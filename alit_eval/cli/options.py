@@ -140,3 +140,23 @@ def run_id_option() -> Any:
 def overwrite_option() -> Any:
     """``--overwrite``: replace a run folder that holds a different config."""
     return typer.Option(False, "--overwrite", help="Replace an existing run folder that holds a different config.")
+
+
+def workers_option() -> Any:
+    """``--workers``: DataLoader worker processes."""
+    return typer.Option(0, "--workers", min=0, help="DataLoader worker processes.")
+
+
+def heads_option() -> Any:
+    """``--heads``: attention heads of a checkpoint whose head count cannot be inferred."""
+    return typer.Option(None, "--heads", min=1, help="Attention heads, if not inferable.")
+
+
+def trust_checkpoint_option() -> Any:
+    """``--trust-checkpoint``: allow full unpickling of a checkpoint."""
+    return typer.Option(False, "--trust-checkpoint", help="Allow full unpickling (trusted files only).")
+
+
+def subset_seed_option() -> Any:
+    """``--subset-seed``: draw a random subset of ``--limit`` images."""
+    return typer.Option(None, "--subset-seed", help="Random subset of --limit images.")

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from alit_eval.cli.options import get_globals, parse_budgets
+from alit_eval.cli.options import get_globals, heads_option, parse_budgets, trust_checkpoint_option
 from alit_eval.errors import AlitEvalError
 
 
@@ -21,8 +21,8 @@ def profile(
     precision: str = typer.Option("fp32", "--precision", help="fp32 | bf16 (autocast) | tf32 (CUDA matmuls)."),
     no_fid: bool = typer.Option(False, "--no-fid", help="Skip the FID Inception feature extractor."),
     inception_weights: Optional[Path] = typer.Option(None, "--inception-weights", help="FID Inception weights file."),
-    heads: Optional[int] = typer.Option(None, "--heads", min=1, help="Attention heads, if not inferable."),
-    trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="Allow full unpickling (trusted files only)."),
+    heads: Optional[int] = heads_option(),
+    trust_checkpoint: bool = trust_checkpoint_option(),
     run_id: Optional[str] = typer.Option(None, "--run-id", help="Run folder name under results/profile/."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a folder holding a different run."),
 ) -> None:

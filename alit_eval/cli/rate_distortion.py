@@ -7,7 +7,9 @@ from typing import Optional
 
 import typer
 
-from alit_eval.cli.options import get_globals, parse_budgets, parse_list
+from alit_eval.cli.options import (
+    get_globals, heads_option, parse_budgets, parse_list, subset_seed_option, trust_checkpoint_option,
+)
 
 
 def rate_distortion(
@@ -30,15 +32,15 @@ def rate_distortion(
     preprocess: str = typer.Option("resize-center-crop", "--preprocess", help="center-crop or resize-center-crop."),
     batch_size: int = typer.Option(16, "--batch-size", min=1),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Use at most N images (demo default 100)."),
-    subset_seed: Optional[int] = typer.Option(None, "--subset-seed", help="Random subset of --limit images."),
+    subset_seed: Optional[int] = subset_seed_option(),
     halting: Optional[str] = typer.Option(None, "--halting", help="official | seeded | off (default: the checkpoint's)."),
     workers: int = typer.Option(0, "--workers", min=0, help="DataLoader worker processes of the sweep."),
     no_fid: bool = typer.Option(False, "--no-fid", help="Skip Inception features and rFID (tokenizer and codecs)."),
     fid_resize: str = typer.Option("tf1", "--fid-resize", help="tf1 (torch-fidelity) or pytorch-fid."),
     inception_weights: Optional[Path] = typer.Option(None, "--inception-weights", help="FID Inception weights file."),
     lpips_weights: Optional[Path] = typer.Option(None, "--lpips-weights", help="AlexNet state_dict for LPIPS."),
-    heads: Optional[int] = typer.Option(None, "--heads", min=1, help="Attention heads, if not inferable."),
-    trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="Allow full unpickling (trusted files only)."),
+    heads: Optional[int] = heads_option(),
+    trust_checkpoint: bool = trust_checkpoint_option(),
     run_id: Optional[str] = typer.Option(None, "--run-id", help="Run folder name under results/rate-distortion/."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a folder holding a different run."),
 ) -> None:
