@@ -20,6 +20,7 @@ from alit_eval.train.distill import (
     train_distill,
 )
 from alit_eval.train.evaluate_demo import CARD_BEGIN, CARD_END, allocate, update_card
+from alit_eval.train.finetune import FinetuneConfig, train_finetune
 
 SIZE = 16
 
@@ -109,6 +110,41 @@ def test_distill_resume_matches_uninterrupted(tmp_path):
     assert torch.allclose(codes.norm(dim=-1), torch.ones(codes.shape[0]), atol=0.05)
 
 
+def test_pixel_term_is_the_l1_of_the_inference_reconstructions():
+    model = build_alit(tiny_alit_cfg(), build_base(0, tiny_base_cfg()), seed=0).eval()
+    x = train_batch(1, 3, 4, SIZE)
+    with torch.no_grad():
+        plain, _, _ = distill_forward(model, x, None, halting=False)
+        with_pixels, logs, _ = distill_forward(model, x, None, halting=False, pixel_weight=7.0)
+        ro = model.rollout(x, halting="off")
+    per_budget = [(ro[b].extras["reconstruction_raw"] - x).abs().mean() for b in model.budgets]
+    assert np.allclose([logs[f"l1_{t}"] for t in range(len(per_budget))], [float(v) for v in per_budget], rtol=1e-5)
+    assert torch.allclose(with_pixels - plain, 7.0 * torch.stack(per_budget).sum(), rtol=1e-4)
+
+
+def _finetune(out, stop_at=None, resume=False):
+    model = build_alit(tiny_alit_cfg(), build_base(0, tiny_base_cfg()), seed=0)
+    cfg = FinetuneConfig(steps=4, batch=4, warmup=1, log_every=100, ckpt_every=100, monitor_images=2)
+    return train_finetune(cfg, model, out, resume=resume, deadline=None, log=Logger(None), stop_at=stop_at)
+
+
+def test_finetune_resume_matches_uninterrupted_and_keeps_the_base_frozen(tmp_path):
+    full, done = _finetune(tmp_path / "a")
+    assert done
+    _, done = _finetune(tmp_path / "b", stop_at=2)
+    assert not done and (tmp_path / "b" / "finetune_state.pt").exists()
+    resumed, done = _finetune(tmp_path / "b", resume=True)
+    assert done
+    for k, v in full.state_dict().items():
+        assert torch.equal(v, resumed.state_dict()[k]), k
+    start = build_alit(tiny_alit_cfg(), build_base(0, tiny_base_cfg()), seed=0).state_dict()
+    changed = {k for k, v in full.state_dict().items() if not torch.equal(v, start[k])}
+    assert changed and not any(k.startswith("base_tokenizer.") for k in changed)
+    untouched, done = train_finetune(FinetuneConfig(), full, tmp_path / "c", resume=False, deadline=None,
+                                     log=Logger(None))
+    assert done and not (tmp_path / "c" / "finetune_state.pt").exists()
+
+
 def test_base_resume_matches_uninterrupted(tmp_path):
     cfg = BaseTrainConfig(steps=4, batch=4, image_size=SIZE, warmup=2, reinit_every=2, log_every=100,
                           ckpt_every=100, monitor_images=2)
@@ -184,3 +220,20 @@ def test_update_card_rewrites_only_the_measured_section(tmp_path):
     (tmp_path / "bad.md").write_text("no markers")
     with pytest.raises(SystemExit):
         update_card("x", tmp_path / "bad.md")
+
+
+def test_demo_command_runs_every_stage_and_records_them(tmp_path):
+    from alit_eval.train import demo
+
+    argv = ["--out", str(tmp_path), "--base-steps", "2", "--base-codes", "64", "--distill-steps", "2",
+            "--distill-batch", "2", "--finetune-steps", "1", "--threads", "1"]
+    assert demo.main(argv) == 0
+    assert {p.name for p in tmp_path.iterdir()} >= {"base_final.pt", "distill_state.pt", "finetune_state.pt"}
+    from safetensors import safe_open
+
+    path = tmp_path / "demo_tokenizer.safetensors"
+    model = load_tokenizer(path)
+    assert model.cfg.base.n_embed == 64 and model.cfg.decoder_out == 64
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+    assert "stage 2 pixel fine-tuning (1 steps)" in meta["training"] and meta["finished"] == "True"
