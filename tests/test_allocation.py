@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from alit_eval.analysis import allocation as al
 from alit_eval.analysis.allocation_report import run as run_allocate
-from alit_eval.analysis.allocation_report import variable_fids
+from alit_eval.analysis.allocation_report import shuffled_budgets, variable_fids
 from alit_eval.cli.app import app
 from alit_eval.engine.runner import SweepRequest
 from alit_eval.engine.store import ShardStore
@@ -184,6 +184,24 @@ def test_variable_token_fid_equals_a_naive_fid_of_the_selected_rows(tmp_path):
     assert fixed == want
 
 
+def test_shuffled_control_keeps_each_thresholds_histogram_and_is_seeded(tmp_path):
+    rng = np.random.default_rng(3)
+    sel = pd.DataFrame({"index": np.tile(np.arange(50), 2), "threshold": np.repeat([0.05, 0.1], 50),
+                        "selected_budget": rng.choice(BUDGETS, size=100)})
+    a, b, c = shuffled_budgets(sel, 0), shuffled_budgets(sel, 0), shuffled_budgets(sel, 1)
+    assert a.equals(b) and not a.equals(c)
+    assert not a["selected_budget"].equals(sel["selected_budget"])
+    for t in (0.05, 0.1):
+        assert sorted(a.loc[a.threshold == t, "selected_budget"]) == sorted(sel.loc[sel.threshold == t, "selected_budget"])
+    assert a.drop(columns="selected_budget").equals(sel.drop(columns="selected_budget"))
+    # The control's FID is the naive FID of the permuted rows.
+    store, feats = _fake_store(tmp_path)
+    small = pd.DataFrame({"index": np.arange(13), "threshold": 0.05, "selected_budget": rng.choice(BUDGETS, size=13)})
+    shuffled = shuffled_budgets(small, 5)
+    rows = np.stack([feats[b][i] for i, b in enumerate(shuffled["selected_budget"])])
+    assert variable_fids(store, shuffled)[0.05] == pytest.approx(_naive_fid(rows, feats["ref"]), rel=1e-6)
+
+
 def _fake_run(folder, values=L1, budgets=BUDGETS):
     """A finished sweep folder with per-image metrics and (random) Inception features."""
     folder.mkdir(parents=True)
@@ -211,12 +229,15 @@ def test_allocate_from_a_finished_sweep_with_features(tmp_path):
     rfid = m[m["metric"] == "rfid"]
     fixed = rfid[rfid["budget"].notna()].set_index("budget")["value"]
     var = rfid[rfid["budget"].isna()]
-    assert len(fixed) == 4 and len(var) == 2
+    assert len(fixed) == 4 and len(var) == 4  # variable and shuffled, two thresholds
     # threshold 1.0: every image reaches it at the smallest budget -> the 4-token FID exactly
     thr = var["condition"].map(lambda c: parse_condition(c)["threshold"])
-    assert set(var["condition"].map(lambda c: parse_condition(c)["selection"])) == {"variable"}
-    at1 = var.loc[thr == "1", "value"].item()
+    selection = var["condition"].map(lambda c: parse_condition(c)["selection"])
+    assert sorted(selection) == ["shuffled", "shuffled", "variable", "variable"]
+    at1 = var.loc[(thr == "1") & (selection == "variable"), "value"].item()
     assert at1 == pytest.approx(fixed[4], rel=1e-9)
+    # one budget for every image: shuffling changes nothing
+    assert var.loc[(thr == "1") & (selection == "shuffled"), "value"].item() == pytest.approx(fixed[4], rel=1e-9)
     s = pd.read_csv(r.path / "allocation_summary.csv").set_index("threshold")
     assert s.loc[0.07, "mean_tokens"] == pytest.approx(np.mean([8, 12, 4, 8, 16]))
     assert s.loc[0.07, "censored_share"] == pytest.approx(0.4)

@@ -191,7 +191,10 @@ def test_allocation_table_and_warnings(tmp_path):
                  {**base, "metric": "l1", "value": 0.2, "condition": c},
                  {**base, "metric": "rfid", "value": 9.0, "condition": format_condition(
                      criterion="l1", fallback="min-error", threshold=thr, reference="originals", resize="tf1",
-                     selection="variable")}]
+                     selection="variable")},
+                 {**base, "metric": "rfid", "value": 11.0, "condition": format_condition(
+                     criterion="l1", fallback="min-error", threshold=thr, reference="originals", resize="tf1",
+                     selection="shuffled")}]
     run = make_run(tmp_path, "allocate", "x", rows=rows, extra={
         "skipped_images": [{"id": "bad.jpg", "error": "cannot identify image file"}],
         "lpips": "LPIPS skipped: AlexNet ImageNet weights not found", "precision": "bf16",
@@ -200,7 +203,8 @@ def test_allocation_table_and_warnings(tmp_path):
     page, md = render([run, partial], tmp_path / "out")
     alloc = page.tables["allocation/allocate/x"]
     header = alloc[0]
-    assert {"threshold", "mean_tokens", "censored_share", "variable rFID"} <= set(header)
+    assert {"threshold", "mean_tokens", "censored_share", "variable rFID", "shuffled rFID"} <= set(header)
+    assert [(r[header.index("variable rFID")], r[header.index("shuffled rFID")]) for r in alloc[1:]] == [("9", "11")] * 2
     assert [r[header.index("mean_tokens")] for r in alloc[1:]] == ["12.5", "6"]
     warnings = page.all_text
     for needle in ("bad.jpg", "LPIPS skipped", "approximate precision (bf16)", "censored allocation",

@@ -54,7 +54,8 @@ def allocate(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a folder holding a different run."),
 ) -> None:
     """Select each image's token budget (smallest budget whose error is below a threshold) at several
-    thresholds; report tokens used, censoring, adaptive quality, variable-token FID and token savings.
+    thresholds; report tokens used, censoring, adaptive quality, variable-token FID (with a shuffled-budget
+    control) and token savings.
 
     Selection is per image (batch-independent); the official encode() averages L1 over the whole
     batch, which --official-batch-criterion N reproduces.
@@ -98,6 +99,7 @@ def print_summary(path: Path, criterion: str) -> None:
     cols = [("threshold", "threshold"), ("mean_tokens", "mean tok"), ("median_tokens", "median"),
             ("censored_share", "censored"), (f"adaptive_{criterion}" if f"adaptive_{criterion}" in s else "adaptive_l1",
                                              criterion), ("variable_rfid", "var. rFID"),
+            ("shuffled_rfid", "shuffled rFID"),
             ("fixed_budget_equivalent", "fixed equiv."), ("token_saving_pct", "saving %")]
     cols = [(c, name) for c, name in cols if c in s]
     for _, name in cols:

@@ -213,11 +213,11 @@ def allocation_table(metrics: pd.DataFrame | None) -> pd.DataFrame | None:
         return None
     rows: dict[tuple, dict[str, Any]] = {}
     for (_, r), c in zip(metrics[mask].iterrows(), cond[mask]):
-        if r["metric"] == "rfid" and c.get("selection") != "variable":
+        if r["metric"] == "rfid" and c.get("selection") not in ("variable", "shuffled"):
             continue
         key = (r["dataset"], c.get("criterion", ""), c["threshold"])
         row = rows.setdefault(key, {"dataset": key[0], "criterion": key[1], "threshold": key[2]})
-        name = "variable rFID" if r["metric"] == "rfid" else r["metric"]
+        name = f"{c['selection']} rFID" if r["metric"] == "rfid" else r["metric"]
         row[name] = r["value"]
         if r["metric"] == "mean_tokens" and pd.notna(r["ci_low"]):
             row["mean_tokens 95% CI"] = _ci(r["ci_low"], r["ci_high"])
