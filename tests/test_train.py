@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
 
 from alit_eval.tokenizers.alit.config import AlitConfig
 from alit_eval.tokenizers.base2d.config import Base2DConfig
@@ -140,9 +141,10 @@ def test_finetune_resume_matches_uninterrupted_and_keeps_the_base_frozen(tmp_pat
     start = build_alit(tiny_alit_cfg(), build_base(0, tiny_base_cfg()), seed=0).state_dict()
     changed = {k for k, v in full.state_dict().items() if not torch.equal(v, start[k])}
     assert changed and not any(k.startswith("base_tokenizer.") for k in changed)
-    untouched, done = train_finetune(FinetuneConfig(), full, tmp_path / "c", resume=False, deadline=None,
-                                     log=Logger(None))
+    before = {k: v.clone() for k, v in full.state_dict().items()}
+    same, done = train_finetune(FinetuneConfig(), full, tmp_path / "c", resume=False, deadline=None, log=Logger(None))
     assert done and not (tmp_path / "c" / "finetune_state.pt").exists()
+    assert all(torch.equal(v, before[k]) for k, v in same.state_dict().items())  # default: no stage 2
 
 
 def test_base_resume_matches_uninterrupted(tmp_path):
@@ -229,8 +231,6 @@ def test_demo_command_runs_every_stage_and_records_them(tmp_path):
             "--distill-batch", "2", "--finetune-steps", "1", "--threads", "1"]
     assert demo.main(argv) == 0
     assert {p.name for p in tmp_path.iterdir()} >= {"base_final.pt", "distill_state.pt", "finetune_state.pt"}
-    from safetensors import safe_open
-
     path = tmp_path / "demo_tokenizer.safetensors"
     model = load_tokenizer(path)
     assert model.cfg.base.n_embed == 64 and model.cfg.decoder_out == 64

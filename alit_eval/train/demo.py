@@ -6,7 +6,7 @@ Stages (alit_official.md §1.12, scaled down to 2 CPU cores; details in `alit_ev
 1. ALIT latent distillation with the base frozen (`distill.py`, 5000 steps, ~45 min), after a short
    warm start from region-mean teacher tokens that gets it off the marginal-code plateau;
 2. optional (``--finetune-steps N``, off by default and not used for the bundled file): pixel-space
-   fine-tuning with the base still frozen (`finetune.py`, ~1.2 s/step).
+   fine-tuning with the base still frozen (`finetune.py`, ~1.1 s/step).
 
 Everything is seeded and resumable: training state goes to ``DIR`` every few steps and whenever the
 ``--minutes`` wall-clock budget of this invocation runs out; rerun with ``--resume`` to continue exactly
@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--install", action="store_true", help="copy the final weights to the package assets")
     ap.add_argument("--export-partial", action="store_true",
-                    help="write the tokenizer from the latest stage-1 checkpoint even if training has not finished")
+                    help="write the tokenizer from the latest checkpoint (stage 1, or stage 2 once stage 1 is "
+                         "done) even if training has not finished")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
