@@ -83,6 +83,24 @@ def test_distill_losses_finite_and_decreasing():
     assert _decreasing(losses)
 
 
+def _check_resume(run, tmp_path, stop_at: int, state_file: str | None = None):
+    """Run uninterrupted, then stopped at `stop_at` and resumed; the weights must be bit-identical.
+    Returns the uninterrupted model."""
+    full, done = run(tmp_path / "a")
+    assert done
+    _, done = run(tmp_path / "b", stop_at=stop_at)
+    assert not done
+    if state_file:
+        assert (tmp_path / "b" / state_file).exists()
+    resumed, done = run(tmp_path / "b", resume=True)
+    assert done
+    a, b = full.state_dict(), resumed.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    return full
+
+
 def _run(out, stop_at=None, resume=False):
     # 1 teacher step, 1 continuous step, then the codebook switch and a dead-code restart at step 4.
     cfg = DistillConfig(steps=8, batch=4, warmup=2, log_every=100, ckpt_every=100, monitor_images=2,
@@ -94,16 +112,7 @@ def _run(out, stop_at=None, resume=False):
 
 
 def test_distill_resume_matches_uninterrupted(tmp_path):
-    full, done = _run(tmp_path / "a")
-    assert done
-    _, done = _run(tmp_path / "b", stop_at=3)
-    assert not done and (tmp_path / "b" / "distill_state.pt").exists()
-    resumed, done = _run(tmp_path / "b", resume=True)
-    assert done
-    a, b = full.state_dict(), resumed.state_dict()
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    full = _check_resume(_run, tmp_path, 3, "distill_state.pt")
     # The switch to VQ initialised the 1D codebook from (unit-norm) encoder outputs.
     fresh = build_alit(tiny_alit_cfg(), build_base(0, tiny_base_cfg()), seed=1)
     codes = full.quantize.embedding.weight
@@ -130,14 +139,7 @@ def _finetune(out, stop_at=None, resume=False):
 
 
 def test_finetune_resume_matches_uninterrupted_and_keeps_the_base_frozen(tmp_path):
-    full, done = _finetune(tmp_path / "a")
-    assert done
-    _, done = _finetune(tmp_path / "b", stop_at=2)
-    assert not done and (tmp_path / "b" / "finetune_state.pt").exists()
-    resumed, done = _finetune(tmp_path / "b", resume=True)
-    assert done
-    for k, v in full.state_dict().items():
-        assert torch.equal(v, resumed.state_dict()[k]), k
+    full = _check_resume(_finetune, tmp_path, 2, "finetune_state.pt")
     start = build_alit(tiny_alit_cfg(), build_base(0, tiny_base_cfg()), seed=0).state_dict()
     changed = {k for k, v in full.state_dict().items() if not torch.equal(v, start[k])}
     assert changed and not any(k.startswith("base_tokenizer.") for k in changed)
@@ -150,15 +152,12 @@ def test_finetune_resume_matches_uninterrupted_and_keeps_the_base_frozen(tmp_pat
 def test_base_resume_matches_uninterrupted(tmp_path):
     cfg = BaseTrainConfig(steps=4, batch=4, image_size=SIZE, warmup=2, reinit_every=2, log_every=100,
                           ckpt_every=100, monitor_images=2)
-    kw = dict(deadline=None, log=Logger(None), base_cfg=tiny_base_cfg())
-    full, done = train_base(cfg, tmp_path / "a", resume=False, **kw)
-    assert done
-    _, done = train_base(cfg, tmp_path / "b", resume=False, stop_at=3, **kw)
-    assert not done
-    resumed, done = train_base(cfg, tmp_path / "b", resume=True, **kw)
-    assert done
-    for k, v in full.state_dict().items():
-        assert torch.equal(v, resumed.state_dict()[k]), k
+
+    def run(out, stop_at=None, resume=False):
+        return train_base(cfg, out, resume=resume, deadline=None, log=Logger(None), base_cfg=tiny_base_cfg(),
+                          stop_at=stop_at)
+
+    _check_resume(run, tmp_path, 3)
 
 
 def test_saved_tokenizer_round_trip(tmp_path):

@@ -130,14 +130,23 @@ def summarize_selection(selection: "pd.DataFrame", per_image: "pd.DataFrame", *,
 
 def variable_fids(store: Any, selection: "pd.DataFrame") -> dict[float, float]:
     """Variable-token FID against the originals for each threshold of `selection`."""
+    return variable_fids_of(store, [selection])[0]
+
+
+def variable_fids_of(store: Any, selections: Sequence["pd.DataFrame"]) -> list[dict[float, float]]:
+    """`variable_fids` of several selection tables (e.g. the selection and its shuffled control) in one
+    pass over the shards."""
     from alit_eval.metrics.fid import frechet_distance
 
-    sels = {float(t): dict(zip(g["index"].tolist(), g["selected_budget"].tolist()))
-            for t, g in selection.groupby("threshold")}
+    sels = {(i, float(t)): dict(zip(g["index"].tolist(), g["selected_budget"].tolist()))
+            for i, selection in enumerate(selections) for t, g in selection.groupby("threshold")}
     stats = al.variable_token_stats(store, sels)
     ref = stats["ref"]
     mu_r, sig_r = ref.mean(), ref.cov()
-    return {t: frechet_distance(stats[t].mean(), stats[t].cov(), mu_r, sig_r) for t in sels}
+    out: list[dict[float, float]] = [{} for _ in selections]
+    for i, t in sels:
+        out[i][t] = frechet_distance(stats[i, t].mean(), stats[i, t].cov(), mu_r, sig_r)
+    return out
 
 
 def shuffled_budgets(selection: "pd.DataFrame", seed: int) -> "pd.DataFrame":
@@ -238,8 +247,8 @@ def run(req: Any, *, from_run: str | None, thresholds: Sequence[str], criterion:
             notes.append("no Inception features in the sweep: FID skipped")
         fixed = summarize(result, command="allocate", dataset=inputs.dataset, preprocess=inputs.preprocess,
                           seed=seed, fid=fid)
-        fids = variable_fids(result.store, selection) if fid else None
-        shuffled = variable_fids(result.store, shuffled_budgets(selection, seed)) if fid else None
+        fids, shuffled = variable_fids_of(result.store, [selection, shuffled_budgets(selection, seed)]) if fid \
+            else (None, None)
         resize = result.info.get("inception", {}).get("resize", "tf1")
         rows, summary, hist = summarize_selection(
             selection, per_image, command="allocate", dataset=inputs.dataset, preprocess=inputs.preprocess,
