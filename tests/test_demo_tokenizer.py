@@ -36,7 +36,7 @@ def test_l1_decreases_with_budget_and_beats_the_mean_colour(scenes):
     mean = l1.mean(0)
     assert np.all(np.diff(mean) < 0), mean
     assert mean[0] < baseline_l1(images)["mean_colour"].mean()
-    assert mean[-1] < 0.8 * mean[0]
+    assert mean[-1] < 0.75 * mean[0]  # the bar is 0.7 on 500 images; these 48 measure 0.737
 
 
 def test_complex_scenes_need_more_tokens(demo_model, scenes):

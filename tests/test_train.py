@@ -21,7 +21,7 @@ from alit_eval.train.distill import (
     train_distill,
 )
 from alit_eval.train.evaluate_demo import CARD_BEGIN, CARD_END, allocate, update_card
-from alit_eval.train.finetune import FinetuneConfig, train_finetune
+from alit_eval.train.finetune import FinetuneConfig, pixel_weights, train_finetune
 
 SIZE = 16
 
@@ -132,21 +132,53 @@ def test_pixel_term_is_the_l1_of_the_inference_reconstructions():
     assert torch.allclose(with_pixels - plain, 7.0 * torch.stack(per_budget).sum(), rtol=1e-4)
 
 
-def _finetune(out, stop_at=None, resume=False):
+def _finetune(out, stop_at=None, resume=False, **kw):
     model = build_alit(tiny_alit_cfg(), build_base(0, tiny_base_cfg()), seed=0)
-    cfg = FinetuneConfig(steps=4, batch=4, warmup=1, log_every=100, ckpt_every=100, monitor_images=2)
+    cfg = FinetuneConfig(steps=4, batch=4, warmup=1, log_every=100, ckpt_every=100, monitor_images=2, **kw)
     return train_finetune(cfg, model, out, resume=resume, deadline=None, log=Logger(None), stop_at=stop_at)
 
 
-def test_finetune_resume_matches_uninterrupted_and_keeps_the_base_frozen(tmp_path):
-    full = _check_resume(_finetune, tmp_path, 2, "finetune_state.pt")
+def _changed(model) -> set[str]:
     start = build_alit(tiny_alit_cfg(), build_base(0, tiny_base_cfg()), seed=0).state_dict()
-    changed = {k for k, v in full.state_dict().items() if not torch.equal(v, start[k])}
-    assert changed and not any(k.startswith("base_tokenizer.") for k in changed)
+    return {k for k, v in model.state_dict().items() if not torch.equal(v, start[k])}
+
+
+def test_finetune_resume_matches_uninterrupted_and_trains_only_the_base_decoder(tmp_path):
+    full = _check_resume(_finetune, tmp_path, 2, "finetune_state.pt")
+    changed = _changed(full)
+    base = {k for k in changed if k.startswith("base_tokenizer.")}
+    assert changed - base and base  # ALIT and the base decoder moved ...
+    assert all(k.startswith("base_tokenizer.vqgan.decoder.") for k in base)  # ... the base encoder and codebook did not
     before = {k: v.clone() for k, v in full.state_dict().items()}
-    same, done = train_finetune(FinetuneConfig(), full, tmp_path / "c", resume=False, deadline=None, log=Logger(None))
+    same, done = train_finetune(FinetuneConfig(steps=0), full, tmp_path / "c", resume=False, deadline=None,
+                                log=Logger(None))
     assert done and not (tmp_path / "c" / "finetune_state.pt").exists()
-    assert all(torch.equal(v, before[k]) for k, v in same.state_dict().items())  # default: no stage 2
+    assert all(torch.equal(v, before[k]) for k, v in same.state_dict().items())  # 0 steps: a no-op
+
+
+def test_finetune_can_keep_the_whole_base_frozen(tmp_path):
+    model, done = _finetune(tmp_path, base_decoder=False)
+    assert done and _changed(model) and not any(k.startswith("base_tokenizer.") for k in _changed(model))
+
+
+def test_pixel_weights_tilt_toward_late_iterations_and_keep_their_mean():
+    flat = pixel_weights(FinetuneConfig(pixel_weight=300.0, late_emphasis=0.0), 8)
+    assert flat == [300.0] * 8
+    tilted = pixel_weights(FinetuneConfig(pixel_weight=300.0, late_emphasis=0.75), 8)
+    assert tilted[0] == pytest.approx(75.0) and tilted[-1] == pytest.approx(525.0)
+    assert np.all(np.diff(tilted) > 0) and np.mean(tilted) == pytest.approx(300.0)
+    assert pixel_weights(FinetuneConfig(pixel_weight=2.0, late_emphasis=0.5), 1) == [2.0]
+
+
+def test_per_iteration_pixel_weights_scale_each_iteration():
+    model = build_alit(tiny_alit_cfg(), build_base(0, tiny_base_cfg()), seed=0).eval()
+    x = train_batch(1, 3, 4, SIZE)
+    w = [float(t + 1) for t in range(model.cfg.iterations)]
+    with torch.no_grad():
+        plain, _, _ = distill_forward(model, x, None, halting=False)
+        weighted, logs, _ = distill_forward(model, x, None, halting=False, pixel_weight=w)
+    expect = sum(wt * logs[f"l1_{t}"] for t, wt in enumerate(w))
+    assert float(weighted - plain) == pytest.approx(expect, rel=1e-4)
 
 
 def test_base_resume_matches_uninterrupted(tmp_path):

@@ -30,7 +30,7 @@ from alit_eval.train.common import (
 
 def demo_base_config() -> Base2DConfig:
     """The demo base VQGAN: 32x32 -> 8x8 grid (two halvings), ch 64 at every level, one res block,
-    32-d codes x 256, GroupNorm with 8 groups.
+    32-d codes x 512, GroupNorm with 8 groups.
 
     Why: with the official 32 groups at 32-64 channels each group holds 1-2 channels (an instance
     norm), and a flat image loses its colour; the MaskGIT blocks that change width drop their input
@@ -39,13 +39,13 @@ def demo_base_config() -> Base2DConfig:
     """
     return Base2DConfig(
         kind="vqgan", ch=64, ch_mult=(1, 1, 1), num_res_blocks=1, z_channels=32, embed_dim=32,
-        n_embed=256, attn_levels=(), norm_groups=8,
+        n_embed=512, attn_levels=(), norm_groups=8,
     )
 
 
 @dataclass
 class BaseTrainConfig:
-    steps: int = 1200
+    steps: int = 3000
     batch: int = 16
     crop: int = 32  # equal to image_size: whole images
     ae_warmup: float = 0.2  # fraction of steps trained as a plain autoencoder before VQ is switched on

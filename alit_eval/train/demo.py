@@ -2,11 +2,12 @@
 
 Stages (alit_official.md §1.12, scaled down to 2 CPU cores; details in `alit_eval/assets/MODEL_CARD.md`):
 
-0. a tiny MaskGIT-style base VQGAN on 32x32 `demo-scenes` (`base_vqgan.py`, 1200 steps, ~4 min);
-1. ALIT latent distillation with the base frozen (`distill.py`, 5000 steps, ~45 min), after a short
+0. a tiny MaskGIT-style base VQGAN (512 codes) on 32x32 `demo-scenes` (`base_vqgan.py`, 3000 steps,
+   ~14 min);
+1. ALIT latent distillation with the base frozen (`distill.py`, 5000 steps, ~55 min), after a short
    warm start from region-mean teacher tokens that gets it off the marginal-code plateau;
-2. optional (``--finetune-steps N``, off by default and not used for the bundled file): pixel-space
-   fine-tuning with the base still frozen (`finetune.py`, ~1.1 s/step).
+2. pixel-space fine-tuning of ALIT and the base decoder (`finetune.py`, 600 steps, ~11 min;
+   ``--finetune-steps 0`` skips it).
 
 Everything is seeded and resumable: training state goes to ``DIR`` every few steps and whenever the
 ``--minutes`` wall-clock budget of this invocation runs out; rerun with ``--resume`` to continue exactly
@@ -36,7 +37,8 @@ ASSET = Path(__file__).resolve().parent.parent / "assets" / "demo_tokenizer.safe
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Train the demo ALIT tokenizer (stage 0 base VQGAN, stage 1 distillation).")
+    ap = argparse.ArgumentParser(description="Train the demo ALIT tokenizer (stage 0 base VQGAN, stage 1 distillation, "
+                                 "stage 2 pixel fine-tuning).")
     ap.add_argument("--out", required=True, type=Path, help="scratch directory for checkpoints and the log")
     ap.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
     ap.add_argument("--minutes", type=float, default=None, help="wall-clock budget of this invocation")
@@ -45,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--distill-steps", type=int, default=DistillConfig.steps)
     ap.add_argument("--distill-batch", type=int, default=DistillConfig.batch)
     ap.add_argument("--finetune-steps", type=int, default=FinetuneConfig.steps,
-                    help="optional stage 2: pixel-space fine-tuning steps (default 0, as the bundled file)")
+                    help="stage 2: pixel-space fine-tuning steps (0 skips it)")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--install", action="store_true", help="copy the final weights to the package assets")
     ap.add_argument("--export-partial", action="store_true",

@@ -25,6 +25,7 @@ reconstruction for every budget).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,7 +131,7 @@ def teacher_tokens(base_z: torch.Tensor, n: int, dim: int, seed: int = 0) -> tor
 
 def distill_forward(
     model: AlitTokenizer, images: torch.Tensor, gen: torch.Generator | None, halting: bool = True,
-    quantize: bool = True, teacher: bool = False, pixel_weight: float = 0.0,
+    quantize: bool = True, teacher: bool = False, pixel_weight: float | Sequence[float] = 0.0,
 ) -> tuple[torch.Tensor, dict[str, float], dict[str, torch.Tensor]]:
     """Differentiable stage-1 rollout over all iterations with the official per-iteration loss.
 
@@ -142,7 +143,8 @@ def distill_forward(
         teacher: warm-start mode: the decoder reads `teacher_tokens` instead of the encoder's, the
             encoder regresses them (MSE on the normalised latents, weight `TEACHER_WEIGHT`); no halting.
         pixel_weight: stage 2 (`finetune.py`): add ``pixel_weight * L1(image_t, images)`` at every
-            iteration, ``image_t`` being the base decoder's soft-code reconstruction (the inference path).
+            iteration, ``image_t`` being the base decoder's soft-code reconstruction (the inference path);
+            a sequence gives one weight per iteration.
 
     Returns:
         The summed loss, logs (per-iteration CE, mean token accuracy at the last iteration) and the
@@ -182,9 +184,10 @@ def distill_forward(
         lam = CE_WEIGHTS[t] if t < len(CE_WEIGHTS) else 1.0
         total = total + lam * ce + mse + vq
         logs[f"ce{t}"] = ce.item()
-        if pixel_weight:
+        w_pix = pixel_weight[t] if isinstance(pixel_weight, Sequence) else pixel_weight
+        if w_pix:
             pix = F.l1_loss(model.to_pixels(logits), images)
-            total = total + pixel_weight * pix
+            total = total + w_pix * pix
             logs[f"l1_{t}"] = pix.item()
         if halting and t + 1 < cfg.iterations:
             p = probs.detach().gather(-1, gt.unsqueeze(-1)).squeeze(-1)
