@@ -9,8 +9,8 @@ and the token saving against the fixed budget with the same mean quality.
 Why the control: FID is not convex-bounded by the fixed-budget FIDs. Its mean term
 ``|mean(mixture) - mean(ref)|^2`` is at most the average of the per-budget mean terms, so *any* mix of
 budgets can score below every fixed budget when the budgets shift the features in different
-directions (measured on the demo tokenizer, 400 images: fixed budgets 163-177, a random 50/50 mix of
-8 and 64 tokens 154). The shuffled control gives every threshold's budgets to random images (the same
+directions (measured on the demo tokenizer, 400 images: fixed budgets 152-173, a random 50/50 mix of
+8 and 64 tokens 142). The shuffled control gives every threshold's budgets to random images (the same
 histogram, no selection); the variable FID minus the control is what the selection itself buys.
 """
 
