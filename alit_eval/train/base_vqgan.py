@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from alit_eval.tokenizers.base2d.config import Base2DConfig
 from alit_eval.tokenizers.base2d.vqgan import VQGAN
 from alit_eval.train.common import (
-    Logger, load_state, lr_at, monitor_batch, save_state, seeded_init, set_lr, step_generator, train_batch,
+    Logger, load_state, lr_at, monitor_batch, optimizer_step, save_state, seeded_init, set_lr, step_generator,
+    train_batch,
 )
 
 
@@ -200,10 +201,7 @@ def train_base(
             usage.zero_()
         soft = gen if step >= int(cfg.soft_start * cfg.steps) else None
         loss, logs, idx, z = vq_step(model, x, cfg, soft, quantize=step >= ae_steps)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        optimizer_step(opt, model, loss, 1.0)
         usage += torch.bincount(idx, minlength=usage.numel())
         step += 1
         if step % cfg.reinit_every == 0 and ae_steps < step < int(0.8 * cfg.steps):

@@ -112,3 +112,23 @@ class Logger:
         if self.path is not None:
             with open(self.path, "a") as f:
                 f.write(line + "\n")
+
+
+def optimizer_step(opt: torch.optim.Optimizer, model: torch.nn.Module, loss: torch.Tensor, grad_clip: float) -> float:
+    """One update: zero the grads, backprop ``loss``, clip the trainable parameters' grad norm, step.
+
+    Returns the grad norm before clipping (for the log).
+    """
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    gnorm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], grad_clip)
+    opt.step()
+    return float(gnorm)
+
+
+def progress_line(stage: str, step: int, steps: int, logs: dict[str, float], keys: tuple[str, ...], gnorm: float,
+                  sps: float, l1s: list[float]) -> str:
+    """The ALIT stages' log line: chosen losses, grad norm, speed and the monitor L1 per budget."""
+    shown = " ".join(f"{k}={v:.4g}" for k, v in logs.items() if k in keys)
+    return (f"{stage} step {step}/{steps} {shown} gnorm={gnorm:.3g} s/step={sps:.2f} L1/budget="
+            + ",".join(f"{v:.4f}" for v in l1s))

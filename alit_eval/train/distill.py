@@ -40,9 +40,11 @@ from alit_eval.tokenizers.base2d.config import Base2DConfig
 from alit_eval.tokenizers.base2d.vqgan import VQGAN
 from alit_eval.train.base_vqgan import demo_base_config
 from alit_eval.train.common import (
-    MONITOR_INDEX_START, Logger, decay_groups, load_state, lr_at, monitor_batch, save_state, seeded_init,
-    set_lr, step_generator, train_batch,
+    MONITOR_INDEX_START, Logger, decay_groups, load_state, lr_at, monitor_batch, optimizer_step, progress_line,
+    save_state, seeded_init, set_lr, step_generator, train_batch,
 )
+
+STAGE1_LOG_KEYS = ("loss", "ce0", "ce3", "ce7", "acc_last", "vq_last", "codes_used", "reinit")
 
 # alit_official.md §1.11: per-iteration CE weights (iterations past the list use 1.0).
 CE_WEIGHTS: tuple[float, ...] = (2.5, 2.0, 1.5, 1.25, 1.0, 1.0, 1.0, 1.0)
@@ -275,10 +277,7 @@ def train_distill(
             usage.zero_()
         loss, logs, aux = distill_forward(model, x, step_generator(cfg.seed, step, 5), quantize=step >= vq_start,
                                          teacher=step < teacher_end)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.grad_clip)
-        opt.step()
+        gnorm = optimizer_step(opt, model, loss, cfg.grad_clip)
         step += 1
         if alit_cfg.quantize and step > vq_start:
             usage += torch.bincount(aux["idx"], minlength=usage.numel())
@@ -290,10 +289,7 @@ def train_distill(
             sps = (time.time() - t_last) / max(1, step - s_last)
             t_last, s_last = time.time(), step
             l1s = monitor_l1(model, mon)
-            keep = {k: v for k, v in logs.items()
-                    if k in ("loss", "ce0", "ce3", "ce7", "acc_last", "vq_last", "codes_used", "reinit")}
-            log(f"stage 1 step {step}/{cfg.steps} " + " ".join(f"{k}={v:.4g}" for k, v in keep.items())
-                + f" gnorm={float(gnorm):.3g} s/step={sps:.2f} L1/budget=" + ",".join(f"{v:.4f}" for v in l1s))
+            log(progress_line("stage 1", step, cfg.steps, logs, STAGE1_LOG_KEYS, gnorm, sps, l1s))
         if step % cfg.ckpt_every == 0:
             save()
     save()

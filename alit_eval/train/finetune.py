@@ -30,7 +30,8 @@ import torch
 
 from alit_eval.tokenizers.alit.model import AlitTokenizer
 from alit_eval.train.common import (
-    Logger, decay_groups, load_state, lr_at, monitor_batch, save_state, set_lr, step_generator, train_batch,
+    Logger, decay_groups, load_state, lr_at, monitor_batch, optimizer_step, progress_line, save_state, set_lr,
+    step_generator, train_batch,
 )
 from alit_eval.train.distill import distill_forward, monitor_l1
 
@@ -99,18 +100,13 @@ def train_finetune(
         # A batch stream of its own (seed + 200): stage 1 used seed + 100.
         x = train_batch(cfg.seed + 200, step, cfg.batch, model.image_size)
         loss, logs, _ = distill_forward(model, x, step_generator(cfg.seed, step, 8), pixel_weight=weights)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.grad_clip)
-        opt.step()
+        gnorm = optimizer_step(opt, model, loss, cfg.grad_clip)
         step += 1
         if step % cfg.log_every == 0 or step == cfg.steps:
             sps = (time.time() - t_last) / max(1, step - s_last)
             t_last, s_last = time.time(), step
             l1s = monitor_l1(model, mon)
-            keep = {k: v for k, v in logs.items() if k in ("loss", "ce0", "ce7", "l1_0", "l1_7")}
-            log(f"stage 2 step {step}/{cfg.steps} " + " ".join(f"{k}={v:.4g}" for k, v in keep.items())
-                + f" gnorm={float(gnorm):.3g} s/step={sps:.2f} L1/budget=" + ",".join(f"{v:.4f}" for v in l1s))
+            log(progress_line("stage 2", step, cfg.steps, logs, ("loss", "ce0", "ce7", "l1_0", "l1_7"), gnorm, sps, l1s))
         if step % cfg.ckpt_every == 0:
             save()
     if cfg.steps:
