@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from alit_eval.analysis import allocation as al
 from alit_eval.analysis.allocation_report import run as run_allocate
-from alit_eval.analysis.allocation_report import shuffled_budgets, variable_fids
+from alit_eval.analysis.allocation_report import shuffled_budgets, variable_fids_of
 from alit_eval.cli.app import app
 from alit_eval.engine.runner import SweepRequest
 from alit_eval.engine.store import ShardStore
@@ -173,14 +173,14 @@ def test_variable_token_fid_equals_a_naive_fid_of_the_selected_rows(tmp_path):
     rng = np.random.default_rng(1)
     chosen = rng.choice(BUDGETS, size=13)
     sel = pd.DataFrame({"index": np.arange(13), "threshold": 0.05, "selected_budget": chosen})
-    fid = variable_fids(store, sel)[0.05]
+    fid = variable_fids_of(store, [sel])[0][0.05]
     rows = np.stack([feats[b][i] for i, b in enumerate(chosen)])
     assert fid == pytest.approx(_naive_fid(rows, feats["ref"]), rel=1e-6)
     # Every image at one budget: exactly that budget's FID as `fid`/`allocate` compute it.
     stats = accumulate(store, ["feat_ref", "feat_8"])
     want = frechet_distance(stats["feat_8"].mean(), stats["feat_8"].cov(), stats["feat_ref"].mean(),
                             stats["feat_ref"].cov())
-    fixed = variable_fids(store, sel.assign(selected_budget=8))[0.05]
+    fixed = variable_fids_of(store, [sel.assign(selected_budget=8)])[0][0.05]
     assert fixed == want
 
 
@@ -199,7 +199,7 @@ def test_shuffled_control_keeps_each_thresholds_histogram_and_is_seeded(tmp_path
     small = pd.DataFrame({"index": np.arange(13), "threshold": 0.05, "selected_budget": rng.choice(BUDGETS, size=13)})
     shuffled = shuffled_budgets(small, 5)
     rows = np.stack([feats[b][i] for i, b in enumerate(shuffled["selected_budget"])])
-    assert variable_fids(store, shuffled)[0.05] == pytest.approx(_naive_fid(rows, feats["ref"]), rel=1e-6)
+    assert variable_fids_of(store, [shuffled])[0][0.05] == pytest.approx(_naive_fid(rows, feats["ref"]), rel=1e-6)
 
 
 def _fake_run(folder, values=L1, budgets=BUDGETS):

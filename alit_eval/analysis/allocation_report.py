@@ -128,14 +128,9 @@ def summarize_selection(selection: "pd.DataFrame", per_image: "pd.DataFrame", *,
     return rows, pd.DataFrame(summary), pd.DataFrame(hist)
 
 
-def variable_fids(store: Any, selection: "pd.DataFrame") -> dict[float, float]:
-    """Variable-token FID against the originals for each threshold of `selection`."""
-    return variable_fids_of(store, [selection])[0]
-
-
 def variable_fids_of(store: Any, selections: Sequence["pd.DataFrame"]) -> list[dict[float, float]]:
-    """`variable_fids` of several selection tables (e.g. the selection and its shuffled control) in one
-    pass over the shards."""
+    """Variable-token FID against the originals, per threshold, for each selection table (e.g. the
+    selection and its shuffled control), in one pass over the shards."""
     from alit_eval.metrics.fid import frechet_distance
 
     sels = {(i, float(t)): dict(zip(g["index"].tolist(), g["selected_budget"].tolist()))
