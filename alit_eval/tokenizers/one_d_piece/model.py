@@ -28,10 +28,19 @@ from alit_eval.tokenizers.one_d_piece.modules import TiTokDecoder, TiTokEncoder,
 from alit_eval.tokenizers.one_d_piece.pixel_decoder import PixelDecoder
 
 
-class _PixelCodebook(nn.Module):
+class PixelCodebook(nn.Module):
+    """The MaskGIT-VQGAN codebook (``pixel_quantize.embedding.weight``) and the soft-code mixture."""
+
     def __init__(self, cfg: OneDPieceConfig) -> None:
         super().__init__()
+        self.grid = cfg.grid
         self.embedding = nn.Embedding(cfg.pixel_codebook_size, cfg.pixel_z_channels)
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, g*g, C]`` -> soft code ``[B, z, g, g]``: softmax over the C codes, then the
+        probability-weighted sum of their rows (official: no argmax, no sampling)."""
+        soft = torch.softmax(logits.float(), dim=-1) @ self.embedding.weight.float()
+        return soft.reshape(logits.shape[0], self.grid, self.grid, -1).permute(0, 3, 1, 2)
 
 
 def check_prefix_budgets(requested: Iterable[int], cfg: OneDPieceConfig) -> list[int]:
@@ -77,7 +86,7 @@ class OneDPieceTokenizer(nn.Module):
         self.encoder = TiTokEncoder(cfg)
         self.decoder = TiTokDecoder(cfg)
         self.quantize = VectorQuantizer(cfg)
-        self.pixel_quantize = _PixelCodebook(cfg)
+        self.pixel_quantize = PixelCodebook(cfg)
         self.pixel_decoder = PixelDecoder(cfg)
 
     # -- protocol attributes -------------------------------------------------------------------
@@ -115,9 +124,7 @@ class OneDPieceTokenizer(nn.Module):
 
     def soft_code(self, logits: torch.Tensor) -> torch.Tensor:
         """Softmax mixture of pixel-codebook rows: logits ``[B, g*g, C]`` -> soft code ``[B, z, g, g]``."""
-        g = self.cfg.grid
-        soft = torch.softmax(logits.float(), dim=-1) @ self.pixel_quantize.embedding.weight.float()
-        return soft.reshape(logits.shape[0], g, g, -1).permute(0, 3, 1, 2)
+        return self.pixel_quantize(logits)
 
     def to_pixels(self, logits: torch.Tensor) -> torch.Tensor:
         """Decoder logits ``[B, g*g, C]`` -> unclamped pixels ``[B,3,S,S]``."""
