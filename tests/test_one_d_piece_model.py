@@ -198,3 +198,19 @@ def test_closed_form_flops_match_the_flop_counter(model):
         assert {c: counted[c] for c in FLOP_COMPONENTS} == {c: expected[c] for c in FLOP_COMPONENTS}
         assert counted["total"] == expected["total"] and counted["other"] == 0
     assert flops_per_budget(model.cfg, 8)["decoder"] > flops_per_budget(model.cfg, 1)["decoder"]
+
+
+def test_config_from_official_yaml_dict():
+    from alit_eval.tokenizers.one_d_piece.config import config_from_official_yaml
+
+    def yaml_dict(kind: str, size: str, n: int, **extra) -> dict:
+        vq = dict(codebook_size=4096, token_size=12, use_l2_norm=True, vit_enc_model_size=size,
+                  vit_dec_model_size=size, vit_enc_patch_size=16, vit_dec_patch_size=16, num_latent_tokens=n, **extra)
+        return {"model": {"type": kind, "vq_model": vq}}
+
+    assert config_from_official_yaml(yaml_dict("titok", "large", 32)) == OneDPieceConfig.from_preset("titok_l32")
+    odp = config_from_official_yaml(yaml_dict("one_d_piece", "base", 256, strict_length_assertion=False))
+    assert odp == OneDPieceConfig.from_preset("one_d_piece_b256", strict_length=False)
+    assert odp.budgets == tuple(range(1, 257))
+    with pytest.raises(ValueError, match="model.type"):
+        config_from_official_yaml({"model": {"type": "alit"}})

@@ -234,7 +234,9 @@ def config_from_official_yaml(cfg: Mapping[str, Any], *, heads: int | None = Non
     (w, d, h), (dw, dd, dh) = sizes
     if vq.get("vit_enc_patch_size", 16) != vq.get("vit_dec_patch_size", 16):
         raise ValueError("encoder and decoder patch sizes differ; not supported")
-    n = int(vq.get("num_latent_tokens", 32))
+    if "num_latent_tokens" not in vq:
+        raise ValueError("model.vq_model.num_latent_tokens is missing")
+    n = int(vq["num_latent_tokens"])
     strict = vq.get("strict_length_assertion")
     preset = None
     for name, (fam, size, pn, _) in PRESETS.items():

@@ -25,22 +25,7 @@ from torch import nn
 from alit_eval.tokenizers.base import BudgetError, BudgetOutput, GeneratorArg, Rollout, check_images
 from alit_eval.tokenizers.one_d_piece.config import OneDPieceConfig
 from alit_eval.tokenizers.one_d_piece.modules import TiTokDecoder, TiTokEncoder, VectorQuantizer
-from alit_eval.tokenizers.one_d_piece.pixel_decoder import PixelDecoder
-
-
-class PixelCodebook(nn.Module):
-    """The MaskGIT-VQGAN codebook (``pixel_quantize.embedding.weight``) and the soft-code mixture."""
-
-    def __init__(self, cfg: OneDPieceConfig) -> None:
-        super().__init__()
-        self.grid = cfg.grid
-        self.embedding = nn.Embedding(cfg.pixel_codebook_size, cfg.pixel_z_channels)
-
-    def forward(self, logits: torch.Tensor) -> torch.Tensor:
-        """Logits ``[B, g*g, C]`` -> soft code ``[B, z, g, g]``: softmax over the C codes, then the
-        probability-weighted sum of their rows (official: no argmax, no sampling)."""
-        soft = torch.softmax(logits.float(), dim=-1) @ self.embedding.weight.float()
-        return soft.reshape(logits.shape[0], self.grid, self.grid, -1).permute(0, 3, 1, 2)
+from alit_eval.tokenizers.one_d_piece.pixel_decoder import PixelCodebook, PixelDecoder
 
 
 def check_prefix_budgets(requested: Iterable[int], cfg: OneDPieceConfig) -> list[int]:

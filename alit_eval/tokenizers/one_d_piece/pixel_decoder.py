@@ -1,4 +1,8 @@
-"""The MaskGIT-VQGAN pixel decoder of One-D-Piece / TiTok stage-2 models (keys ``pixel_decoder.*``).
+"""The pixel path of One-D-Piece / TiTok stage-2 models: soft code and MaskGIT-VQGAN pixel decoder.
+
+The decoder's logits over the 1024 MaskGIT-VQGAN codes become a soft code, the softmax mixture of the
+codebook rows (``pixel_quantize.embedding.weight``; no argmax), which the pixel decoder (keys
+``pixel_decoder.*``) turns into pixels.
 
 Layout (one_d_piece_official.md §1.5): ``conv_in`` 3x3 with bias, ``mid.0``/``mid.1`` res blocks,
 levels ``up.{L-1}`` ... ``up.0`` each with ``block.{j}`` and, except level 0, a nearest x2 upsample
@@ -34,6 +38,21 @@ class _UpLevel(nn.Module):
         if self.upsample_conv is not None:
             h = self.upsample_conv(F.interpolate(h, scale_factor=2.0, mode="nearest"))
         return h
+
+
+class PixelCodebook(nn.Module):
+    """The MaskGIT-VQGAN codebook (``pixel_quantize.embedding.weight``) and the soft-code mixture."""
+
+    def __init__(self, cfg: OneDPieceConfig) -> None:
+        super().__init__()
+        self.grid = cfg.grid
+        self.embedding = nn.Embedding(cfg.pixel_codebook_size, cfg.pixel_z_channels)
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, g*g, C]`` -> soft code ``[B, z, g, g]``: softmax over the C codes, then the
+        probability-weighted sum of their rows (official: no argmax, no sampling)."""
+        soft = torch.softmax(logits.float(), dim=-1) @ self.embedding.weight.float()
+        return soft.reshape(logits.shape[0], self.grid, self.grid, -1).permute(0, 3, 1, 2)
 
 
 class PixelDecoder(nn.Module):
