@@ -239,4 +239,5 @@ def infer_config(
         image_size=int(image_size or 16 * patch),
         patch_size=patch, pos_grid=pos_grid, max_tokens=max_tokens, quantize=quantize, codebook_size=codebook,
         token_dim=token_dim, halting_hidden=int(sd["halting_mlp.0.weight"].shape[0]), base=base, preset=preset,
+        default_budgets=tuple(b for b in KarlConfig.default_budgets if b <= max_tokens) or (max_tokens,),
     )
