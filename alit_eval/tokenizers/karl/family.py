@@ -102,3 +102,11 @@ def transformer_flops(cfg: KarlConfig, budget: int) -> dict[str, int]:
     dec = (2 * t * cfg.token_dim * dw + _blocks(n2d + t, dw, cfg.dec_depth, cfg.mlp_ratio)  # type: ignore[arg-type]
            + 2 * n2d * (dw * 2 * dw + 2 * dw * cfg.decoder_out))  # type: ignore[operator]
     return {"encoder_transformer": enc, "halting_head": halt, "latent_decoder": dec}
+
+
+def load_state_dict(sd: Any, meta: Any = None, *, name: str = "karl", source: str = "<state_dict>",
+                    heads: int | None = None, halting: str = "seeded", epsilon: float = 0.0) -> KarlTokenizer:
+    """The family registry's uniform loader: cleaned state_dict + reader meta (``args``/``config``)."""
+    meta = dict(meta or {})
+    return from_state_dict(sd, meta.get("args"), meta.get("config"), heads=heads, halting=halting,
+                           epsilon=epsilon, name=name, source=source)

@@ -24,7 +24,7 @@ never saw token N in training; k = N is still what the official scripts evaluate
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from alit_eval.tokenizers.one_d_piece.config import OneDPieceConfig
 
@@ -111,3 +111,23 @@ def flops_per_budget(cfg: OneDPieceConfig, k: int) -> dict[str, int]:
     }
     out["total"] = sum(out.values())
     return out
+
+
+def load_state_dict(sd: Any, meta: Any = None, *, name: str = "one_d_piece", source: str = "<state_dict>",
+                    heads: int | None = None, kind: str | None = None) -> "OneDPieceTokenizer":
+    """The family registry's uniform loader: cleaned state_dict + reader meta -> `OneDPieceTokenizer`.
+
+    Args:
+        kind: ``"one_d_piece"`` (prefix decode) or ``"titok"`` (full length only); None infers it
+            from the released presets (a TiTok-shaped file becomes TiTok, anything else One-D-Piece).
+    """
+    from alit_eval.tokenizers.one_d_piece.checkpoint import from_state_dict
+
+    meta = dict(meta or {})
+    config = None
+    if isinstance(meta.get("config"), dict) and "num_latent_tokens" in meta["config"]:
+        config = OneDPieceConfig.from_dict(meta["config"])
+        if kind is not None and config.family != kind:
+            config = OneDPieceConfig.from_dict({**config.to_dict(), "family": kind, "strict_length": None,
+                                                "preset": None})
+    return from_state_dict(sd, config, heads=heads, family=kind, name=name, source=source)

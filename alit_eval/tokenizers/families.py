@@ -1,0 +1,328 @@
+"""The tokenizer-family registry: what each family is, how to recognise and load it, what it offers.
+
+One `Family` entry per family (ALIT, KARL, One-D-Piece, TiTok) in one `Registry` (`FAMILIES`). An
+entry names its config and tokenizer types, the sentinel key patterns that recognise its checkpoints,
+its loader (uniform signature ``loader(sd, meta, *, name, source, heads, **options)``), its presets,
+its inference options (ALIT: ``halting``; KARL: ``epsilon`` and ``halting``; prefix families: none)
+and its ingredients: decoder attention (bool + definition), bits per token, FLOP components per
+budget and a one-line ``describe(cfg)``. Every callable is a lazy ``"module:attr"`` target, so
+importing this module (``alit-eval --help``, ``alit-eval models``) imports no torch.
+
+Adding a family = one folder under ``tokenizers/`` (config, model, checkpoint and family modules)
+plus one `register` line here. Engine, analyses and CLI reach families only through this module
+(`load_any`, `family_of`).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Collection, Mapping
+
+from alit_eval.errors import AlitEvalError, CheckpointError
+from alit_eval.registry import Registry, resolve_target
+
+
+@dataclass(frozen=True)
+class InferenceOption:
+    """A family-specific inference option (``--halting``, ``--epsilon``): loader keyword and CLI help."""
+
+    name: str
+    default: Any
+    help: str
+    choices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Family:
+    """One tokenizer family.
+
+    Attributes:
+        name: registry name, also ``--family`` value and the pretrained table's ``family`` field.
+        title: display name (``One-D-Piece``).
+        summary: one line on what the family is and where it comes from.
+        config_type, tokenizer_type: ``"module:attr"`` of the config dataclass and the model class.
+        loader: ``"module:attr"`` of ``loader(sd, meta, *, name, source, heads, **options) -> tokenizer``.
+        sentinels: key patterns (`fnmatch`) that must all match some key of a checkpoint of this family.
+        excludes: key patterns none of whose matches may be present.
+        detect_as: another family whose checkpoints have the same layout; this one is then never
+            auto-detected, only chosen by ``--family`` or by the loaded config's ``family``.
+        explicit: loader keywords added when the user names this family with ``--family``.
+        presets: architecture presets (names the config type's ``from_preset`` accepts).
+        options: the family's inference options.
+        budgets: how its budgets work, in words (``32, 64, ..., 256``; ``prefix 1..N``).
+        has_attention / attention_definition: decoder attention maps and what they mean.
+        describe, bits_per_token: ``"module:attr"`` of ``f(cfg) -> str`` and ``f(cfg) -> float | None``.
+        flop_components: ``"module:attr"`` of ``f(tokenizer) -> {component: [modules]}``.
+        flops_per_budget: ``"module:attr"`` of a closed form ``f(cfg, budget) -> {component: flops}``, or None.
+        precision_note, release_note: what to record with numbers.
+    """
+
+    name: str
+    title: str
+    summary: str
+    config_type: str
+    tokenizer_type: str
+    loader: str
+    sentinels: tuple[str, ...]
+    excludes: tuple[str, ...] = ()
+    detect_as: str | None = None
+    explicit: Mapping[str, Any] = field(default_factory=dict)
+    presets: tuple[str, ...] = ()
+    options: tuple[InferenceOption, ...] = ()
+    budgets: str = ""
+    has_attention: bool = False
+    attention_definition: str = ""
+    describe: str | None = None
+    bits_per_token: str | None = None
+    flop_components: str | None = None
+    flops_per_budget: str | None = None
+    precision_note: str = ""
+    release_note: str = ""
+
+    # -- recognition -------------------------------------------------------------------------------
+    def matches(self, keys: Collection[str]) -> bool:
+        """True when every sentinel pattern matches a key and no exclude pattern does."""
+        keys = [k.removeprefix("module.") for k in keys]
+        return (all(fnmatch.filter(keys, p) for p in self.sentinels)
+                and not any(fnmatch.filter(keys, p) for p in self.excludes))
+
+    # -- ingredients (each imports its module on first use) -------------------------------------
+    def option_names(self) -> tuple[str, ...]:
+        return tuple(o.name for o in self.options)
+
+    def option_defaults(self) -> dict[str, Any]:
+        return {o.name: o.default for o in self.options}
+
+    def load_fn(self) -> Callable[..., Any]:
+        return resolve_target(self.loader)
+
+    def config_cls(self) -> type:
+        return resolve_target(self.config_type)
+
+    def tokenizer_cls(self) -> type:
+        return resolve_target(self.tokenizer_type)
+
+    def describe_config(self, cfg: Any) -> str:
+        """One line for tables (the family's ``describe``, else its title)."""
+        return resolve_target(self.describe)(cfg) if self.describe else self.title
+
+    def bits(self, cfg: Any) -> float | None:
+        """Bits one token costs (rate–distortion), or None when the family's tokens have no code rate."""
+        return resolve_target(self.bits_per_token)(cfg) if self.bits_per_token else None
+
+    def components(self, tokenizer: Any) -> dict[str, list[Any]]:
+        """Sub-modules per FLOP component (empty when the family declares none)."""
+        return resolve_target(self.flop_components)(tokenizer) if self.flop_components else {}
+
+    def flops(self, cfg: Any, budget: int) -> dict[str, int] | None:
+        """Closed-form FLOPs per component at one budget, or None when the family has no closed form."""
+        return resolve_target(self.flops_per_budget)(cfg, budget) if self.flops_per_budget else None
+
+    def attention_text(self) -> str:
+        """What "attention of 2D position p to token j" means for this family ('' without attention)."""
+        return text_of(self.attention_definition) if self.has_attention else ""
+
+    def notes(self) -> str:
+        """The precision and release notes to record with numbers, joined."""
+        return "; ".join(t for t in (text_of(self.precision_note), text_of(self.release_note)) if t)
+
+    def require_attention(self, what: str = "this command") -> None:
+        """Raise one line when the family has no decoder attention maps."""
+        if not self.has_attention:
+            with_attn = ", ".join(n for n, f in FAMILIES.items() if f.has_attention)
+            raise AlitEvalError(f"{what} needs decoder attention maps, which {self.title} does not offer "
+                                f"(families with attention: {with_attn})")
+
+    def check_options(self, options: Mapping[str, Any]) -> None:
+        """Raise one line for an inference option this family does not have (e.g. --halting for TiTok)."""
+        for key, value in options.items():
+            if value is None or key in self.option_names():
+                continue
+            owners = [n for n, f in FAMILIES.items() if key in f.option_names()]
+            mine = ", ".join(f"--{o}" for o in self.option_names()) or "none"
+            raise AlitEvalError(
+                f"--{key} applies only to {', '.join(owners) or 'no family'}; this checkpoint is {self.title} "
+                f"(family {self.name}, inference options: {mine})"
+            )
+
+
+FAMILIES: Registry[Family] = Registry("tokenizer family")
+
+_ALIT_HALTING = InferenceOption(
+    "halting", "seeded", "ALIT 2D-token halting between iterations: official (the official draws on the global "
+    "RNG), seeded (per-image generators, batch-independent), off", ("official", "seeded", "off"))
+_KARL_HALTING = InferenceOption(
+    "halting", "seeded", "KARL: official/seeded apply the learned slot halting (VAE noise from the global RNG / "
+    "per image); off decodes all T slots", ("official", "seeded", "off"))
+_KARL_EPSILON = InferenceOption(
+    "epsilon", 0.0, "KARL's desired reconstruction error (L1), mapped to its 19 bins; 0 = the evaluate.py "
+    "protocol (lowest bin 0.005); the adaptive mode uses 0.03/0.05/0.09 with 256 slots")
+
+FAMILIES.register("alit", Family(
+    name="alit", title="ALIT",
+    summary="Adaptive Length Image Tokenization (Duggal et al., ICLR 2025): recurrent, +32 tokens per iteration",
+    config_type="alit_eval.tokenizers.alit.config:AlitConfig",
+    tokenizer_type="alit_eval.tokenizers.alit.model:AlitTokenizer",
+    loader="alit_eval.tokenizers.alit.family:load_state_dict",
+    sentinels=("latent_tokens", "timestep_embedding", "encoder_positional_embedding"),
+    excludes=("rec_loss_embeddings",),
+    presets=("alit_tiny", "alit_small", "alit_base", "alit_semilarge"),
+    options=(_ALIT_HALTING,), budgets="iterations x 32 tokens (32, 64, ..., 256)",
+    has_attention=True, attention_definition="alit_eval.tokenizers.alit.family:ATTENTION_DEFINITION",
+    describe="alit_eval.tokenizers.alit.family:describe",
+    bits_per_token="alit_eval.tokenizers.alit.family:bits_per_token",
+    flop_components="alit_eval.tokenizers.alit.family:flop_components",
+    precision_note="official evaluation: float32, batch size 1",
+))
+FAMILIES.register("karl", Family(
+    name="karl", title="KARL",
+    summary="Single-pass adaptive tokenizer (Duggal et al., arXiv 2507.07995): one pass per budget, ε-conditioned halting",
+    config_type="alit_eval.tokenizers.karl.config:KarlConfig",
+    tokenizer_type="alit_eval.tokenizers.karl.model:KarlTokenizer",
+    loader="alit_eval.tokenizers.karl.family:load_state_dict",
+    sentinels=("rec_loss_embeddings", "halting_mlp.0.weight", "decoder_latent_tokens_timestep_embed", "latent_tokens"),
+    presets=("karl_tiny", "karl_small", "karl_base", "karl_semilarge"),
+    options=(_KARL_EPSILON, _KARL_HALTING), budgets="any slot count 1..512 (official sweep 32, 64, ..., 256)",
+    has_attention=True,
+    attention_definition=("head-averaged decoder attention from mask query row p (of g*g) to latent slot j "
+                          "(key g*g+j), per decoder layer; halted slots receive 0"),
+    describe="alit_eval.tokenizers.karl.family:describe",
+    bits_per_token="alit_eval.tokenizers.karl.family:bits_per_token",
+    flop_components="alit_eval.tokenizers.karl.family:flop_components",
+    flops_per_budget="alit_eval.tokenizers.karl.family:transformer_flops",
+    precision_note="official evaluation: float32 on GPU, batch size 1 (the official batched forward mixes masks)",
+))
+_ODP = "alit_eval.tokenizers.one_d_piece"
+for _name, _title, _summary, _presets, _budgets, _detect_as in (
+    ("one_d_piece", "One-D-Piece",
+     "TiTok trained with tail-token drop (Miwa et al., arXiv 2501.10064): any prefix of the 1D tokens decodes",
+     ("one_d_piece_s256", "one_d_piece_b256", "one_d_piece_l256"), "prefix lengths 1..N", None),
+    ("titok", "TiTok",
+     "1D tokenizer of Yu et al. (fixed length): the One-D-Piece code path with one budget, N",
+     ("titok_s128", "titok_b64", "titok_l32"), "N only (fixed length)", "one_d_piece"),
+):
+    FAMILIES.register(_name, Family(
+        name=_name, title=_title, summary=_summary,
+        config_type=f"{_ODP}.config:OneDPieceConfig", tokenizer_type=f"{_ODP}.model:OneDPieceTokenizer",
+        loader=f"{_ODP}.family:load_state_dict",
+        sentinels=("latent_tokens", "encoder.positional_embedding", "encoder.latent_token_positional_embedding",
+                   "decoder.mask_token", "pixel_quantize.embedding.weight"),
+        excludes=("timestep_embedding",), detect_as=_detect_as, explicit={"kind": _name}, presets=_presets,
+        budgets=_budgets, has_attention=True, attention_definition=f"{_ODP}.family:ATTENTION_DEFINITION",
+        describe=f"{_ODP}.family:describe", bits_per_token=f"{_ODP}.family:bits_per_token",
+        flop_components=f"{_ODP}.family:flop_components", flops_per_budget=f"{_ODP}.family:flops_per_budget",
+        precision_note=f"{_ODP}.family:PRECISION_NOTE", release_note=f"{_ODP}.family:RELEASE_NOTE",
+    ))
+
+
+def text_of(value: str) -> str:
+    """A note or definition field: either literal text or a ``"module:attr"`` naming a string constant."""
+    if value and ":" in value and " " not in value and value.split(":")[0].startswith("alit_eval."):
+        return str(resolve_target(value))
+    return value
+
+
+# -- recognition and loading ------------------------------------------------------------------------
+def detect_family(keys: Collection[str], *, source: str = "<state_dict>") -> Family:
+    """The one auto-detectable family whose sentinels match `keys` (a state_dict or its keys).
+
+    Raises:
+        CheckpointError: no family matches (names the families and ``--family``), or several do
+            (asks for ``--family``).
+    """
+    found = [f for _, f in FAMILIES.items() if f.detect_as is None and f.matches(keys)]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        names = [f.name for f in found]
+        raise CheckpointError(
+            f"{source} matches the checkpoint keys of several families ({', '.join(names)}); pass --family "
+            f"{' or --family '.join(names)}"
+        )
+    sample = ", ".join(sorted(str(k) for k in keys)[:4]) or "no keys"
+    raise CheckpointError(
+        f"{source} is not a checkpoint of a known tokenizer family ({', '.join(FAMILIES.names())}); if it is one "
+        f"of them, pass --family NAME (first keys: {sample})"
+    )
+
+
+def get_family(name: str) -> Family:
+    """The family called `name` (one-line error listing the families otherwise)."""
+    return FAMILIES.get(name)
+
+
+def load_any(
+    path_or_sd: str | Path | Mapping[str, Any],
+    *,
+    family: str | None = None,
+    meta: Mapping[str, Any] | None = None,
+    name: str | None = None,
+    heads: int | None = None,
+    trust_checkpoint: bool = False,
+    device: Any = "cpu",
+    source: str | None = None,
+    **options: Any,
+) -> Any:
+    """Load a tokenizer of any registered family from a file or a state_dict.
+
+    The file is read once (`alit_eval.tokenizers.checkpoints.read_checkpoint`: safe unpickling,
+    container unwrapping, ``gan_losses`` dropped, float32); the family is detected from its keys
+    unless `family` names it; the family's loader then builds the model strictly.
+
+    Args:
+        path_or_sd: a checkpoint file, or an already-read flat state_dict (then `meta` may hold its
+            ``args``/``config``).
+        family: force a family (``--family``); None detects it.
+        name: display name (default: the file's stem, or the family name).
+        heads: attention heads, for architectures the weights do not determine.
+        trust_checkpoint: allow full unpickling (trusted files only).
+        device: where to put the model.
+        source: how to call the weights in errors (default: the path).
+        **options: the family's inference options (``halting``, ``epsilon``); None values are
+            ignored, an option the family lacks is a one-line error.
+
+    Returns:
+        The tokenizer, with ``tokenizer.family`` set to its family's name.
+    """
+    if isinstance(path_or_sd, Mapping):
+        sd, meta = dict(path_or_sd), dict(meta or {})
+        source = source or "<state_dict>"
+        name = name or family or "tokenizer"
+    else:
+        from alit_eval.tokenizers.checkpoints import read_checkpoint
+
+        path = Path(path_or_sd)
+        sd, meta = read_checkpoint(path, trust_checkpoint=trust_checkpoint)
+        source, name = source or str(path), name or path.stem
+    entry = get_family(family) if family else detect_family(sd, source=source)
+    entry.check_options(options)
+    kwargs = {k: v for k, v in options.items() if v is not None}
+    if family:
+        kwargs = {**entry.explicit, **kwargs}
+    model = entry.load_fn()(sd, meta, name=name, source=source, heads=heads, **kwargs)
+    # A loader may refine the family (a TiTok-shaped file detected through One-D-Piece's layout).
+    refined = getattr(getattr(model, "cfg", None), "family", None)
+    model.family = refined if isinstance(refined, str) and refined in FAMILIES else entry.name
+    return model.to(device)
+
+
+def family_of(tokenizer: Any) -> Family:
+    """The family of a loaded tokenizer: its ``family`` attribute (set by `load_any`), else its type.
+
+    Raises:
+        AlitEvalError: a tokenizer of no registered family.
+    """
+    name = getattr(tokenizer, "family", None)
+    if isinstance(name, str) and name in FAMILIES:
+        return FAMILIES.get(name)
+    refined = getattr(getattr(tokenizer, "cfg", None), "family", None)
+    if isinstance(refined, str) and refined in FAMILIES:
+        return FAMILIES.get(refined)
+    for _, entry in FAMILIES.items():
+        if entry.detect_as is None and isinstance(tokenizer, entry.tokenizer_cls()):
+            return entry
+    raise AlitEvalError(
+        f"{type(tokenizer).__name__} belongs to no registered tokenizer family ({', '.join(FAMILIES.names())})"
+    )
