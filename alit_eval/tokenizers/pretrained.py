@@ -1,11 +1,13 @@
-"""Named pretrained checkpoints: the official ALIT releases and the bundled demo tokenizer.
+"""Named pretrained checkpoints: the official ALIT, KARL, One-D-Piece and TiTok releases and the demo.
 
 One table (`PRETRAINED`, the timm ``PretrainedCfg`` / open_clip ``pretrained.py`` pattern) says
-per name what the file is, where it comes from, its sha256 and its default halting and preprocess.
-`resolve_checkpoint` turns a name or path into a local file: an existing local path > the cache
-(``<cache>/checkpoints/<train_set>/<filename>``) > download (streamed to a temp file, hashed while
-reading, renamed when complete). Offline, its error names the file, the exact path to put it at
-and where to fetch it. Stdlib only at import time (``alit-eval models`` lists this table).
+per name which tokenizer family it is, what the file is, where it comes from, its sha256 and its
+default inference options, preprocess and budgets. `resolve_checkpoint` turns a name or path into a
+local file: an existing local path > the cache (``<cache>/checkpoints/<train_set>/<filename>``) >
+download (Dropbox URLs streamed to a temp file, hashed while reading, renamed when complete;
+Hugging Face files through ``huggingface_hub.hf_hub_download`` into a staging folder, then hashed
+and moved into the same cache layout). Offline, its error names the file, the exact path to put it
+at and where to fetch it. Stdlib only at import time (``alit-eval models`` lists this table).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import hashlib
 import http.client
 import os
 import secrets
+import shutil
 import urllib.request
 import warnings
 from contextlib import contextmanager
@@ -65,6 +68,12 @@ class PretrainedEntry:
         licence: licence of the weights, as far as known.
         notes: anything a user should know (which figures used it, quirks).
         bundled: file name under ``alit_eval/assets`` for checkpoints shipped with the package.
+        family: tokenizer family (a name of `alit_eval.tokenizers.families.FAMILIES`).
+        hf_repo, hf_filename, hf_revision: Hugging Face source (repo id, file in the repo, revision);
+            such files are fetched with ``huggingface_hub`` and cached under `filename`.
+        epsilon: default KARL ε (desired reconstruction error); None for other families.
+        budgets: default budgets in the budget syntax of `alit_eval.budgets` (None: the tokenizer's).
+        precision: the numerics of the official evaluation, to record with numbers.
     """
 
     name: str
@@ -77,11 +86,23 @@ class PretrainedEntry:
     source: str = _OFFICIAL_SOURCE
     sha256: str | None = None
     alt_filenames: tuple[str, ...] = ()
-    halting: str = "seeded"
+    halting: str | None = "seeded"
     preprocess: str = "center-crop"
     licence: str = _OFFICIAL_LICENCE
     notes: str = ""
     bundled: str | None = None
+    family: str = "alit"
+    hf_repo: str | None = None
+    hf_filename: str | None = None
+    hf_revision: str | None = None
+    epsilon: float | None = None
+    budgets: str | None = None
+    precision: str = ""
+
+    @property
+    def remote_filename(self) -> str:
+        """The file's name at its source (a Hugging Face repo may call several files the same)."""
+        return self.hf_filename or self.filename
 
     def cache_path(self, cache_dir: Path | None = None) -> Path:
         """Where this checkpoint lives in the cache (or, if bundled, in the package)."""
@@ -155,6 +176,66 @@ PRETRAINED.register("demo", PretrainedEntry(
     bundled="demo_tokenizer.safetensors",
 ))
 
+# KARL (karl_official.md §1): the README table and kolmogorov_tokenizers/pretrained_models/download.py of
+# github.com/ShivamDuggal4/karl (commit 5c1a569). All five are karl_small (w1024, 8 layers, 8 heads).
+_KARL_SOURCE = ("github.com/ShivamDuggal4/karl (README 'Pretrained Checkpoints' / "
+                "kolmogorov_tokenizers/pretrained_models/download.py)")
+_KARL_NOTES = ("evaluate.py protocol: eps 0 (bin 0.005), budgets 32..256 step 32, CenterCrop(256), batch size 1; "
+               "the adaptive (eps) mode uses 256 slots at eps 0.03/0.05/0.09")
+
+
+def _karl(base: str, quantized: bool, train_set: str, file_id: str, rlkey: str, st: str, notes: str = "") -> None:
+    kind = "quantized" if quantized else "continuous"
+    filename = f"karl_small_{base}_{kind}_latents.pth"
+    short = {"imagenet100": "in100", "imagenet1k": "in1k"}[train_set]
+    entry = PretrainedEntry(
+        name=f"karl_small.{base}_{kind}.{short}", preset="karl_small", base=base, quantized=quantized,
+        train_set=train_set, filename=filename, family="karl", source=_KARL_SOURCE,
+        # Official links end in dl=0 (a preview page); dl=1 asks Dropbox for the file itself.
+        url=f"https://www.dropbox.com/scl/fi/{file_id}/{filename}?rlkey={rlkey}&st={st}&dl=1",
+        licence="no licence stated in the official README; weights by the KARL authors",
+        halting="seeded", epsilon=0.0, budgets="32-256:32", preprocess="center-crop",
+        precision="official evaluation: float32, batch size 1", notes="; ".join(filter(None, (notes, _KARL_NOTES))),
+    )
+    PRETRAINED.register(entry.name, entry)
+
+
+_karl("vqgan", True, "imagenet1k", "4a2zwpceavl92ij56ja3m", "lc49wt2igsdhzfrqwvl62q30z", "j3f9up9q",
+      notes="the only ImageNet-1K release; official folder pretrained_models/imagenet/")
+_karl("vqgan", True, "imagenet100", "60plmx9s1jsu5axqb1frj", "v0y3fsureyfijy5m28ba4vpl7", "haisv8qx")
+_karl("vqgan", False, "imagenet100", "ipvxil7ubb41wxs25du5p", "opmua15uarn2yt60yo9j7v5uo", "bii053ux")
+_karl("vae", True, "imagenet100", "gynbn6onb5tm1t8pmca0x", "93nz1j334ex57myea0qdxu7y5", "9hjwvyc2")
+_karl("vae", False, "imagenet100", "v5t6trgczpaprvoow58zk", "0tldlcy8ir0lrectdk1o42tch", "qzfw7g1h",
+      notes="used in the official kolmogorov_tokenizer_demo.ipynb")
+
+# One-D-Piece and TiTok (one_d_piece_official.md §2): Hugging Face files, plain float32 state_dicts.
+_ODP_PRECISION = "official evaluation: bf16 autocast + TF32 on GPU (VQ in float32); alit-eval runs float32"
+
+
+def _hf(name: str, preset: str, family: str, repo: str, hf_filename: str, filename: str, *, budgets: str,
+        notes: str, licence: str) -> None:
+    entry = PretrainedEntry(
+        name=name, preset=preset, base="vqgan", quantized=True, train_set="imagenet1k", filename=filename,
+        family=family, hf_repo=repo, hf_filename=hf_filename, source=f"Hugging Face repo {repo} (file {hf_filename})",
+        halting=None, budgets=budgets, preprocess="resize-center-crop", precision=_ODP_PRECISION, licence=licence,
+        notes=notes,
+    )
+    PRETRAINED.register(entry.name, entry)
+
+
+for _size, _letter, _rfid in (("s256", "S", "1.48"), ("b256", "B", "1.11"), ("l256", "L", "1.08")):
+    _repo = f"turing-motors/One-D-Piece-{_letter}-256"
+    _hf(f"one_d_piece_{_size}.in1k", f"one_d_piece_{_size}", "one_d_piece", _repo, "pytorch_model.bin",
+        f"One-D-Piece-{_letter}-256.pytorch_model.bin", budgets="1,2,4,...,256", licence="Apache-2.0",
+        notes=(f"README rFID {_rfid} at 256 tokens (ImageNet-1K val, reference = the same 50k images); the released "
+               "weights (Nov 2024) predate the tail-drop fix 473665d: token 256 was never seen in training"))
+for _size, _tokens, _rfid in (("s128", 128, "1.71"), ("b64", 64, "1.70"), ("l32", 32, "2.21")):
+    _file = f"tokenizer_titok_{_size}.bin"
+    _hf(f"titok_{_size}.in1k", f"titok_{_size}", "titok", "fun-research/TiTok", _file, _file, budgets=str(_tokens),
+        licence="Apache-2.0 (bytedance/1d-tokenizer)",
+        notes=(f"Bytedance README rFID {_rfid}; fixed length {_tokens} (official eval never decodes a prefix); the "
+               "file names are those of the One-D-Piece titok_*.yaml init_weight, strict loading not checked upstream"))
+
 
 def sidecar_path(path: Path) -> Path:
     """The ``<file>.sha256`` file that records a checkpoint's digest (``sha256sum`` format)."""
@@ -214,7 +295,7 @@ def _entry_for(name: str) -> PretrainedEntry:
     if name in PRETRAINED:
         return PRETRAINED.get(name)
     entries = [entry for _, entry in PRETRAINED.items()]
-    owners = [e.name for e in entries if Path(name).name in (e.filename, *e.alt_filenames)]
+    owners = [e.name for e in entries if Path(name).name in (e.filename, e.remote_filename, *e.alt_filenames)]
     if owners:
         raise CheckpointError(
             f"file not found: {name}; it is the official file of {' or '.join(owners)}: pass that "
@@ -292,6 +373,9 @@ def resolve_checkpoint(
     dest = entry.cache_path(root)
     if offline or env_offline():
         raise _missing(entry, dest, "alit-eval is offline (--offline, ALIT_EVAL_OFFLINE or HF_HUB_OFFLINE)")
+    if entry.hf_repo is not None:
+        _download_hf(entry, dest)
+        return dest
     if entry.url is None:
         raise _missing(entry, dest, "alit-eval has no direct download URL for it")
     _download(entry, dest, progress=progress)
@@ -301,7 +385,7 @@ def resolve_checkpoint(
 def _missing(entry: PretrainedEntry, dest: Path, why: str) -> OfflineError:
     where = entry.url or entry.source
     return OfflineError(
-        f"{entry.name} is not in the cache and {why}: download {entry.filename} from {where} "
+        f"{entry.name} is not in the cache and {why}: download {entry.remote_filename} from {where} "
         f"and put it at {dest}"
     )
 
@@ -355,6 +439,41 @@ def _download(entry: PretrainedEntry, dest: Path, *, progress: bool) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _download_hf(entry: PretrainedEntry, dest: Path) -> None:
+    """Fetch a Hugging Face file with ``huggingface_hub`` into a staging folder, then hash it and move
+    it to `dest` (the same cache layout, sha256 check and sidecar as `_download`)."""
+    import huggingface_hub
+
+    assert entry.hf_repo is not None
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    # A private staging folder next to the cache file: the rename stays on one file system, and
+    # huggingface_hub's own metadata (written inside local_dir) is removed with it.
+    staging = dest.parent / f".{dest.name}.{os.getpid()}.{secrets.token_hex(4)}.hf"
+    try:
+        try:
+            got = Path(huggingface_hub.hf_hub_download(
+                repo_id=entry.hf_repo, filename=entry.remote_filename, revision=entry.hf_revision,
+                local_dir=staging,
+            ))
+        except Exception as exc:  # HTTP, connection and offline errors differ across huggingface_hub versions
+            first = (str(exc).strip().splitlines() or [""])[0][:160]
+            raise _missing(entry, dest, f"the download failed ({type(exc).__name__}: {first})") from exc
+        digest = sha256_file(got)
+        if entry.sha256 and digest != entry.sha256.lower():
+            raise CheckpointError(
+                f"downloaded {entry.remote_filename} has sha256 {digest[:16]}..., expected "
+                f"{entry.sha256[:16]}...; the file was discarded (rerun, or fetch it from {entry.source})"
+            )
+        previous = _read_sidecar(dest)
+        if entry.sha256 is None and previous and previous != digest:
+            warnings.warn(f"{entry.remote_filename} downloaded with sha256 {digest[:16]}..., but {previous[:16]}... "
+                          "was recorded before; the file in the repo changed", ChecksumWarning, stacklevel=3)
+        os.replace(got, dest)
+        _write_sidecar(dest, digest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def _fetch(url: str, out: BinaryIO, label: str, progress: bool) -> tuple[int, int | None, str]:
     """Copy the body at `url` into `out`; return (bytes received, Content-Length or None, sha256)."""
     request = urllib.request.Request(url, headers={"User-Agent": f"alit-eval/{__version__}"})
@@ -396,21 +515,39 @@ def load_pretrained(
     heads: int | None = None,
     halting: str | None = None,
     device: str = "cpu",
+    family: str | None = None,
+    **options: Any,
 ) -> tuple[Any, dict[str, Any]]:
-    """Resolve and load a tokenizer; return it with provenance for meta.json.
+    """Resolve and load a tokenizer of any family; return it with provenance for meta.json.
 
-    The halting policy defaults to the entry's (`PretrainedEntry.halting`) for named checkpoints and
-    to ``seeded`` (batch-independent) for local files.
+    The family comes from `family` (``--family``), else from the file's keys (the family registry).
+    Inference options default to the entry's for named checkpoints (``halting``, KARL's ``epsilon``)
+    and to the family's for local files (``seeded`` halting, ε = 0); an option the family does not
+    have (``--halting`` for One-D-Piece) is a one-line error.
+
+    Returns:
+        ``(tokenizer, info)``; info holds name, path, sha256, family, config, the inference options
+        used (``halting`` is None for families without halting), default preprocess and budgets.
     """
     from alit_eval.paths import portable
-    from alit_eval.tokenizers.checkpoints import load_tokenizer
+    from alit_eval.tokenizers.families import family_of, load_any
 
     path = resolve_checkpoint(name_or_path, offline=offline)
-    entry = (PRETRAINED.get(str(name_or_path)) if str(name_or_path) in PRETRAINED else None) if not isinstance(name_or_path, Path) else None
-    policy = halting or (entry.halting if entry else "seeded")
-    model = load_tokenizer(path, trust_checkpoint=trust_checkpoint, heads=heads, halting=policy,
-                           name=entry.name if entry else path.stem, device=device)
-    info = {"name": model.name, "path": portable(path), "sha256": checkpoint_sha256(path),
-            "config": model.cfg.to_dict(), "halting": policy,
-            "default_preprocess": entry.preprocess if entry else None}
+    text = None if isinstance(name_or_path, Path) else str(name_or_path)
+    entry = PRETRAINED.get(text) if text is not None and text in PRETRAINED else None
+    options = {**options, "halting": halting}
+    if entry is not None and (family is None or family == entry.family):
+        for key, value in (("halting", entry.halting), ("epsilon", entry.epsilon)):
+            if options.get(key) is None and value is not None:
+                options[key] = value
+    model = load_any(path, family=family, heads=heads, trust_checkpoint=trust_checkpoint,
+                     name=entry.name if entry else path.stem, device=device, **options)
+    fam = family_of(model)
+    used = {o: getattr(model, o, None) for o in fam.option_names()}
+    info = {"name": model.name, "path": portable(path), "sha256": checkpoint_sha256(path), "family": fam.name,
+            "describe": fam.describe_config(model.cfg), "config": model.cfg.to_dict(),
+            "halting": used.get("halting"), "options": used,
+            "default_preprocess": entry.preprocess if entry else None,
+            "default_budgets": entry.budgets if entry else None,
+            "notes": "; ".join(filter(None, (entry.precision, entry.notes))) if entry else fam.notes()}
     return model, info
