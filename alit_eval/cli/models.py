@@ -1,4 +1,4 @@
-"""``alit-eval models``: the table of pretrained checkpoints and where they are on this machine."""
+"""``alit-eval models``: the pretrained checkpoints, grouped by tokenizer family, and where they are."""
 
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ _STATE_STYLE = {"cached": "green", "bundled": "green", "not cached": "yellow", "
 def models(
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON instead of a table."),
 ) -> None:
-    """List the pretrained checkpoints alit-eval knows and whether each is on this machine.
+    """List the pretrained checkpoints alit-eval knows, by family, and whether each is on this machine.
 
-    Shows each name (pass it to --ckpt or to `convert`), its architecture, training set, official
+    One table per tokenizer family (ALIT, KARL, One-D-Piece, TiTok), with the family's budgets and
+    inference options. Shows each name (pass it to --ckpt), its architecture, training set, official
     file name, whether it is cached (or bundled) and its sha256 when known. Nothing is downloaded.
 
     Example:
@@ -27,6 +28,7 @@ def models(
         alit-eval models --json
     """
     from alit_eval.paths import checkpoints_dir
+    from alit_eval.tokenizers.families import FAMILIES
     from alit_eval.tokenizers.pretrained import PRETRAINED, local_status
 
     rows = []
@@ -37,11 +39,19 @@ def models(
             "train_set": entry.train_set, "filename": entry.filename, "status": status.state,
             "path": str(status.path), "sha256": status.sha256, "url": entry.url, "source": entry.source,
             "halting": entry.halting, "preprocess": entry.preprocess, "licence": entry.licence,
-            "notes": entry.notes,
+            "notes": entry.notes, "family": entry.family, "hf_repo": entry.hf_repo,
+            "remote_filename": entry.remote_filename, "epsilon": entry.epsilon, "budgets": entry.budgets,
+            "precision": entry.precision,
         })
     cache = checkpoints_dir()
+    groups = {
+        name: {"title": fam.title, "summary": fam.summary, "budgets": fam.budgets,
+               "options": {o.name: o.default for o in fam.options}, "attention": fam.has_attention,
+               "models": [r["name"] for r in rows if r["family"] == name]}
+        for name, fam in FAMILIES.items()
+    }
     if as_json:
-        typer.echo(json.dumps({"checkpoints_dir": str(cache), "models": rows}, indent=2))
+        typer.echo(json.dumps({"checkpoints_dir": str(cache), "families": groups, "models": rows}, indent=2))
         return
 
     from rich.console import Console
@@ -49,31 +59,37 @@ def models(
 
     console = Console(highlight=False)
     full = ("name", "preset", "base", "quantised", "train set", "file", "status", "sha256")
-    table = _table(rows, full)
     # The name spells preset, base, quantisation and training set, so a narrow terminal gets
     # only what the name cannot say (--json has everything).
-    wide = Measurement.get(console, console.options.update_width(10_000), table).maximum <= console.width
-    if not wide:
-        table = _table(rows, ("name", "status", "sha256"))
-    console.print(table)
-    console.print(f"cache: {cache}  (set ALIT_EVAL_CACHE to move it; files go in <train set>/<file>)")
+    wide = Measurement.get(console, console.options.update_width(10_000), _table(rows, full, "")).maximum <= console.width
+    for name, group in groups.items():
+        members = [r for r in rows if r["family"] == name]
+        if not members:
+            continue
+        options = ", ".join(f"--{k} (default {v})" for k, v in group["options"].items()) or "none"
+        title = (f"{group['title']} ({name}): {group['summary']}\n"
+                 f"budgets: {group['budgets']}; inference options: {options}")
+        console.print(_table(members, full if wide else ("name", "status", "sha256"), title))
+        console.print()
+    console.print(f"cache: {cache}  (set ALIT_EVAL_CACHE to move it; files go in <train set>/<file>, "
+                  "Hugging Face files under the name `--json` shows as filename)")
     if not wide:
         console.print("(a wider terminal shows preset, base, training set and file; --json shows all)", style="dim")
     console.print("alit_tiny is a preset of the official code but was never released.", style="dim")
 
 
-def _table(rows: list[dict], headers: tuple[str, ...]) -> "Table":
+def _table(rows: list[dict], headers: tuple[str, ...], title: str) -> "Table":
     from rich import box
     from rich.table import Table
 
-    table = Table(title="Pretrained checkpoints", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0), show_edge=False)
+    table = Table(title=title or None, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0), show_edge=False)
     for header in headers:
         table.add_column(header, no_wrap=True)
     for row in rows:
         cells = {
             "name": row["name"], "preset": row["preset"], "base": row["base"],
             "quantised": "yes" if row["quantized"] else "no", "train set": row["train_set"],
-            "file": row["filename"],
+            "file": f"{row['hf_repo']}/{row['remote_filename']}" if row["hf_repo"] else row["filename"],
             "status": f"[{_STATE_STYLE.get(row['status'], '')}]{row['status']}[/]",
             "sha256": (row["sha256"][:12] + "…") if row["sha256"] else "unknown",
         }

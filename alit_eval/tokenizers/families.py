@@ -272,13 +272,13 @@ def load_any(
     unless `family` names it; the family's loader then builds the model strictly.
 
     Args:
-        path_or_sd: a checkpoint file, or an already-read flat state_dict (then `meta` may hold its
-            ``args``/``config``).
+        path_or_sd: a checkpoint file, or an already-loaded state_dict or checkpoint container
+            (``{'ema': ..., 'args': ...}``); `meta` may add ``args``/``config``.
         family: force a family (``--family``); None detects it.
         name: display name (default: the file's stem, or the family name).
         heads: attention heads, for architectures the weights do not determine.
         trust_checkpoint: allow full unpickling (trusted files only).
-        device: where to put the model.
+        device: where to put the model (None: leave it where the loader built it, e.g. on meta).
         source: how to call the weights in errors (default: the path).
         **options: the family's inference options (``halting``, ``epsilon``); None values are
             ignored, an option the family lacks is a one-line error.
@@ -287,7 +287,11 @@ def load_any(
         The tokenizer, with ``tokenizer.family`` set to its family's name.
     """
     if isinstance(path_or_sd, Mapping):
-        sd, meta = dict(path_or_sd), dict(meta or {})
+        from alit_eval.tokenizers.checkpoints import unwrap
+
+        # The same container handling as a file: ema/model/state_dict unwrapped, gan_losses dropped.
+        sd, args = unwrap(path_or_sd, source or "<state_dict>")
+        meta = {**({"args": args} if args else {}), **dict(meta or {})}
         source = source or "<state_dict>"
         name = name or family or "tokenizer"
     else:
@@ -305,7 +309,7 @@ def load_any(
     # A loader may refine the family (a TiTok-shaped file detected through One-D-Piece's layout).
     refined = getattr(getattr(model, "cfg", None), "family", None)
     model.family = refined if isinstance(refined, str) and refined in FAMILIES else entry.name
-    return model.to(device)
+    return model if device is None else model.to(device)
 
 
 def family_of(tokenizer: Any) -> Family:
