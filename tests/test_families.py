@@ -194,3 +194,16 @@ def test_alit_entries_load_their_official_layout(name):
     model = load_any({"ema": _meta(sections[entry.filename])}, device=None, source=name)
     assert model.family == "alit" and model.cfg.preset in (entry.preset, None)
     assert (model.cfg.base.kind, model.cfg.quantize) == (entry.base, entry.quantized)
+
+
+def test_attention_modes_and_rollout_options():
+    alit, karl, odp = (FAMILIES.get(n) for n in ("alit", "karl", "one_d_piece"))
+    assert [alit.attention_arg(m) for m in (None, True, "corrected", "official-notebook")] == [
+        False, True, "corrected", "official-notebook"]
+    assert odp.attention_arg("corrected") is True and odp.attention_arg("full") == "full"
+    with pytest.raises(AlitEvalError, match="'official-notebook' exists only for alit; KARL offers"):
+        karl.attention_arg("official-notebook")
+    values = {"halting": "off", "epsilon": 0.05, "other": 1}
+    assert alit.rollout_kwargs(values) == {"halting": "off"}
+    assert karl.rollout_kwargs(values) == {"epsilon": 0.05, "halting": "off"}
+    assert odp.rollout_kwargs(values) == {} and karl.rollout_kwargs({"epsilon": None}) == {}

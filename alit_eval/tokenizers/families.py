@@ -53,6 +53,7 @@ class Family:
         options: the family's inference options.
         budgets: how its budgets work, in words (``32, 64, ..., 256``; ``prefix 1..N``).
         has_attention / attention_definition: decoder attention maps and what they mean.
+        attention_modes: values the tokenizer's ``rollout(attention=...)`` accepts besides False.
         describe, bits_per_token: ``"module:attr"`` of ``f(cfg) -> str`` and ``f(cfg) -> float | None``.
         flop_components: ``"module:attr"`` of ``f(tokenizer) -> {component: [modules]}``.
         flops_per_budget: ``"module:attr"`` of a closed form ``f(cfg, budget) -> {component: flops}``, or None.
@@ -74,6 +75,7 @@ class Family:
     budgets: str = ""
     has_attention: bool = False
     attention_definition: str = ""
+    attention_modes: tuple[bool | str, ...] = (True, "full")
     describe: str | None = None
     bits_per_token: str | None = None
     flop_components: str | None = None
@@ -135,6 +137,30 @@ class Family:
             raise AlitEvalError(f"{what} needs decoder attention maps, which {self.title} does not offer "
                                 f"(families with attention: {with_attn})")
 
+    def attention_arg(self, requested: bool | str | None) -> bool | str:
+        """The ``rollout(attention=...)`` value for a requested mode (False/None: no maps).
+
+        ``True`` and ``"corrected"`` both mean the family's own definition (`attention_text`);
+        other modes (``"official-notebook"``, ``"full"``) pass through where the family has them.
+
+        Raises:
+            AlitEvalError: attention for a family without it, or a mode only other families have.
+        """
+        if requested in (False, None):
+            return False
+        self.require_attention()
+        if requested in self.attention_modes:
+            return requested
+        if requested in (True, "corrected"):
+            return True
+        owners = [n for n, f in FAMILIES.items() if requested in f.attention_modes]
+        raise AlitEvalError(f"attention mode {requested!r} exists only for {', '.join(owners) or 'no family'}; "
+                            f"{self.title} offers {', '.join(map(str, self.attention_modes))}")
+
+    def rollout_kwargs(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """The family's inference options among `values` (None dropped), as ``rollout`` keywords."""
+        return {k: values[k] for k in self.option_names() if values.get(k) is not None}
+
     def check_options(self, options: Mapping[str, Any]) -> None:
         """Raise one line for an inference option this family does not have (e.g. --halting for TiTok)."""
         for key, value in options.items():
@@ -171,6 +197,7 @@ FAMILIES.register("alit", Family(
     presets=("alit_tiny", "alit_small", "alit_base", "alit_semilarge"),
     options=(_ALIT_HALTING,), budgets="iterations x 32 tokens (32, 64, ..., 256)",
     has_attention=True, attention_definition="alit_eval.tokenizers.alit.family:ATTENTION_DEFINITION",
+    attention_modes=(True, "corrected", "official-notebook", "full"),
     describe="alit_eval.tokenizers.alit.family:describe",
     bits_per_token="alit_eval.tokenizers.alit.family:bits_per_token",
     flop_components="alit_eval.tokenizers.alit.family:flop_components",
@@ -185,7 +212,7 @@ FAMILIES.register("karl", Family(
     sentinels=("rec_loss_embeddings", "halting_mlp.0.weight", "decoder_latent_tokens_timestep_embed", "latent_tokens"),
     presets=("karl_tiny", "karl_small", "karl_base", "karl_semilarge"),
     options=(_KARL_EPSILON, _KARL_HALTING), budgets="any slot count 1..512 (official sweep 32, 64, ..., 256)",
-    has_attention=True,
+    has_attention=True, attention_modes=(True, "corrected", "full"),
     attention_definition=("head-averaged decoder attention from mask query row p (of g*g) to latent slot j "
                           "(key g*g+j), per decoder layer; halted slots receive 0"),
     describe="alit_eval.tokenizers.karl.family:describe",
