@@ -207,3 +207,29 @@ def test_attention_modes_and_rollout_options():
     assert alit.rollout_kwargs(values) == {"halting": "off"}
     assert karl.rollout_kwargs(values) == {"epsilon": 0.05, "halting": "off"}
     assert odp.rollout_kwargs(values) == {} and karl.rollout_kwargs({"epsilon": None}) == {}
+
+
+@needs
+def test_budgets_for_and_inference_kwargs():
+    from alit_eval.tokenizers.families import budgets_for, inference_kwargs
+
+    odp = load_any(ODP_TINY, heads=4)
+    assert budgets_for(odp) == [1, 2, 4, 8, 16, 32, 64, 128, 256]  # the family default
+    assert budgets_for(odp, "8-32:8") == [8, 16, 24, 32] and budgets_for(odp, [3, 5]) == [3, 5]
+    assert budgets_for(odp, None, "1,3,...") == list(range(1, 256, 2))  # an entry default is taken as written
+    with pytest.raises(AlitEvalError, match=r"^--budgets '300': budget\(s\) 300 not available; this tokenizer produces 1\.\.256$"):
+        budgets_for(odp, "300")
+    titok = load_any(ODP_TINY, heads=4, family="titok")
+    assert budgets_for(titok) == [256]
+    with pytest.raises(AlitEvalError, match="this tokenizer produces 256$"):
+        budgets_for(titok, "1,2,4,...")
+    karl = load_any(KARL_VQ)
+    assert budgets_for(karl) == list(karl.cfg.default_budgets) and budgets_for(karl, None, "32-256:32")[-1] == 256
+    alit = load_any(ALIT_VQ)
+    assert budgets_for(alit, "32,64,...") == list(range(32, 257, 32))
+    with pytest.raises(AlitEvalError, match="produces 32, 64, ..., 256"):
+        budgets_for(alit, "48")
+    values = {"halting": "off", "epsilon": 0.05, "generator": None}
+    assert inference_kwargs(alit, values) == {"halting": "off"}
+    assert inference_kwargs(karl, values) == {"halting": "off", "epsilon": 0.05}
+    assert inference_kwargs(odp, values) == {}

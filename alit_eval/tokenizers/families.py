@@ -16,6 +16,7 @@ plus one `register` line here. Engine, analyses and CLI reach families only thro
 from __future__ import annotations
 
 import fnmatch
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Collection, Mapping
@@ -52,6 +53,8 @@ class Family:
         presets: architecture presets (names the config type's ``from_preset`` accepts).
         options: the family's inference options.
         budgets: how its budgets work, in words (``32, 64, ..., 256``; ``prefix 1..N``).
+        default_budgets: what a sweep evaluates when neither ``--budgets`` nor a pretrained entry says
+            (budget syntax); None: the tokenizer's ``default_budgets``, else all its budgets.
         has_attention / attention_definition: decoder attention maps and what they mean.
         attention_modes: values the tokenizer's ``rollout(attention=...)`` accepts besides False.
         describe, bits_per_token: ``"module:attr"`` of ``f(cfg) -> str`` and ``f(cfg) -> float | None``.
@@ -73,6 +76,7 @@ class Family:
     presets: tuple[str, ...] = ()
     options: tuple[InferenceOption, ...] = ()
     budgets: str = ""
+    default_budgets: str | None = None
     has_attention: bool = False
     attention_definition: str = ""
     attention_modes: tuple[bool | str, ...] = (True, "full")
@@ -238,6 +242,8 @@ for _name, _title, _summary, _presets, _budgets, _detect_as in (
                    "decoder.mask_token", "pixel_quantize.embedding.weight"),
         excludes=("timestep_embedding",), detect_as=_detect_as, explicit={"kind": _name}, presets=_presets,
         budgets=_budgets, has_attention=True, attention_definition=f"{_ODP}.family:ATTENTION_DEFINITION",
+        # All N prefixes would be N decodes per image; doublings 1, 2, 4, ..., N (+ N itself) by default.
+        default_budgets="1,2,4,..." if _name == "one_d_piece" else None,
         describe=f"{_ODP}.family:describe", bits_per_token=f"{_ODP}.family:bits_per_token",
         flop_components=f"{_ODP}.family:flop_components", flops_per_budget=f"{_ODP}.family:flops_per_budget",
         precision_note=f"{_ODP}.family:PRECISION_NOTE", release_note=f"{_ODP}.family:RELEASE_NOTE",
@@ -357,3 +363,47 @@ def family_of(tokenizer: Any) -> Family:
     raise AlitEvalError(
         f"{type(tokenizer).__name__} belongs to no registered tokenizer family ({', '.join(FAMILIES.names())})"
     )
+
+
+def inference_kwargs(tokenizer: Any, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of `values` (None dropped) that `tokenizer.rollout` takes as keywords.
+
+    How the engine passes ``--halting`` / ``--epsilon`` / ``generator`` to any tokenizer without
+    naming its family: a family that has no such option simply does not receive it (the loader
+    already refused an option given explicitly for the wrong family).
+    """
+    params = inspect.signature(tokenizer.rollout).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return {k: v for k, v in values.items() if v is not None}
+    return {k: v for k, v in values.items() if v is not None and k in params}
+
+
+def budgets_for(tokenizer: Any, given: str | list[int] | None = None, default: str | None = None,
+                *, option: str = "--budgets") -> list[int]:
+    """The budgets a sweep evaluates: explicit > `default` (a pretrained entry's) > the family's default
+    > the tokenizer's ``default_budgets`` > all its budgets; checked against what it can produce.
+
+    Args:
+        tokenizer: a loaded tokenizer (its ``budgets`` say what it can produce).
+        given: ``--budgets`` as text in the budget syntax (`alit_eval.budgets`) or a list of ints.
+        default: a pretrained entry's default budgets (budget syntax), or None.
+
+    Raises:
+        AlitEvalError: a budget the tokenizer cannot produce (one line naming its range), bad syntax.
+    """
+    from alit_eval.budgets import BudgetSpace, parse_budget_spec
+
+    space = BudgetSpace.of(tokenizer.budgets)
+    if given is not None and not isinstance(given, str):
+        given = ",".join(str(int(b)) for b in given)
+    try:
+        fam_default = family_of(tokenizer).default_budgets
+    except AlitEvalError:
+        fam_default = None
+    text = given or default or fam_default
+    if text:
+        out = parse_budget_spec(text, option=option).resolve(space, option=option)
+        if text is fam_default and text != default and space.max not in out:
+            out.append(space.max)  # the family's progression always ends at the full length
+        return sorted(out)
+    return sorted(getattr(tokenizer, "default_budgets", None) or space.values)
