@@ -23,7 +23,7 @@ from conftest import shared_dir
 KARL = shared_dir() / "fixtures" / "official_karl"
 VARIANT = KARL / "vqgan_quantized"
 FILES = ["expected_budgets_eps0.pt", "expected_eps0.03.pt", "expected_eps0.05.pt", "expected_eps0.09.pt",
-         "expected_sweep.pt"]
+         pytest.param("expected_sweep.pt", marks=pytest.mark.slow)]  # 20 calls with pixel decodes
 
 
 @pytest.fixture(scope="module")

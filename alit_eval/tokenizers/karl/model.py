@@ -149,7 +149,8 @@ class KarlTokenizer(nn.Module):
             epsilon: one desired reconstruction error (L1) for all images, or one per image.
             batch: number of images.
         """
-        eps = torch.as_tensor(epsilon, dtype=torch.float32).reshape(-1)
+        # float32 on the CPU, as the official comparison (float(0.03) rounds down and keeps its bin).
+        eps = torch.as_tensor(epsilon).detach().to("cpu", torch.float32).reshape(-1)
         if eps.numel() == 1:
             eps = eps.expand(batch)
         if eps.numel() != batch:
