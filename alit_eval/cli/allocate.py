@@ -44,7 +44,7 @@ def allocate(
                                           help="official | seeded | off (default: the checkpoint's)."),
     workers: int = workers_option(),
     no_fid: bool = typer.Option(False, "--no-fid", help="Skip Inception features (fixed and variable-token FID)."),
-    fid_resize: str = typer.Option("tf1", "--fid-resize", help="tf1 (torch-fidelity) or pytorch-fid."),
+    fid_resize: str = typer.Option("tf1", "--fid-resize", help="tf1 (torch-fidelity), pytorch-fid (official ALIT eval) or clean (clean-fid, PIL bicubic)."),
     inception_weights: Optional[Path] = typer.Option(None, "--inception-weights", help="FID Inception weights file."),
     lpips_weights: Optional[Path] = typer.Option(None, "--lpips-weights", help="AlexNet state_dict for LPIPS."),
     heads: Optional[int] = heads_option(),

@@ -39,7 +39,7 @@ def fid(
     halting: Optional[str] = typer.Option(None, "--halting",
                                           help="official | seeded | off (default: the checkpoint's)."),
     workers: int = workers_option(),
-    fid_resize: str = typer.Option("tf1", "--fid-resize", help="tf1 (torch-fidelity) or pytorch-fid."),
+    fid_resize: str = typer.Option("tf1", "--fid-resize", help="tf1 (torch-fidelity), pytorch-fid (official ALIT eval) or clean (clean-fid, PIL bicubic)."),
     fid_ref: Optional[Path] = typer.Option(None, "--fid-ref", help="Reference stats .npz (mu/sigma) instead of the originals."),
     no_fid: bool = typer.Option(False, "--no-fid", help="Skip Inception features and rFID."),
     kid: bool = typer.Option(False, "--kid", help="Also compute KID."),

@@ -19,7 +19,7 @@ def fid_stats(
     limit: Optional[int] = typer.Option(None, "--limit", min=1),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
     workers: int = typer.Option(0, "--workers", min=0),
-    fid_resize: str = typer.Option("tf1", "--fid-resize", help="tf1 (torch-fidelity) or pytorch-fid."),
+    fid_resize: str = typer.Option("tf1", "--fid-resize", help="tf1 (torch-fidelity), pytorch-fid (official ALIT eval) or clean (clean-fid, PIL bicubic)."),
     inception_weights: Optional[Path] = typer.Option(None, "--inception-weights"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
 ) -> None:
