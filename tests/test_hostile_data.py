@@ -20,13 +20,15 @@ import pytest
 import torch
 from PIL import Image
 
+import alit_eval
 from alit_eval.cli.app import main
+from alit_eval.data import decode
 from alit_eval.data.datasets import discover
-from alit_eval.data.decode import MAX_DECODED_BYTES_ENV, decoded_bytes, load_image
+from alit_eval.data.decode import load_image
 from alit_eval.data.sources import open_source
 from alit_eval.metrics import inception as inc
 
-REPO = Path(__file__).resolve().parents[1]
+CODE_ROOT = Path(alit_eval.__file__).resolve().parents[1]  # the checkout under test, for subprocesses
 GOLDEN = Path(__file__).parent / "fixtures" / "cleanfid_clean_resize.npz"
 
 
@@ -59,25 +61,35 @@ def _png(path: Path, w: int = 40, h: int = 40, seed: int = 0) -> Path:
 # ---------------------------------------------------------------- FIFOs: skipped, never a hang
 
 
+_ITEMS = """
+import json, sys
+from alit_eval.data.sources import open_source
+ds = open_source(sys.argv[1], size=32, preprocess="resize-center-crop").dataset
+print(json.dumps({it["id"]: it["error"] for it in (ds[i] for i in range(len(ds)))}))
+"""
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
-@pytest.mark.parametrize("as_list", [False, True], ids=["folder", "list"])
-def test_fifo_is_skipped_with_reason_not_a_hang(tiny_ckpt, tmp_path, as_list):
+def test_fifo_is_skipped_with_reason_not_a_hang(tiny_ckpt, tmp_path):
     root = tmp_path / "imgs"
     _png(root / "a.png")
     os.mkfifo(root / "pipe.png")
-    data = root
-    if as_list:
-        data = tmp_path / "list.csv"
-        data.write_text(f"{root / 'a.png'}\n{root / 'pipe.png'}\n")
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
-    # Before the fix the run blocked forever in open(); the timeout turns that into a failure.
-    proc = subprocess.run([sys.executable, "-m", "alit_eval", *_fid_args(tmp_path, tiny_ckpt, data, "fifo")],
+    env = dict(os.environ, PYTHONPATH=str(CODE_ROOT), OMP_NUM_THREADS="1")
+    # Before the fix the run blocked forever in open(); the timeouts turn that into a failure.
+    proc = subprocess.run([sys.executable, "-m", "alit_eval", *_fid_args(tmp_path, tiny_ckpt, root, "fifo")],
                           env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr
     skipped = _skipped(_meta(tmp_path, "fifo"))
-    fifo_id = str(root / "pipe.png") if as_list else "pipe.png"
-    assert list(skipped) == [fifo_id]
-    assert "FIFO" in skipped[fifo_id] and "regular file" in skipped[fifo_id]
+    assert list(skipped) == ["pipe.png"]
+    assert "FIFO" in skipped["pipe.png"] and "regular file" in skipped["pipe.png"]
+    # The same through a file list (the library entry point the commands call, in a subprocess).
+    lst = tmp_path / "list.csv"
+    lst.write_text(f"{root / 'a.png'}\n{root / 'pipe.png'}\n")
+    proc = subprocess.run([sys.executable, "-c", _ITEMS, str(lst)], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    errors = json.loads(proc.stdout)
+    assert errors[str(root / "a.png")] is None and "FIFO" in errors[str(root / "pipe.png")]
 
 
 # ---------------------------------------------------------------- symlinks leaving the data root
@@ -151,25 +163,23 @@ def test_decoded_size_over_the_limit_is_refused_before_decoding(tiny_ckpt, tmp_p
     arr = np.random.default_rng(0).integers(0, 65536, (64, 48, 4)).astype(np.uint16)
     _png16_rgba(root / "deep.png", arr)  # 64 * 48 * 4 channels * 2 bytes = 24576 bytes decoded
     with Image.open(root / "deep.png") as im:
-        assert decoded_bytes(im) == 64 * 48 * 4 * 2
-    monkeypatch.setenv(MAX_DECODED_BYTES_ENV, "20000")
+        assert decode.decoded_bytes(im) == 64 * 48 * 4 * 2
+    monkeypatch.setenv("ALIT_EVAL_MAX_DECODE_BYTES", "20000")
     code, _, err = _cli(_fid_args(tmp_path, tiny_ckpt, root, "limit"), capsys)
     assert code in (0, None), err
     skipped = _skipped(_meta(tmp_path, "limit"))
     assert list(skipped) == ["deep.png"]
-    assert MAX_DECODED_BYTES_ENV in skipped["deep.png"] and "limit" in skipped["deep.png"]
-    monkeypatch.setenv(MAX_DECODED_BYTES_ENV, "lots")
+    assert "ALIT_EVAL_MAX_DECODE_BYTES" in skipped["deep.png"] and "limit" in skipped["deep.png"]
+    monkeypatch.setenv("ALIT_EVAL_MAX_DECODE_BYTES", "lots")
     code, _, err = _cli(_fid_args(tmp_path, tiny_ckpt, root, "limit2"), capsys)
-    assert code == 2 and MAX_DECODED_BYTES_ENV in err and err.count("\n") == 1
+    assert code == 2 and "ALIT_EVAL_MAX_DECODE_BYTES" in err and err.count("\n") == 1
 
 
 def test_16bit_conversion_in_bands_is_exact(tmp_path, monkeypatch):
     """The banded 16 -> 8 bit path equals round(v / 257) computed naively on the whole image."""
-    import alit_eval.data.decode as decode
-
     arr = np.random.default_rng(3).integers(0, 65536, (37, 29, 4)).astype(np.uint16)
     path = _png16_rgba(tmp_path / "d.png", arr)
-    monkeypatch.setattr(decode, "_BAND_PIXELS", 29 * 5)  # 5 rows a band: 8 bands, the last short
+    monkeypatch.setattr(decode, "_BAND_PIXELS", 29 * 5, raising=False)  # 5 rows a band: 8 bands, the last short
     got = np.asarray(load_image(path))
     want = np.floor(arr[..., :3].astype(np.float64) / 257.0 + 0.5).astype(np.uint8)
     np.testing.assert_array_equal(got, want)

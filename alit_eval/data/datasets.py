@@ -270,7 +270,6 @@ def _read_list(list_file: Path, follow_symlinks: bool = False) -> list[ImageReco
         raise DataError(f"cannot read list file {list_file}: {err}") from err
     first = True
     reader = csv.reader(io.StringIO(text, newline=""), skipinitialspace=True)
-    lineno = 1
     while True:
         lineno = reader.line_num + 1  # first physical line of the next row
         try:
