@@ -121,6 +121,13 @@ def parse_floats(text: str, *, option: str) -> list[float]:
     return parse_list(text, float, option=option, what="a number")
 
 
+PREPROCESS_HELP = (
+    "How images become S x S, where S is the tokenizer's input size read from the checkpoint: "
+    "resize-center-crop (bicubic resize of the short side to S, then centre crop) or center-crop "
+    "(official ALIT evaluation: centre crop at native resolution; an image with a side shorter than S "
+    "is zero-padded with black there, and the run warns with the count of padded images)."
+)
+
 # Shared option declarations, so every command spells these the same way. Each call returns a
 # fresh Typer OptionInfo: ``run_id: Optional[str] = run_id_option()``.
 
