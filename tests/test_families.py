@@ -233,3 +233,16 @@ def test_budgets_for_and_inference_kwargs():
     assert inference_kwargs(alit, values) == {"halting": "off"}
     assert inference_kwargs(karl, values) == {"halting": "off", "epsilon": 0.05}
     assert inference_kwargs(odp, values) == {}
+
+
+@needs
+def test_tokens_used_reports_kept_slots():
+    from alit_eval.tokenizers.families import tokens_used
+
+    x = torch.rand(2, 3, 256, 256)
+    karl = load_any(KARL_VQ)
+    r = karl.rollout(x, [32], decode=False)
+    assert torch.equal(tokens_used(r[32]), 32 - r[32].extras["halt_mask"].sum(1))
+    assert FAMILIES.get("karl").model_criteria == {"epsilon": "epsilon"}
+    odp = load_any(ODP_TINY, heads=4)
+    assert tokens_used(odp.rollout(x, [5], decode=False)[5]).tolist() == [5, 5]

@@ -52,6 +52,8 @@ class Family:
         explicit: loader keywords added when the user names this family with ``--family``.
         presets: architecture presets (names the config type's ``from_preset`` accepts).
         options: the family's inference options.
+        model_criteria: allocation criteria the model applies itself: criterion name -> the inference
+            option each threshold sets (KARL: ``epsilon``); the tokens it keeps are `tokens_used`.
         budgets: how its budgets work, in words (``32, 64, ..., 256``; ``prefix 1..N``).
         default_budgets: what a sweep evaluates when neither ``--budgets`` nor a pretrained entry says
             (budget syntax); None: the tokenizer's ``default_budgets``, else all its budgets.
@@ -75,6 +77,7 @@ class Family:
     explicit: Mapping[str, Any] = field(default_factory=dict)
     presets: tuple[str, ...] = ()
     options: tuple[InferenceOption, ...] = ()
+    model_criteria: Mapping[str, str] = field(default_factory=dict)
     budgets: str = ""
     default_budgets: str | None = None
     has_attention: bool = False
@@ -215,7 +218,7 @@ FAMILIES.register("karl", Family(
     loader="alit_eval.tokenizers.karl.family:load_state_dict",
     sentinels=("rec_loss_embeddings", "halting_mlp.0.weight", "decoder_latent_tokens_timestep_embed", "latent_tokens"),
     presets=("karl_tiny", "karl_small", "karl_base", "karl_semilarge"),
-    options=(_KARL_EPSILON, _KARL_HALTING), budgets="any slot count 1..512 (official sweep 32, 64, ..., 256)",
+    options=(_KARL_EPSILON, _KARL_HALTING), model_criteria={"epsilon": "epsilon"}, budgets="any slot count 1..512 (official sweep 32, 64, ..., 256)",
     has_attention=True, attention_modes=(True, "corrected", "full"),
     attention_definition=("head-averaged decoder attention from mask query row p (of g*g) to latent slot j "
                           "(key g*g+j), per decoder layer; halted slots receive 0"),
@@ -407,3 +410,14 @@ def budgets_for(tokenizer: Any, given: str | list[int] | None = None, default: s
             out.append(space.max)  # the family's progression always ends at the full length
         return sorted(out)
     return sorted(getattr(tokenizer, "default_budgets", None) or space.values)
+
+
+def tokens_used(out: Any) -> Any:
+    """Per-image tokens a budget's output really used (``[B]`` int64): the slots the model kept
+    (``extras["num_active"]``, e.g. KARL's halting) where it reports them, else the budget itself."""
+    import torch
+
+    active = out.extras.get("num_active") if getattr(out, "extras", None) else None
+    if active is not None:
+        return active.to(torch.int64)
+    return torch.full((len(out.tokens),), int(out.budget), dtype=torch.int64)
