@@ -246,3 +246,16 @@ def test_tokens_used_reports_kept_slots():
     assert FAMILIES.get("karl").model_criteria == {"epsilon": "epsilon"}
     odp = load_any(ODP_TINY, heads=4)
     assert tokens_used(odp.rollout(x, [5], decode=False)[5]).tolist() == [5, 5]
+
+
+@needs
+@pytest.mark.parametrize("path, family, heads", [(KARL_VQ, None, None), (ODP_TINY, "titok", 4), (ALIT_VQ, None, None)])
+def test_convert_any_round_trip(tmp_path, path, family, heads):
+    from alit_eval.tokenizers.families import convert_any
+
+    summary = convert_any(path, tmp_path / "m.safetensors", family=family, heads=heads)
+    before = load_any(path, family=family, heads=heads)
+    after = load_any(tmp_path / "m.safetensors")  # no heads, no --family: both come from the stored config
+    assert after.family == before.family == summary["family"] and after.cfg == before.cfg
+    sd0, sd1 = before.state_dict(), after.state_dict()
+    assert sd0.keys() == sd1.keys() and all(torch.equal(sd0[k], sd1[k]) for k in sd0)

@@ -421,3 +421,25 @@ def tokens_used(out: Any) -> Any:
     if active is not None:
         return active.to(torch.int64)
     return torch.full((len(out.tokens),), int(out.budget), dtype=torch.int64)
+
+
+def convert_any(src: str | Path, dst: str | Path, *, family: str | None = None, trust_checkpoint: bool = False,
+                heads: int | None = None) -> dict[str, Any]:
+    """Convert a checkpoint of any family to alit-eval safetensors (weights + config + family).
+
+    The written file loads without pickle through `load_any`, which recognises the family from the
+    keys and takes the architecture from the stored config (so a TiTok stays TiTok).
+
+    Returns:
+        A summary: family, config, num_params, source_sha256, sha256, path.
+    """
+    from alit_eval.paths import sha256_file
+    from alit_eval.tokenizers.checkpoints import save_tokenizer
+
+    model = load_any(src, family=family, heads=heads, trust_checkpoint=trust_checkpoint)
+    src_hash = sha256_file(src)
+    out = save_tokenizer(model, dst, {"source_sha256": src_hash, "source_name": Path(src).name,
+                                      "family": model.family})
+    return {"family": model.family, "config": model.cfg.to_dict(),
+            "num_params": sum(p.numel() for p in model.parameters()), "source_sha256": src_hash,
+            "sha256": sha256_file(out), "path": str(out)}
