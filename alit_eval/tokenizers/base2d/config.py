@@ -58,11 +58,6 @@ class Base2DConfig:
                     f"config field base.norm_groups = {self.norm_groups} does not divide the {c} channels of a "
                     f"base level (ch {self.ch}, ch_mult {self.ch_mult})"
                 )
-        if any(i >= len(self.ch_mult) for i in self.attn_levels):
-            raise ConfigError(
-                f"config field base.attn_levels = {self.attn_levels} names a level past the "
-                f"{len(self.ch_mult)} levels of ch_mult"
-            )
 
     @property
     def downsample_factor(self) -> int:
