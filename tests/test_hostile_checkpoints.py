@@ -164,6 +164,7 @@ CASES = {
     "quantize-string": (_with_config(quantize="yes"), r"quantize = 'yes' must be true or false"),
     "unknown-field": (_with_config(evil_field=1), r"unknown config field evil_field"),
     "depth-disagrees-with-tensors": (_with_config(depth=3), r"depth = 3 does not match the weights"),
+    "base-ch-disagrees-with-tensors": (_with_config(base__ch=64), r"base\.ch = 64 does not match the weights"),
     "invalid-json": (_raw_config("{not json"), r"config metadata .* is not valid JSON"),
     "200k-deep-json": (_raw_config("[" * 200_000 + "]" * 200_000), r"nested too deeply"),
     "5000-digit-number": (_raw_config('{"depth": ' + "7" * 5000 + "}"),

@@ -194,10 +194,28 @@ def observed_fields(sd: Mapping[str, Any]) -> dict[str, tuple[Any, str]]:
     return out
 
 
+def observed_base_fields(sd: Mapping[str, Any]) -> dict[str, tuple[Any, str]]:
+    """Base config values the tensors show, as ``base.field -> (value, evidence)`` (empty if unreadable)."""
+    from alit_eval.tokenizers.base2d.config import base_geometry
+
+    try:
+        geometry = base_geometry(sd)
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError):
+        return {}  # the strict key check after the build names what is missing
+    if geometry["kind"] == "vae":
+        geometry.pop("n_embed")  # unused by the VAE
+    else:
+        geometry.pop("attn_levels")  # the VQGAN port has no attention blocks
+    return {f"base.{k}": (v, f"base_tokenizer.{geometry['kind']}.* shapes") for k, v in geometry.items()}
+
+
 def check_against_tensors(cfg: Mapping[str, Any], sd: Mapping[str, Any]) -> None:
     """Refuse a config whose values disagree with the tensors present (before any model is built)."""
-    for field, (value, evidence) in observed_fields(sd).items():
-        claimed = cfg.get(field)
+    flat = {**cfg, **{f"base.{k}": v for k, v in (cfg.get("base") or {}).items()}}
+    for field, (value, evidence) in {**observed_fields(sd), **observed_base_fields(sd)}.items():
+        claimed = flat.get(field)
+        if isinstance(claimed, list):
+            claimed = tuple(claimed)
         if claimed is not None and claimed != value:
             raise ConfigError(
                 f"config field {field} = {show_value(claimed)} does not match the weights ({evidence} "
