@@ -124,7 +124,7 @@ def infer_base_config(
         if geometry["ch_mult"] != OFFICIAL_CH_MULT or geometry["num_res_blocks"] != OFFICIAL_RES_BLOCKS:
             raise ConfigError(
                 f"the checkpoint does not record base.norm_groups (GroupNorm groups, not visible in the weights) "
-                f"and its base (ch_mult {geometry['ch_mult']}, {geometry['num_res_blocks']} res blocks) is not the "
+                f"and its base (ch_mult {geometry['ch_mult']}, num_res_blocks {geometry['num_res_blocks']}) is not the "
                 "official geometry that implies 32; load the alit-eval .safetensors it came from, or add "
                 "norm_groups to the checkpoint's args"
             )
