@@ -233,7 +233,8 @@ def build_tokenizer(
                 more = f" (+{len(ks) - 5} more)" if len(ks) > 5 else ""
                 parts.append(f"{len(ks)} {label}: {', '.join(safe_text(k, 60) for k in ks[:5])}{more}")
         raise CheckpointError(
-            f"checkpoint {safe_text(source, 200)} does not match the inferred ALIT config (width {cfg.width}, depth {cfg.depth}, "
+            f"checkpoint {safe_text(source, 200)} does not match the inferred ALIT config "
+            f"(width {cfg.width}, depth {cfg.depth}, "
             f"base {cfg.base.kind}, quantised {cfg.quantize}): {'; '.join(parts)}. Likely cause: a different "
             "architecture or a partial file."
         )
