@@ -211,6 +211,15 @@ def observed_base_fields(sd: Mapping[str, Any]) -> dict[str, tuple[Any, str]]:
 
 def check_against_tensors(cfg: Mapping[str, Any], sd: Mapping[str, Any]) -> None:
     """Refuse a config whose values disagree with the tensors present (before any model is built)."""
+    from alit_eval.tokenizers.alit.config import PRESETS
+
+    preset = PRESETS.get(cfg.get("preset") or "")
+    if preset and any(cfg.get(k) != preset[k] for k in ("width", "depth", "heads")):
+        raise ConfigError(
+            f"config field preset = {show_value(cfg.get('preset'))} disagrees with width/depth/heads "
+            f"{cfg.get('width')}/{cfg.get('depth')}/{cfg.get('heads')} (the preset has "
+            f"{preset['width']}/{preset['depth']}/{preset['heads']})"
+        )
     flat = {**cfg, **{f"base.{k}": v for k, v in (cfg.get("base") or {}).items()}}
     for field, (value, evidence) in {**observed_fields(sd), **observed_base_fields(sd)}.items():
         claimed = flat.get(field)

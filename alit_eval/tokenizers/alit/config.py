@@ -191,6 +191,13 @@ def infer_config(
                         ("token_dim", token_dim), ("codebook_size", codebook), ("mlp_ratio", mlp_ratio)):
         # Values read off the tensors are as untrusted as metadata: check before anything divides by them.
         check_value(f"config field {name} (from the weights)", value, *ALIT_FIELDS[name])
+    if preset and (PRESETS[preset]["width"], PRESETS[preset]["depth"]) != (width, depth):
+        # The preset only supplies the heads; a name that disagrees with the shapes is not trusted for them.
+        p = PRESETS[preset]
+        raise ConfigError(
+            f"args.model = {preset!r} (width {p['width']}, depth {p['depth']}) does not match the weights "
+            f"(width {width}, depth {depth}); the file's args belong to another model"
+        )
     base = infer_base_config(sd, norm_groups=norm_groups)
 
     def pick(explicit: int | None, arg_key: str, w: int, d: int) -> int:
