@@ -105,7 +105,7 @@ def summarize_selection(selection: "pd.DataFrame", per_image: "pd.DataFrame", *,
             share = float((g["selected_budget"] == b).mean())
             hist.append({"threshold": float(thr), "budget": b, "share": share, "n": n})
             rows.append({**base, "budget": b, "metric": "selected_share", "value": share, "n": n, "condition": c})
-        for m in al.QUALITY:
+        for m in dict.fromkeys((*al.QUALITY, column)):
             if m in g and g[m].notna().any():
                 v = _mean(g[m].to_numpy(), m)
                 mlo, mhi = bootstrap_mean_ci(v, seed=seed)

@@ -11,7 +11,8 @@ from alit_eval.cli.options import (
     get_globals, heads_option, parse_budgets, parse_list, subset_seed_option, workers_option,
 )
 
-DEFAULT_THRESHOLDS = {"l1": "0.03,0.05,0.07,0.09"}  # KARL Tab. 2/6 thresholds; 0.07 is the official default
+# KARL Tab. 2/6 thresholds; 0.07 is the official default
+DEFAULT_THRESHOLDS = {"l1": "0.03,0.05,0.07,0.09", "official-l1": "0.03,0.05,0.07,0.09"}
 QUANTILE_THRESHOLDS = "q0.25,q0.5,q0.75"
 
 
@@ -24,7 +25,8 @@ def allocate(
         help="Comma-separated thresholds: numbers, `auto` (median of the per-image metric at the middle budget) "
              "or `qP` (its P-quantile). Default: 0.03,0.05,0.07,0.09 for l1, q0.25,q0.5,q0.75 otherwise."),
     criterion: str = typer.Option("l1", "--criterion",
-                                  help="l1 | mse | lpips (stay below) or psnr | ssim (exceed); official: l1."),
+                                  help="l1 | official-l1 | mse | lpips (stay below) or psnr | ssim (exceed). "
+                                       "official-l1 = the official encode() rule (L1 of the unclamped reconstruction)."),
     fallback: str = typer.Option(
         "min-error", "--fallback",
         help="Budget of images that never reach the threshold: min-error (official) or max-budget."),
