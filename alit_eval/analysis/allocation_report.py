@@ -220,6 +220,7 @@ def run(req: Any, *, from_run: str | None, thresholds: Sequence[str], criterion:
     ``figures=False`` writes every table but draws no figure (scripted use).
     """
     from alit_eval.analysis.reconstruction import summarize
+    from alit_eval.analysis.signal import as_dict as signal_dict, warn_if_flat
     from alit_eval.engine.reuse import has_features, plan_sweep
     from alit_eval.results.io import open_run, write_csv, write_parquet
     from alit_eval.results.schema import metrics_frame
@@ -237,6 +238,7 @@ def run(req: Any, *, from_run: str | None, thresholds: Sequence[str], criterion:
         resolved = al.resolve_thresholds(thresholds, per_image, criterion)
         selection = al.selection_table(per_image, resolved, criterion=criterion, fallback=fallback,
                                        batch_size=batch_criterion)
+        signal = warn_if_flat(per_image, criterion)  # a metric flat across budgets makes every number below moot
         fid = bool(req.fid) and has_features(result.store, result.budgets)
         if req.fid and not fid:
             notes.append("no Inception features in the sweep: FID skipped")
@@ -252,7 +254,7 @@ def run(req: Any, *, from_run: str | None, thresholds: Sequence[str], criterion:
         run_dir.write_metrics(metrics)
         run_dir.write_per_image(per_image)
         write_parquet(selection, run_dir.file("selection.parquet"))
-        write_csv(summary, run_dir.file("allocation_summary.csv"))
+        write_csv(summary.assign(**signal.columns()), run_dir.file("allocation_summary.csv"))
         write_csv(hist, run_dir.file("selected_budgets.csv"))
         notes += write_figures(run_dir, inputs, selection, summary, hist, criterion, gallery=gallery,
                                figures=figures)
@@ -260,7 +262,7 @@ def run(req: Any, *, from_run: str | None, thresholds: Sequence[str], criterion:
             "checkpoint": inputs.checkpoint, "dataset": inputs.dataset, "preprocess": inputs.preprocess,
             "from_run": inputs.from_run, "rollout_calls": result.rollout_calls,
             "thresholds": [{"spec": s, "value": v} for s, v in resolved], "criterion": criterion,
-            "fallback": fallback, "batch_criterion": batch_criterion,
+            "fallback": fallback, "batch_criterion": batch_criterion, "budget_signal": signal_dict(signal),
             "selection_rule": ("official batch mean over groups of %d consecutive images" % batch_criterion
                                if batch_criterion else "per image (batch-independent)"),
             "fid_reference": "originals" if fid else None, "inception": result.info.get("inception"),

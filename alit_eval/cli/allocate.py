@@ -87,6 +87,13 @@ def allocate(
                         device=g.device, offline=g.offline, results_dir=g.results_dir, run_id=run_id,
                         overwrite=overwrite)
     print_summary(run_dir.path / "allocation_summary.csv", criterion)
+    import pandas as pd
+
+    from alit_eval.analysis.signal import flat_note
+
+    note = flat_note(pd.read_csv(run_dir.path / "allocation_summary.csv"))
+    if note:
+        typer.secho(note, fg="red", err=True)
     typer.echo(f"results: {run_dir.path}")
 
 

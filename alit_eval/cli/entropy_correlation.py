@@ -80,6 +80,11 @@ def entropy_correlation(
                          seed=g.seed, device=g.device, offline=g.offline, results_dir=g.results_dir, run_id=run_id,
                          overwrite=overwrite)
     print_tokens_table(table)
+    from alit_eval.analysis.signal import flat_note
+
+    note = flat_note(table)
+    if note:
+        typer.secho(note, fg="red", err=True)
     typer.echo(f"results: {run_dir.path}")
 
 

@@ -262,6 +262,9 @@ def run_warnings(run: Run) -> list[str]:
                    f"(first: {first.get('id')}: {first.get('error')})")
     if ex.get("approximate_precision") or ex.get("precision") not in (None, "fp32"):
         out.append(f"approximate precision ({ex.get('precision')}): numbers are not the fp32 reference values")
+    signal = ex.get("budget_signal") or {}
+    if signal.get("verdict") == "flat":
+        out.append(f"NO BUDGET SIGNAL: {signal.get('message')}")
     lp = ex.get("lpips")
     if isinstance(lp, str) and lp != "computed":
         out.append(lp if lp.lower().startswith("lpips") else f"LPIPS skipped: {lp}")
