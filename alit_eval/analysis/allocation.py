@@ -231,6 +231,13 @@ def required_tokens(selection: "pd.DataFrame", max_budget: int) -> np.ndarray:
     return np.where(selection["censored"].to_numpy(bool), max_budget, selection["selected_budget"].to_numpy())
 
 
+def tokens_label(selection: "pd.DataFrame", max_budget: int) -> list[str]:
+    """Figure/table labels of each image's budget: ``"48 tok"``, or ``"censored (>64 tok)"`` for an image
+    that never reaches the threshold (its fallback budget is not a budget it needs)."""
+    return [f"censored (>{max_budget} tok)" if c else f"{int(b)} tok"
+            for b, c in zip(selection["selected_budget"], selection["censored"].astype(bool))]
+
+
 def fixed_budget_equivalent(budgets: Sequence[int], curve: Sequence[float], target: float,
                             direction: str = "lower") -> tuple[float, str]:
     """The (fractional) fixed budget whose mean quality equals `target`, by linear interpolation.

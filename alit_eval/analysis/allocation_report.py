@@ -162,7 +162,8 @@ def gallery_table(selection: "pd.DataFrame", threshold: float, n: int = GALLERY_
     column = al.CRITERIA[str(g["criterion"].iloc[0])][0]
     g = g.sort_values(["selected_budget", column, "index"], kind="stable").reset_index(drop=True)
     pick = np.unique(np.linspace(0, len(g) - 1, min(n, len(g))).round().astype(int))
-    return g.iloc[pick].reset_index(drop=True)
+    out = g.iloc[pick].reset_index(drop=True)
+    return out.assign(tokens_label=al.tokens_label(out, int(selection["selected_budget"].max())))
 
 
 def save_images(source: Any, table: "pd.DataFrame", folder: Path) -> "pd.DataFrame":

@@ -165,7 +165,7 @@ def example_table(measures: "pd.DataFrame", selection: "pd.DataFrame", measure: 
 
     g = selection[selection["threshold"] == threshold].drop(columns=[measure], errors="ignore")
     g = g.merge(measures[["image_id", measure]], on="image_id")
-    g = g.assign(required=al.required_tokens(g, max_budget))
+    g = g.assign(required=al.required_tokens(g, max_budget), tokens_label=al.tokens_label(g, max_budget))
     g = g.sort_values(["required", measure, "index"]).reset_index(drop=True)
     n = len(g)
     starts = {"low": 0, "median": max(0, n // 2 - k // 2), "high": max(0, n - k)}
@@ -200,7 +200,7 @@ def write_figures(run_dir: Any, inputs: Any, measures: "pd.DataFrame", selection
     plots.save(pa.measure_boxplots(long.dropna(subset=["value", "selected_budget"])), run_dir.figures,
                "measures_by_required_tokens")
     plots.save(pa.measure_vs_error(scatter.dropna(subset=["value"])), run_dir.figures, "measures_vs_l1")
-    ex = ex.assign(tokens=[f"{g}: {t} tok" for g, t in zip(ex["group"], ex["required"])],
+    ex = ex.assign(tokens=[f"{g}: {t}" for g, t in zip(ex["group"], ex["tokens_label"])],
                    value=[f"{main} {v:.3g}" for v in ex[main]])
     plots.save(pa.image_grid(ex, run_dir.path, ["tokens", "value"], cols=N_EXAMPLES_PER_GROUP,
                              suptitle=f"low / median / high required tokens at threshold {thr:.4g}"),

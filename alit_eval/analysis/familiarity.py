@@ -198,8 +198,8 @@ def write_figures(run_dir: Any, metrics: "pd.DataFrame", selection: "pd.DataFram
     plots.set_theme()
     per_budget = metrics["budget"].notna() & (metrics["condition"].eq("") | metrics["metric"].eq("rfid"))
     plots.save(plots.metrics_vs_tokens(metrics[per_budget], hue="dataset"), run_dir.figures, "metrics_vs_tokens")
-    violin = selection.assign(selected_budget=al.required_tokens(selection, max_budget))
-    plots.save(pa.required_tokens_by_group(violin, "dataset"), run_dir.figures, "required_tokens")
+    # Censored images are counted in the axis labels, not drawn at the largest budget.
+    plots.save(pa.required_tokens_by_group(selection, "dataset"), run_dir.figures, "required_tokens")
     if probe_curves is not None:
         plots.save(pa.curves_by_group(probe_curves, "kind"), run_dir.figures, "probe_curves")
 
