@@ -139,7 +139,9 @@ class _Measures:
         # The reason names where the weights were looked for; record it without the home folder.
         self.info["lpips"] = (reason or "computed").replace(str(Path.home()), "~")
         if reason:
-            log.warning("%s", reason)
+            # Not a warning: most commands never show LPIPS. Commands whose tables would hold it say so
+            # (fid), and --lpips-weights or --criterion lpips fail loudly when it is missing.
+            log.info("%s", reason)
 
     def features(self, images_u8: torch.Tensor) -> np.ndarray:
         chunks = [self.inception(images_u8[i : i + FEATURE_CHUNK]).cpu() for i in range(0, len(images_u8), FEATURE_CHUNK)]
