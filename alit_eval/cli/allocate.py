@@ -103,12 +103,13 @@ def print_summary(path: Path, criterion: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from alit_eval.analysis.allocation import CRITERIA
+
     s = pd.read_csv(path)
     table = Table(title=f"token allocation ({criterion} criterion)")
     cols = [("threshold", "threshold"), ("mean_tokens", "mean tok"), ("median_tokens", "median"),
-            ("censored_share", "censored"), (f"adaptive_{criterion}" if f"adaptive_{criterion}" in s else "adaptive_l1",
-                                             criterion), ("variable_rfid", "var. rFID"),
-            ("shuffled_rfid", "shuffled rFID"),
+            ("censored_share", "censored"), (f"adaptive_{CRITERIA[criterion][0]}", criterion),
+            ("variable_rfid", "var. rFID"), ("shuffled_rfid", "shuffled rFID"),
             ("fixed_budget_equivalent", "fixed equiv."), ("token_saving_pct", "saving %")]
     cols = [(c, name) for c, name in cols if c in s]
     for _, name in cols:
