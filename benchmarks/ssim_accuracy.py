@@ -1,8 +1,8 @@
 """How close `alit_eval.metrics.pixel.ssim` (torchmetrics, float32) is to float64 and to scikit-image.
 
 Prints the max |difference| per image size over pairs of (demo-scenes image, degraded copy): additive
-noise, a 5x5 box blur (reflect-padded) and a contrast/brightness change, so SSIM spans ~0.1..0.99. The figures in `ssim`'s
-docstring come from this script.
+noise, a 5x5 box blur (reflect-padded) and a contrast/brightness change, so SSIM spans ~0.1..0.99.
+The figures in `ssim`'s docstring come from this script.
 
     python benchmarks/ssim_accuracy.py
 """

@@ -260,7 +260,8 @@ def run(req: Any, *, from_run: str | None, thresholds: Sequence[str], criterion:
             "checkpoint": inputs.checkpoint, "dataset": inputs.dataset, "preprocess": inputs.preprocess,
             "from_run": inputs.from_run, "rollout_calls": inputs.result.rollout_calls,
             "thresholds": [{"spec": s, "value": v} for s, v in resolved], "criterion": criterion,
-            "figure_threshold": thr, "primary_measure": main, "budget_signal": signal_dict(signal), "scores": scores_name, "control": control,
+            "figure_threshold": thr, "primary_measure": main, "budget_signal": signal_dict(signal),
+            "scores": scores_name, "control": control,
             "n_boot": n_boot, "censoring": "censored images count as the largest budget (censored=as-max); "
                                           "censored=excluded rows drop them",
             "measures_from": "the sweep's dataset re-iterated once on the CPU (same preprocessing)",

@@ -26,7 +26,7 @@ def allocate(
              "or `qP` (its P-quantile). Default: 0.03,0.05,0.07,0.09 for l1, q0.25,q0.5,q0.75 otherwise."),
     criterion: str = typer.Option("l1", "--criterion",
                                   help="l1 | official-l1 | mse | lpips (stay below) or psnr | ssim (exceed). "
-                                       "official-l1 = the official encode() rule (L1 of the unclamped reconstruction)."),
+                                       "official-l1 = the official encode() rule (unclamped-reconstruction L1)."),
     fallback: str = typer.Option(
         "min-error", "--fallback",
         help="Budget of images that never reach the threshold: min-error (official) or max-budget."),

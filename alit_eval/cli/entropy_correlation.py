@@ -20,7 +20,9 @@ def entropy_correlation(
         "auto", "--thresholds",
         help="Comma-separated thresholds of the criterion: numbers, `auto` (median of the per-image metric at "
              "the middle budget) or `qP` (its P-quantile), e.g. 0.05,0.07 or q0.25,auto,q0.75."),
-    criterion: str = typer.Option("l1", "--criterion", help="l1 | official-l1 | mse | lpips | psnr | ssim (official-l1: the official encode() L1, unclamped)."),
+    criterion: str = typer.Option(
+        "l1", "--criterion",
+        help="l1 | official-l1 | mse | lpips | psnr | ssim (official-l1: the official encode() L1, unclamped)."),
     fallback: str = typer.Option(
         "min-error", "--fallback",
         help="Selection for censored images: min-error or max-budget (correlations count them as the largest budget)."),
