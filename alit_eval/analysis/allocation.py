@@ -45,13 +45,9 @@ def select_official(values: Sequence[float], threshold: float) -> tuple[int, str
     Returns:
         ``(index, how)`` with ``how`` either ``"first_below_threshold"`` or ``"fallback_min_l1"``.
     """
-    arr = np.asarray(values, dtype=np.float64)
-    if arr.ndim != 1 or arr.size == 0:
-        raise ValueError("need a non-empty 1-D sequence of per-budget errors")
-    below = np.flatnonzero(arr < threshold)
-    if below.size:
-        return int(below[0]), "first_below_threshold"
-    return int(np.argmin(arr)), "fallback_min_l1"
+    from alit_eval.tokenizers.alit.selection import official_decision
+
+    return official_decision(values, threshold)
 
 
 def criterion_spec(criterion: str) -> tuple[str, str]:
