@@ -102,3 +102,22 @@ def test_tsc_matches_official(models, images, fixture_dir):
             t, how = select_official(l1, case["threshold"])
             assert (t, how) == (case["returned_iteration"], case["returned_by"]), case
             assert (t + 1) * 32 == case["returned_num_tokens"]
+
+
+def test_official_token_selection_matches_tsc_json(models, images, fixture_dir):
+    """Every tsc.json case, both checkpoints, through the public `official_token_selection`."""
+    from alit_eval.tokenizers.alit.selection import official_token_selection
+
+    matched = 0
+    for variant in VARIANTS:
+        tsc = json.loads((fixture_dir / variant / "tsc.json").read_text())
+        for case in tsc["results"]:
+            i = int(case["image"][3])
+            (sel,) = official_token_selection(models[variant], images[i : i + 1], case["threshold"], seed=0)
+            assert (sel.returned_iteration, sel.returned_num_tokens, sel.returned_by) == (
+                case["returned_iteration"], case["returned_num_tokens"], case["returned_by"]), (variant, case)
+            # 2e-6 for the same torch 2.14 batch-size-1 reason as in test_tsc_matches_official.
+            np.testing.assert_allclose(sel.l1_per_iteration, case["l1_per_iteration"], atol=2e-6, rtol=0)
+            assert sel.halting_masked_counts_per_iteration == case["halting_masked_counts_per_iteration"]
+            matched += 1
+    assert matched == 16  # 8 cases per checkpoint

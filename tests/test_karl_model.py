@@ -43,7 +43,8 @@ def official_karl_layout(variant: str) -> dict[str, tuple[int, ...]]:
     w, cb = 1024, 256 if v["base"] == "vqgan" else 16
     out = 1024 if v["base"] == "vqgan" else 16
     keys = {"encoder_positional_embedding": (w, 64, 64), "decoder_positional_embedding": (w, 64, 64),
-            "decoder_mask_token": (1, 1, w), "latent_tokens": (512, w), "decoder_latent_tokens_timestep_embed": (512, w),
+            "decoder_mask_token": (1, 1, w), "latent_tokens": (512, w),
+            "decoder_latent_tokens_timestep_embed": (512, w),
             "rec_loss_embeddings": (19, w), "halting_mlp.0.weight": (512, w), "halting_mlp.0.bias": (512,),
             "halting_mlp.2.weight": (1, 512), "halting_mlp.2.bias": (1,), "pre_quantizer_mlp.weight": (12, w),
             "pre_quantizer_mlp.bias": (12,), "decoder_embed.weight": (w, 12), "decoder_embed.bias": (w,),
@@ -57,7 +58,8 @@ def official_karl_layout(variant: str) -> dict[str, tuple[int, ...]]:
         for i in range(8):
             p = f"{part}.transformer.{i}."
             keys |= {p + "ln_1.weight": (w,), p + "ln_1.bias": (w,), p + "attn.in_proj_weight": (3 * w, w),
-                     p + "attn.in_proj_bias": (3 * w,), p + "attn.out_proj.weight": (w, w), p + "attn.out_proj.bias": (w,),
+                     p + "attn.in_proj_bias": (3 * w,), p + "attn.out_proj.weight": (w, w),
+                     p + "attn.out_proj.bias": (w,),
                      p + "ln_2.weight": (w,), p + "ln_2.bias": (w,), p + "mlp.c_fc.weight": (4 * w, w),
                      p + "mlp.c_fc.bias": (4 * w,), p + "mlp.c_proj.weight": (w, 4 * w), p + "mlp.c_proj.bias": (w,)}
     if v["quantize"]:
@@ -79,7 +81,8 @@ def test_released_layouts_load_strictly_on_meta(variant):
     want = KarlConfig.from_variant(variant)
     # attn_levels is irrelevant to (and not inferable for) the VQGAN base; compare the rest
     assert dataclasses.replace(model.cfg, base=want.base) == want and model.cfg.variant == variant
-    assert (model.cfg.base.ch, model.cfg.base.embed_dim, model.cfg.base.kind) == (128, want.base.embed_dim, want.base.kind)
+    base = model.cfg.base
+    assert (base.ch, base.embed_dim, base.kind) == (128, want.base.embed_dim, want.base.kind)
     assert model.latent_tokens.is_meta
     assert round(sum(p.numel() for p in model.parameters()) / 1e6, 2) == params_m
     if variant == "karl_small_vqgan_quantized":
@@ -179,7 +182,10 @@ def test_epsilon_bins_and_adaptive():
 
 
 def test_budgets_and_bad_input():
+    from alit_eval.tokenizers.base import AdaptiveTokenizer
+
     m = tiny_model()
+    assert isinstance(m, AdaptiveTokenizer) and m.image_size == 32 and m.name == "karl"
     assert m.budgets == tuple(range(1, 25)) and m.default_budgets == (4, 8, 16)
     assert m.rollout(_images(1), decode=False).budgets == [4, 8, 16]
     assert m.rollout(_images(1), [1, 24], decode=False)[1].latent.shape == (1, 1, 64)

@@ -122,8 +122,8 @@ def test_pixel_metrics_reject_float_or_mismatched_inputs() -> None:
 
 
 def test_specs_declare_every_metric_once_with_direction_and_level() -> None:
-    assert METRICS.names() == ["l1", "mse", "psnr", "ssim", "lpips", "fid", "kid"]
+    assert METRICS.names() == ["l1", "l1_raw", "mse", "psnr", "ssim", "lpips", "fid", "kid"]
     assert METRICS.get("psnr").higher_is_better and METRICS.get("ssim").higher_is_better
     assert not METRICS.get("l1").higher_is_better and not METRICS.get("fid").higher_is_better
     assert {METRICS.get(n).level for n in ("fid", "kid")} == {"set"}
-    assert {METRICS.get(n).level for n in ("l1", "mse", "psnr", "ssim", "lpips")} == {"image"}
+    assert {METRICS.get(n).level for n in ("l1", "l1_raw", "mse", "psnr", "ssim", "lpips")} == {"image"}

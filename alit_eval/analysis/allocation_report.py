@@ -105,7 +105,7 @@ def summarize_selection(selection: "pd.DataFrame", per_image: "pd.DataFrame", *,
             share = float((g["selected_budget"] == b).mean())
             hist.append({"threshold": float(thr), "budget": b, "share": share, "n": n})
             rows.append({**base, "budget": b, "metric": "selected_share", "value": share, "n": n, "condition": c})
-        for m in al.QUALITY:
+        for m in dict.fromkeys((*al.QUALITY, column)):
             if m in g and g[m].notna().any():
                 v = _mean(g[m].to_numpy(), m)
                 mlo, mhi = bootstrap_mean_ci(v, seed=seed)
@@ -162,7 +162,8 @@ def gallery_table(selection: "pd.DataFrame", threshold: float, n: int = GALLERY_
     column = al.CRITERIA[str(g["criterion"].iloc[0])][0]
     g = g.sort_values(["selected_budget", column, "index"], kind="stable").reset_index(drop=True)
     pick = np.unique(np.linspace(0, len(g) - 1, min(n, len(g))).round().astype(int))
-    return g.iloc[pick].reset_index(drop=True)
+    out = g.iloc[pick].reset_index(drop=True)
+    return out.assign(tokens_label=al.tokens_label(out, int(selection["selected_budget"].max())))
 
 
 def save_images(source: Any, table: "pd.DataFrame", folder: Path) -> "pd.DataFrame":
@@ -220,6 +221,7 @@ def run(req: Any, *, from_run: str | None, thresholds: Sequence[str], criterion:
     ``figures=False`` writes every table but draws no figure (scripted use).
     """
     from alit_eval.analysis.reconstruction import summarize
+    from alit_eval.analysis.signal import as_dict as signal_dict, warn_if_flat
     from alit_eval.engine.reuse import has_features, plan_sweep
     from alit_eval.results.io import open_run, write_csv, write_parquet
     from alit_eval.results.schema import metrics_frame
@@ -237,6 +239,7 @@ def run(req: Any, *, from_run: str | None, thresholds: Sequence[str], criterion:
         resolved = al.resolve_thresholds(thresholds, per_image, criterion)
         selection = al.selection_table(per_image, resolved, criterion=criterion, fallback=fallback,
                                        batch_size=batch_criterion)
+        signal = warn_if_flat(per_image, criterion)  # a metric flat across budgets makes every number below moot
         fid = bool(req.fid) and has_features(result.store, result.budgets)
         if req.fid and not fid:
             notes.append("no Inception features in the sweep: FID skipped")
@@ -252,7 +255,7 @@ def run(req: Any, *, from_run: str | None, thresholds: Sequence[str], criterion:
         run_dir.write_metrics(metrics)
         run_dir.write_per_image(per_image)
         write_parquet(selection, run_dir.file("selection.parquet"))
-        write_csv(summary, run_dir.file("allocation_summary.csv"))
+        write_csv(summary.assign(**signal.columns()), run_dir.file("allocation_summary.csv"))
         write_csv(hist, run_dir.file("selected_budgets.csv"))
         notes += write_figures(run_dir, inputs, selection, summary, hist, criterion, gallery=gallery,
                                figures=figures)
@@ -260,7 +263,7 @@ def run(req: Any, *, from_run: str | None, thresholds: Sequence[str], criterion:
             "checkpoint": inputs.checkpoint, "dataset": inputs.dataset, "preprocess": inputs.preprocess,
             "from_run": inputs.from_run, "rollout_calls": result.rollout_calls,
             "thresholds": [{"spec": s, "value": v} for s, v in resolved], "criterion": criterion,
-            "fallback": fallback, "batch_criterion": batch_criterion,
+            "fallback": fallback, "batch_criterion": batch_criterion, "budget_signal": signal_dict(signal),
             "selection_rule": ("official batch mean over groups of %d consecutive images" % batch_criterion
                                if batch_criterion else "per image (batch-independent)"),
             "fid_reference": "originals" if fid else None, "inception": result.info.get("inception"),

@@ -165,7 +165,7 @@ def example_table(measures: "pd.DataFrame", selection: "pd.DataFrame", measure: 
 
     g = selection[selection["threshold"] == threshold].drop(columns=[measure], errors="ignore")
     g = g.merge(measures[["image_id", measure]], on="image_id")
-    g = g.assign(required=al.required_tokens(g, max_budget))
+    g = g.assign(required=al.required_tokens(g, max_budget), tokens_label=al.tokens_label(g, max_budget))
     g = g.sort_values(["required", measure, "index"]).reset_index(drop=True)
     n = len(g)
     starts = {"low": 0, "median": max(0, n // 2 - k // 2), "high": max(0, n - k)}
@@ -200,7 +200,7 @@ def write_figures(run_dir: Any, inputs: Any, measures: "pd.DataFrame", selection
     plots.save(pa.measure_boxplots(long.dropna(subset=["value", "selected_budget"])), run_dir.figures,
                "measures_by_required_tokens")
     plots.save(pa.measure_vs_error(scatter.dropna(subset=["value"])), run_dir.figures, "measures_vs_l1")
-    ex = ex.assign(tokens=[f"{g}: {t} tok" for g, t in zip(ex["group"], ex["required"])],
+    ex = ex.assign(tokens=[f"{g}: {t}" for g, t in zip(ex["group"], ex["tokens_label"])],
                    value=[f"{main} {v:.3g}" for v in ex[main]])
     plots.save(pa.image_grid(ex, run_dir.path, ["tokens", "value"], cols=N_EXAMPLES_PER_GROUP,
                              suptitle=f"low / median / high required tokens at threshold {thr:.4g}"),
@@ -217,6 +217,7 @@ def run(req: Any, *, from_run: str | None, thresholds: Sequence[str], criterion:
     ``figures=False`` writes every table but draws no figure (scripted use).
     """
     from alit_eval.engine.reuse import plan_sweep
+    from alit_eval.analysis.signal import as_dict as signal_dict, warn_if_flat
     from alit_eval.results.io import open_run, write_csv, write_parquet
     from alit_eval.results.schema import format_condition, metrics_frame
 
@@ -235,8 +236,9 @@ def run(req: Any, *, from_run: str | None, thresholds: Sequence[str], criterion:
         measures = measure_table(inputs, scores=scores, workers=req.workers)
         resolved = al.resolve_thresholds(thresholds, per_image, criterion)
         selection = al.selection_table(per_image, resolved, criterion=criterion, fallback=fallback)
+        signal = warn_if_flat(per_image, criterion)  # no budget signal: the correlations below are spurious
         table = correlation_table(measures, selection, per_image, control=control, n_boot=n_boot, seed=seed,
-                                  methods=methods)
+                                  methods=methods).assign(**signal.columns())
         base = {"command": "entropy-correlation", "dataset": inputs.dataset, "preprocess": inputs.preprocess}
         rows = correlation_rows(table, **base, criterion=criterion)
         for thr, g in selection.groupby("threshold"):
@@ -258,7 +260,8 @@ def run(req: Any, *, from_run: str | None, thresholds: Sequence[str], criterion:
             "checkpoint": inputs.checkpoint, "dataset": inputs.dataset, "preprocess": inputs.preprocess,
             "from_run": inputs.from_run, "rollout_calls": inputs.result.rollout_calls,
             "thresholds": [{"spec": s, "value": v} for s, v in resolved], "criterion": criterion,
-            "figure_threshold": thr, "primary_measure": main, "scores": scores_name, "control": control,
+            "figure_threshold": thr, "primary_measure": main, "budget_signal": signal_dict(signal),
+            "scores": scores_name, "control": control,
             "n_boot": n_boot, "censoring": "censored images count as the largest budget (censored=as-max); "
                                           "censored=excluded rows drop them",
             "measures_from": "the sweep's dataset re-iterated once on the CPU (same preprocessing)",

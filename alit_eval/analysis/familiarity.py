@@ -198,8 +198,8 @@ def write_figures(run_dir: Any, metrics: "pd.DataFrame", selection: "pd.DataFram
     plots.set_theme()
     per_budget = metrics["budget"].notna() & (metrics["condition"].eq("") | metrics["metric"].eq("rfid"))
     plots.save(plots.metrics_vs_tokens(metrics[per_budget], hue="dataset"), run_dir.figures, "metrics_vs_tokens")
-    violin = selection.assign(selected_budget=al.required_tokens(selection, max_budget))
-    plots.save(pa.required_tokens_by_group(violin, "dataset"), run_dir.figures, "required_tokens")
+    # Censored images are counted in the axis labels, not drawn at the largest budget.
+    plots.save(pa.required_tokens_by_group(selection, "dataset"), run_dir.figures, "required_tokens")
     if probe_curves is not None:
         plots.save(pa.curves_by_group(probe_curves, "kind"), run_dir.figures, "probe_curves")
 
@@ -217,6 +217,7 @@ def run(req: Any, *, datasets: Sequence[DatasetSpec], thresholds: Sequence[str],
     from alit_eval.analysis.allocation_report import summarize_selection
     from alit_eval.analysis.reconstruction import summarize
     from alit_eval.engine.reuse import has_features, plan_sweep, plan_sweeps
+    from alit_eval.analysis.signal import as_dict as signal_dict, warn_if_flat
     from alit_eval.results.io import open_run, write_csv, write_json, write_parquet
     from alit_eval.results.schema import metrics_frame
 
@@ -243,6 +244,7 @@ def run(req: Any, *, datasets: Sequence[DatasetSpec], thresholds: Sequence[str],
                 write_parquet(inputs[s.name].result.per_image, sub / "per_image.parquet")
         ref_table = inputs[reference].result.per_image
         resolved = al.resolve_thresholds(thresholds, ref_table, criterion)
+        signal = warn_if_flat(ref_table, criterion)  # checked on the reference set, where thresholds are set
         max_budget = max(max(i.result.budgets) for i in inputs.values())
         rows, selections, tables, notes = [], [], [], []
         for name, inp in inputs.items():
@@ -269,7 +271,7 @@ def run(req: Any, *, datasets: Sequence[DatasetSpec], thresholds: Sequence[str],
         run_dir.write_metrics(metrics)
         run_dir.write_per_image(per_image)
         write_parquet(selection, run_dir.file("selection.parquet"))
-        write_csv(comp, run_dir.file("comparisons.csv"))
+        write_csv(comp.assign(**signal.columns()), run_dir.file("comparisons.csv"))
         probe_names = [n for n, i in inputs.items() if i.config.get("data", {}).get("source") == PROBES]
         curves = None
         if probe_names:
@@ -286,7 +288,7 @@ def run(req: Any, *, datasets: Sequence[DatasetSpec], thresholds: Sequence[str],
                              "skipped_images": [{"id": a, "error": e} for a, e in i.result.failed]}
                          for n, i in inputs.items()},
             "thresholds": [{"spec": s, "value": v, "resolved_on": reference} for s, v in resolved],
-            "criterion": criterion, "fallback": fallback, "n_boot": n_boot,
+            "criterion": criterion, "fallback": fallback, "n_boot": n_boot, "budget_signal": signal_dict(signal),
             "censoring": "censored images count as the largest budget in required-token statistics",
             "notes": notes,
         })

@@ -12,7 +12,8 @@ from alit_eval.cli.options import (
     get_globals, heads_option, parse_budgets, parse_list, subset_seed_option, workers_option,
 )
 
-DEFAULT_THRESHOLDS = {"l1": "0.03,0.05,0.07,0.09"}  # KARL Tab. 2/6 thresholds; 0.07 is the official default
+# KARL Tab. 2/6 thresholds; 0.07 is the official default
+DEFAULT_THRESHOLDS = {"l1": "0.03,0.05,0.07,0.09", "official-l1": "0.03,0.05,0.07,0.09"}
 QUANTILE_THRESHOLDS = "q0.25,q0.5,q0.75"
 
 
@@ -25,7 +26,8 @@ def allocate(
         help="Comma-separated thresholds: numbers, `auto` (median of the per-image metric at the middle budget) "
              "or `qP` (its P-quantile). Default: 0.03,0.05,0.07,0.09 for l1, q0.25,q0.5,q0.75 otherwise."),
     criterion: str = typer.Option("l1", "--criterion",
-                                  help="l1 | mse | lpips (stay below) or psnr | ssim (exceed); official: l1."),
+                                  help="l1 | official-l1 | mse | lpips (stay below) or psnr | ssim (exceed). "
+                                       "official-l1 = the official encode() rule (unclamped-reconstruction L1)."),
     fallback: str = typer.Option(
         "min-error", "--fallback",
         help="Budget of images that never reach the threshold: min-error (official) or max-budget."),
@@ -86,6 +88,13 @@ def allocate(
                         device=g.device, offline=g.offline, results_dir=g.results_dir, run_id=run_id,
                         overwrite=overwrite)
     print_summary(run_dir.path / "allocation_summary.csv", criterion)
+    import pandas as pd
+
+    from alit_eval.analysis.signal import flat_note
+
+    note = flat_note(pd.read_csv(run_dir.path / "allocation_summary.csv"))
+    if note:
+        typer.secho(note, fg="red", err=True)
     typer.echo(f"results: {run_dir.path}")
 
 
@@ -95,12 +104,13 @@ def print_summary(path: Path, criterion: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from alit_eval.analysis.allocation import CRITERIA
+
     s = pd.read_csv(path)
     table = Table(title=f"token allocation ({criterion} criterion)")
     cols = [("threshold", "threshold"), ("mean_tokens", "mean tok"), ("median_tokens", "median"),
-            ("censored_share", "censored"), (f"adaptive_{criterion}" if f"adaptive_{criterion}" in s else "adaptive_l1",
-                                             criterion), ("variable_rfid", "var. rFID"),
-            ("shuffled_rfid", "shuffled rFID"),
+            ("censored_share", "censored"), (f"adaptive_{CRITERIA[criterion][0]}", criterion),
+            ("variable_rfid", "var. rFID"), ("shuffled_rfid", "shuffled rFID"),
             ("fixed_budget_equivalent", "fixed equiv."), ("token_saving_pct", "saving %")]
     cols = [(c, name) for c, name in cols if c in s]
     for _, name in cols:

@@ -21,7 +21,9 @@ def entropy_correlation(
         "auto", "--thresholds",
         help="Comma-separated thresholds of the criterion: numbers, `auto` (median of the per-image metric at "
              "the middle budget) or `qP` (its P-quantile), e.g. 0.05,0.07 or q0.25,auto,q0.75."),
-    criterion: str = typer.Option("l1", "--criterion", help="l1 | mse | lpips | psnr | ssim (official: l1)."),
+    criterion: str = typer.Option(
+        "l1", "--criterion",
+        help="l1 | official-l1 | mse | lpips | psnr | ssim (official-l1: the official encode() L1, unclamped)."),
     fallback: str = typer.Option(
         "min-error", "--fallback",
         help="Selection for censored images: min-error or max-budget (correlations count them as the largest budget)."),
@@ -81,6 +83,11 @@ def entropy_correlation(
                          seed=g.seed, device=g.device, offline=g.offline, results_dir=g.results_dir, run_id=run_id,
                          overwrite=overwrite)
     print_tokens_table(table)
+    from alit_eval.analysis.signal import flat_note
+
+    note = flat_note(table)
+    if note:
+        typer.secho(note, fg="red", err=True)
     typer.echo(f"results: {run_dir.path}")
 
 

@@ -26,7 +26,9 @@ def familiarity(
     thresholds: str = typer.Option(
         "auto", "--thresholds",
         help="Thresholds of the criterion: numbers, `auto` or `qP` (resolved on the reference dataset)."),
-    criterion: str = typer.Option("l1", "--criterion", help="l1 | mse | lpips | psnr | ssim (official: l1)."),
+    criterion: str = typer.Option(
+        "l1", "--criterion",
+        help="l1 | official-l1 | mse | lpips | psnr | ssim (official-l1: the official encode() L1, unclamped)."),
     fallback: str = typer.Option(
         "min-error", "--fallback",
         help="Selection for censored images: min-error or max-budget (token statistics count them as the largest)."),

@@ -85,6 +85,11 @@ def fid(
     if run_dir is None:  # a torchrun worker: rank 0 reports
         return
     print_table(metrics)
+    if "lpips" not in set(metrics["metric"]):  # the table would have had an LPIPS column
+        import json
+
+        reason = json.loads((run_dir.path / "meta.json").read_text()).get("extra", {}).get("lpips")
+        typer.secho(f"warning: no LPIPS column: {reason or 'LPIPS not computed'}", fg="yellow", err=True)
     typer.echo(f"results: {run_dir.path}")
 
 

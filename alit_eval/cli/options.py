@@ -161,7 +161,7 @@ def heads_option() -> Any:
 
 def trust_checkpoint_option() -> Any:
     """``--trust-checkpoint``: allow full unpickling of a checkpoint."""
-    return typer.Option(False, "--trust-checkpoint", help="Allow full unpickling (trusted files only).")
+    return typer.Option(False, "--trust-checkpoint", help="Allow full unpickling, which can run code from the file. Only for files you trust.")
 
 
 def subset_seed_option() -> Any:

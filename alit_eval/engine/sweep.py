@@ -33,6 +33,8 @@ from alit_eval.tokenizers.alit.halting import per_image_generators
 log = logging.getLogger(__name__)
 
 PIXEL_METRICS = ("l1", "mse", "psnr", "ssim")
+# L1 of the raw float reconstruction (unclamped, not quantised), the official encode() criterion's error.
+RAW_METRICS = ("l1_raw",)
 
 # Extra per-image arrays an analysis can ask the sweep to keep, per budget: name -> function of the
 # budget's `BudgetOutput` returning ``[B, ...]``. Stored in the shards as ``cap_<name>_<budget>``.
@@ -137,7 +139,9 @@ class _Measures:
         # The reason names where the weights were looked for; record it without the home folder.
         self.info["lpips"] = (reason or "computed").replace(str(Path.home()), "~")
         if reason:
-            log.warning("%s", reason)
+            # Not a warning: most commands never show LPIPS. Commands whose tables would hold it say so
+            # (fid), and --lpips-weights or --criterion lpips fail loudly when it is missing.
+            log.info("%s", reason)
 
     def features(self, images_u8: torch.Tensor) -> np.ndarray:
         chunks = [self.inception(images_u8[i : i + FEATURE_CHUNK]).cpu() for i in range(0, len(images_u8), FEATURE_CHUNK)]
@@ -234,12 +238,14 @@ def _process(tokenizer, batch, budgets, cfg, measures, device) -> dict[str, np.n
             with fastpath.precision(cfg.precision, device):
                 rollout = tokenizer.rollout(x, budgets, decode=True, generator=gens, halting=cfg.halting,
                                             attention=cfg.attention)
-        metrics: dict[str, list[np.ndarray]] = {m: [] for m in PIXEL_METRICS + ("lpips", "halted_2d")}
+        metrics: dict[str, list[np.ndarray]] = {m: [] for m in PIXEL_METRICS + RAW_METRICS + ("lpips", "halted_2d")}
         recons = []
         for b in budgets:
             out = rollout[b]  # noqa: F821 (bound whenever budgets is non-empty)
-            rec = to_uint8(out.extras.get("reconstruction_raw", out.reconstruction), cfg.rounding)
+            raw = out.extras.get("reconstruction_raw", out.reconstruction)
+            rec = to_uint8(raw, cfg.rounding)
             recons.append(rec)
+            metrics["l1_raw"].append((raw.float() - x).abs().flatten(1).mean(1).double().cpu().numpy())  # noqa: F821
             for name, values in pixel_metrics(rec, ref).items():
                 metrics[name].append(values.double().cpu().numpy())
             if measures.lpips is not None:
@@ -276,7 +282,7 @@ def _table(store: ShardStore, budgets: list[int], source: Source):
 
     failed: list[tuple[str, str]] = []
     parts = []
-    keys = ("index", "id", "failed_id", "failed_error", *PIXEL_METRICS, "lpips", "halted_2d")
+    keys = ("index", "id", "failed_id", "failed_error", *PIXEL_METRICS, *RAW_METRICS, "lpips", "halted_2d")
     for shard in store.iter(keys):
         failed += list(zip(shard["failed_id"].tolist(), shard["failed_error"].tolist()))
         n, nb = len(shard["index"]), len(budgets)
@@ -284,7 +290,7 @@ def _table(store: ShardStore, budgets: list[int], source: Source):
             continue
         cols = {"image_id": np.repeat(shard["id"].astype(object), nb), "index": np.repeat(shard["index"], nb),
                 "budget": np.tile(np.asarray(budgets, dtype=np.int64), n)}
-        for m in (*PIXEL_METRICS, "lpips", "halted_2d"):
+        for m in (*PIXEL_METRICS, *RAW_METRICS, "lpips", "halted_2d"):
             if m in shard:
                 cols[m] = shard[m].reshape(-1)  # [n, nb] row-major matches repeat/tile above
         parts.append(pd.DataFrame(cols))

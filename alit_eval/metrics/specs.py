@@ -48,6 +48,12 @@ _declare(
 )
 _declare(
     MetricSpec(
+        "l1_raw", False, "image", "",
+        "mean absolute error of the raw (unclamped, float) reconstruction: the official encode() L1",
+    )
+)
+_declare(
+    MetricSpec(
         "mse", False, "image", "", "mean squared pixel error on [0,1] uint8-quantised images"
     )
 )

@@ -123,11 +123,11 @@ def image_grid(table: "pd.DataFrame", root: Path, title_cols: Sequence[str], col
 
 def gallery(table: "pd.DataFrame", root: Path, metric: str, threshold: float) -> "Figure":
     """Originals sorted by selected budget (``gallery/gallery.csv``), titled with budget and quality."""
-    t = table.assign(tokens=[f"{b} tok" for b in table["selected_budget"]],
-                     quality=[f"{metric} {v:.3g}" + (" (c)" if c else "")
-                              for v, c in zip(table[metric], table["censored"])])
+    labels = table["tokens_label"] if "tokens_label" in table else [f"{b} tok" for b in table["selected_budget"]]
+    t = table.assign(tokens=list(labels), quality=[f"{metric} {v:.3g}" for v in table[metric]])
     return image_grid(t, root, ["tokens", "quality"],
-                      suptitle=f"sorted by selected budget at {metric} threshold {threshold:.4g}; (c) = censored")
+                      suptitle=f"sorted by selected budget at {metric} threshold {threshold:.4g}; censored = never "
+                               "reaches it")
 
 
 def complexity_heatmap(cells: "pd.DataFrame", measure: str) -> "Figure":
@@ -198,19 +198,36 @@ def measure_vs_error(long: "pd.DataFrame", error: str = "l1") -> "Figure":
     return fig
 
 
+def group_labels(table: "pd.DataFrame", group: str = "dataset") -> dict[str, str]:
+    """Axis label per group naming its censored images: ``"ood\n3/20 censored"`` (no note without any)."""
+    cens = table["censored"].astype(bool) if "censored" in table else None
+    out = {}
+    for name, d in table.groupby(group, sort=False):
+        k = int(cens.loc[d.index].sum()) if cens is not None else 0
+        out[str(name)] = f"{name}\n{k}/{len(d)} censored" if k else str(name)
+    return out
+
+
 def required_tokens_by_group(table: "pd.DataFrame", group: str = "dataset") -> "Figure":
-    """Violin (with quartiles) of required tokens per group, one panel per threshold.
+    """Violin (with quartiles) of the selected budget per group over the images that reach the threshold,
+    one panel per threshold; censored images (never reaching it) are not drawn at any budget but counted
+    in the group's axis label (`group_labels`).
 
     Args:
-        table: columns threshold, selected_budget and `group`.
+        table: columns threshold, selected_budget, `group` and (optional) censored.
     """
     import seaborn as sns
 
     thresholds = sorted(table["threshold"].unique())
     fig, axes = _grid(len(thresholds), width=3.6)
+    order = [str(g) for g in dict.fromkeys(table[group].astype(str))]
     for ax, t in zip(axes, thresholds):
-        d = table[table["threshold"] == t]
-        sns.violinplot(data=d, x=group, y="selected_budget", ax=ax, inner="quartile", cut=0, density_norm="width")
+        d = table[table["threshold"] == t].assign(**{group: lambda x: x[group].astype(str)})
+        labels = group_labels(d, group)
+        reached = d[~d["censored"].astype(bool)] if "censored" in d else d
+        sns.violinplot(data=reached, x=group, y="selected_budget", ax=ax, inner="quartile", cut=0,
+                       density_norm="width", order=order)
+        ax.set_xticks(range(len(order)), [labels.get(g, g) for g in order])
         ax.set_title(f"threshold {t:.4g}", fontsize=9)
         ax.set_xlabel("")
         ax.set_ylabel("required tokens")

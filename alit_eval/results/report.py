@@ -262,8 +262,12 @@ def run_warnings(run: Run) -> list[str]:
                    f"(first: {first.get('id')}: {first.get('error')})")
     if ex.get("approximate_precision") or ex.get("precision") not in (None, "fp32"):
         out.append(f"approximate precision ({ex.get('precision')}): numbers are not the fp32 reference values")
+    signal = ex.get("budget_signal") or {}
+    if signal.get("verdict") == "flat":
+        out.append(f"NO BUDGET SIGNAL: {signal.get('message')}")
     lp = ex.get("lpips")
-    if isinstance(lp, str) and lp != "computed":
+    shows_lpips = run.metrics is not None and run.metrics["command"].isin(["fid", "rate-distortion"]).any()
+    if isinstance(lp, str) and lp != "computed" and shows_lpips:
         out.append(lp if lp.lower().startswith("lpips") else f"LPIPS skipped: {lp}")
     m = run.metrics
     if m is not None and not m.empty:

@@ -70,6 +70,8 @@ PER_IMAGE_SCHEMA: tuple[Column, ...] = (
            "generated image); unique within a dataset"),
     Column("budget", "int", True, False, "number of 1D tokens of the reconstruction"),
     Column("l1", "float", False, True, "mean |reconstruction - original| over C,H,W; images in [0,1]"),
+    Column("l1_raw", "float", False, True, "mean |raw reconstruction - original| before clamping and uint8 "
+           "quantisation (the official encode() L1; criterion `official-l1`)"),
     Column("mse", "float", False, True, "mean (reconstruction - original)^2 over C,H,W; images in [0,1]"),
     Column("psnr", "float", False, True, "10*log10(1/mse) in dB (peak 1.0); inf for identical images"),
     Column("ssim", "float", False, True, "SSIM in [-1, 1] (Gaussian window 11, sigma 1.5)"),

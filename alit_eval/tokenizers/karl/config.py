@@ -98,7 +98,9 @@ class KarlConfig:
         if self.width <= self.base.embed_dim:
             raise ValueError(f"width {self.width} must exceed the base embed dim {self.base.embed_dim}")
         if self.width % self.heads or self.dec_width % self.dec_heads:  # type: ignore[operator]
-            raise ValueError(f"widths {self.width}/{self.dec_width} not divisible by heads {self.heads}/{self.dec_heads}")
+            raise ValueError(
+                f"widths {self.width}/{self.dec_width} not divisible by heads {self.heads}/{self.dec_heads}"
+            )
         if not self.eps_bins or list(self.eps_bins) != sorted(self.eps_bins):
             raise ValueError(f"eps_bins must be a non-empty ascending sequence, got {self.eps_bins}")
         if not 0.0 < self.halting_threshold < 1.0:

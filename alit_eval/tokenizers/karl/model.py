@@ -15,6 +15,9 @@ Modes:
   ["num_active"]``). ``halting="off"`` decodes all T slots (a strict fixed token count).
 - `KarlTokenizer.adaptive`: the ε-conditioned mode of the README/notebook, ``encode(img, [256], ε)``:
   the chosen token count per image is the number of non-halted slots.
+
+The golden fixtures cover the VQGAN base with quantised latents. The VAE base (features, noise, code
+decode) is ALIT's, verified against ALIT's fixtures; KARL's continuous path only skips the VQ step.
 """
 
 from __future__ import annotations
