@@ -268,6 +268,9 @@ def detect_family(keys: Collection[str], *, source: str = "<state_dict>") -> Fam
         CheckpointError: no family matches (names the families and ``--family``), or several do
             (asks for ``--family``).
     """
+    from alit_eval.tokenizers.validate import safe_text
+
+    source = safe_text(source, 200)
     found = [f for _, f in FAMILIES.items() if f.detect_as is None and f.matches(keys)]
     if len(found) == 1:
         return found[0]
@@ -277,7 +280,7 @@ def detect_family(keys: Collection[str], *, source: str = "<state_dict>") -> Fam
             f"{source} matches the checkpoint keys of several families ({', '.join(names)}); pass --family "
             f"{' or --family '.join(names)}"
         )
-    sample = ", ".join(sorted(str(k) for k in keys)[:4]) or "no keys"
+    sample = ", ".join(safe_text(k, 60) for k in sorted(str(k) for k in keys)[:4]) or "no keys"
     raise CheckpointError(
         f"{source} is not a checkpoint of a known tokenizer family ({', '.join(FAMILIES.names())}); if it is one "
         f"of them, pass --family NAME (first keys: {sample})"
