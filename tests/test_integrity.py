@@ -244,7 +244,7 @@ def _contender(folder: str, barrier, wins, tries: int, slot: int) -> None:
 
 
 def test_stale_lock_is_taken_over_by_exactly_one_process(tmp_path):
-    tries, procs = 200, 3
+    tries, procs = 200, 4
     ctx = mp.get_context("fork")
     barrier = ctx.Barrier(procs + 1)
     wins = ctx.Array("i", tries)
@@ -359,3 +359,52 @@ def test_tampered_run_folder_gives_one_error_line(finished_run, tmp_path, capsys
     else:
         args = ["--results-dir", str(tmp_path / "res"), "entropy-correlation", "--from-run", str(run)]
     _one_error_line(*_cli(args, capsys), Path(name).name)
+
+
+# ---------------------------------------------------------------- store level: trimming and the official stream
+class _Files:
+    """A file-backed dataset stand-in: only ``records`` (id, path) matter to the resume check."""
+
+    def __init__(self, folder: Path, n: int) -> None:
+        from alit_eval.data.datasets import ImageRecord
+
+        self.records = []
+        for i in range(n):
+            (folder / f"f{i}.bin").write_bytes(f"image {i}".encode())
+            self.records.append(ImageRecord(f"f{i}.bin", folder / f"f{i}.bin"))
+
+
+def _shard_arrays(ds: _Files, positions: list[int]) -> dict[str, np.ndarray]:
+    from alit_eval.engine.identity import file_identity, identity_arrays
+
+    return {"index": np.asarray(positions, np.int64), "id": np.asarray([ds.records[p].id for p in positions]),
+            "failed_index": np.zeros(0, np.int64), "failed_id": np.zeros(0, "U1"),
+            "l1": np.asarray([[p, p + 0.5] for p in positions], np.float64),
+            "example_index": np.asarray(positions[:1], np.int64),
+            "example_ref": np.zeros((1, 3, 2, 2), np.uint8), "rng_state": np.arange(5, dtype=np.uint8),
+            **identity_arrays([{"index": p, "identity": file_identity(ds.records[p].path)} for p in positions])}
+
+
+@pytest.mark.parametrize("official", [False, True])
+def test_changed_image_trims_its_shard_or_drops_the_rest_of_the_official_stream(tmp_path, official):
+    from alit_eval.engine.identity import verify_resume
+    from alit_eval.engine.store import ShardStore
+
+    ds = _Files(tmp_path, 6)
+    store = ShardStore(tmp_path / "run")
+    for first in (0, 2, 4):
+        store.write(first, _shard_arrays(ds, [first, first + 1]))
+    ds.records[2].path.write_bytes(b"changed!")  # same length, new bytes
+    with pytest.warns(ResumeWarning, match=r"f2\.bin"):
+        verify_resume(store, ds, official_stream=official)
+    names = [p.name for p in store.files()]
+    if official:  # the global RNG stream continues from the last kept shard, as after an interruption
+        assert names == ["000000000.npz"] and store.done() == {0, 1}
+    else:  # only f2 is recomputed; the trimmed shard is renamed after its first remaining image
+        assert names == ["000000000.npz", "000000003.npz", "000000004.npz"]
+        assert store.done() == {0, 1, 3, 4, 5}
+        kept = next(s for s in store.iter() if 3 in s["index"])
+        assert kept["l1"].tolist() == [[3, 3.5]] and kept["file_index"].tolist() == [3]
+        assert kept["example_index"].tolist() == [] and kept["rng_state"].tolist() == list(range(5))
+        assert all(store.damage(p) is None for p in store.files())  # rewritten with a fresh checksum
+    assert sorted(p.name for p in store.folder.glob("*.sha256")) == [n + ".sha256" for n in names]
