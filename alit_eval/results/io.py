@@ -61,12 +61,12 @@ WRITE_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, 
 
 def write_error(exc: OSError, path: str | Path | None = None) -> AlitEvalError:
     """Turn an OSError met while writing `path` into one actionable line (with free space when full)."""
-    where = Path(path) if path is not None else Path(exc.filename) if exc.filename else None
+    where = Path(path) if path is not None else Path(exc.filename) if exc.filename else Path.cwd()
     reason = exc.strerror or str(exc)
     if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         free = "unknown"
-        probe = where
-        while probe is not None:
+        probe: Path | None = where
+        while probe is not None:  # the file itself may not exist: ask its nearest existing folder
             try:
                 free = f"{shutil.disk_usage(probe).free / 2**20:.1f} MiB"
                 break
@@ -203,6 +203,20 @@ class _Lock:
         self.fd = -1
 
 
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:  # 0 and negatives address process groups, not a process
+        return False
+    try:
+        os.kill(pid, 0)  # signal 0: existence check only
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        pass
+    except (OverflowError, ValueError):  # not a possible pid
+        return False
+    return True
+
+
 def _same_file(fd: int, path: Path) -> bool:
     a, b = os.fstat(fd), os.stat(path)
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
@@ -239,8 +253,10 @@ def _acquire_lock(folder: Path) -> _Lock:
             continue
         holder = _read_lock(lock)
         # A pid can only be checked on its own host, and a flock may not reach across hosts on a
-        # network file system: a lock written on another host is never taken over.
-        if holder is not None and holder["host"] != socket.gethostname():
+        # network file system: a lock written on another host is never taken over. A live local pid
+        # without the flock is a writer of an older alit-eval (O_EXCL locks): left alone too.
+        if holder is not None and (holder["host"] != socket.gethostname()
+                                   or (holder["pid"] != os.getpid() and _pid_alive(holder["pid"]))):
             os.close(fd)
             raise AlitEvalError(
                 f"{folder} is in use by pid {holder['pid']} on {holder['host']} (lock file {lock}); wait "
