@@ -6,6 +6,22 @@ without a traceback and exits non-zero. Programming errors stay ordinary excepti
 
 from __future__ import annotations
 
+import re
+
+MAX_MESSAGE = 2000  # characters of one error line; the rest is elided, not printed
+
+# Terminal control characters (ESC sequences can clear the screen or fake output) and invisible
+# format characters (bidi overrides) that an error message may carry from a file's content.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+
+
+def one_line(exc: BaseException, limit: int = MAX_MESSAGE) -> str:
+    """The message of `exc` as one printable line: newlines joined, control characters escaped, cut at `limit`."""
+    text = " ".join(str(exc).split("\n")).strip() or type(exc).__name__
+    if len(text) > limit:
+        text = f"{text[: limit - 200]} ... ({len(text) - limit + 200} characters omitted) ... {text[-200:]}"
+    return _CONTROL.sub(lambda m: m.group(0).encode("unicode_escape").decode("ascii"), text)
+
 
 class AlitEvalError(Exception):
     """An error caused by the user's input or environment, with an actionable message."""
@@ -13,6 +29,13 @@ class AlitEvalError(Exception):
 
 class CheckpointError(AlitEvalError):
     """A checkpoint could not be read, is unsafe to read, or does not match the model."""
+
+
+class ConfigError(CheckpointError, ValueError):
+    """A model config value (from a file, its ``args`` or inferred from its tensors) is invalid.
+
+    Also a `ValueError`, so code that builds configs by hand keeps catching the usual type.
+    """
 
 
 class DataError(AlitEvalError):

@@ -129,8 +129,9 @@ for _name, _target in COMMANDS.items():
 
 
 def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split("\n")).strip()
-    return text or type(exc).__name__
+    from alit_eval.errors import one_line
+
+    return one_line(exc)
 
 
 def _short_warning(message: Any, category: type, filename: str, lineno: int, line: Any = None) -> str:

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from alit_eval.cli.options import (
+    PREPROCESS_HELP,
     get_globals, heads_option, parse_budgets, subset_seed_option, trust_checkpoint_option, workers_option,
 )
 
@@ -24,7 +25,7 @@ def discovery(
     indexing: str = typer.Option("corrected", "--indexing", help="corrected or official-notebook."),
     min_objects: int = typer.Option(1, "--min-objects", min=0, help="Score only images with at least this many objects."),
     preprocess: str = typer.Option("resize-center-crop", "--preprocess",
-                                   help="center-crop or resize-center-crop (masks get the same geometry)."),
+                                   help=PREPROCESS_HELP + " Masks get the same geometry."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help=f"Use at most N images (demo default {DEMO_LIMIT})."),
     subset_seed: Optional[int] = subset_seed_option(),
     batch_size: int = typer.Option(16, "--batch-size", min=1),

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from alit_eval.cli.options import (
+    PREPROCESS_HELP,
     get_globals, heads_option, parse_budgets, parse_list, subset_seed_option, trust_checkpoint_option,
     workers_option,
 )
@@ -33,7 +34,7 @@ def downstream(
     no_recon_view: bool = typer.Option(False, "--no-recon-view",
                                        help="Skip re-encoding reconstructions (the One-D-Piece view)."),
     preprocess: str = typer.Option("resize-center-crop", "--preprocess",
-                                   help="center-crop (official ALIT eval) or resize-center-crop."),
+                                   help=PREPROCESS_HELP),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help=f"Use at most N images (demo default {DEMO_LIMIT})."),
     subset_seed: Optional[int] = subset_seed_option(),
     batch_size: int = typer.Option(16, "--batch-size", min=1),

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from alit_eval.cli.options import (
+    PREPROCESS_HELP,
     get_globals, heads_option, parse_budgets, parse_list, subset_seed_option, workers_option,
 )
 
@@ -35,7 +36,7 @@ def entropy_correlation(
         None, "--from-run",
         help="Reuse the sweep of an earlier run folder (no reconstruction; the sweep options are then ignored)."),
     budgets: Optional[str] = typer.Option(None, "--budgets", help="Token budgets to sweep (default: all)."),
-    preprocess: str = typer.Option("resize-center-crop", "--preprocess", help="center-crop or resize-center-crop."),
+    preprocess: str = typer.Option("resize-center-crop", "--preprocess", help=PREPROCESS_HELP),
     batch_size: int = typer.Option(16, "--batch-size", min=1),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Use at most N images (demo default 100)."),
     subset_seed: Optional[int] = subset_seed_option(),

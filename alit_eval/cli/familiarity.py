@@ -7,6 +7,7 @@ from typing import List, Optional
 import typer
 
 from alit_eval.cli.options import (
+    PREPROCESS_HELP,
     get_globals, heads_option, parse_budgets, parse_list, subset_seed_option, workers_option,
 )
 
@@ -31,7 +32,7 @@ def familiarity(
         help="Selection for censored images: min-error or max-budget (token statistics count them as the largest)."),
     n_boot: int = typer.Option(1000, "--n-boot", min=0, help="Bootstrap resamples for the 95% CIs."),
     budgets: Optional[str] = typer.Option(None, "--budgets", help="Token budgets to sweep (default: all)."),
-    preprocess: str = typer.Option("resize-center-crop", "--preprocess", help="center-crop or resize-center-crop."),
+    preprocess: str = typer.Option("resize-center-crop", "--preprocess", help=PREPROCESS_HELP),
     batch_size: int = typer.Option(16, "--batch-size", min=1),
     limit: Optional[int] = typer.Option(None, "--limit", min=1,
                                         help="Use at most N images per dataset (demo default 100)."),
@@ -40,7 +41,7 @@ def familiarity(
                                           help="official | seeded | off (default: the checkpoint's)."),
     workers: int = workers_option(),
     no_fid: bool = typer.Option(False, "--no-fid", help="Skip Inception features and rFID."),
-    fid_resize: str = typer.Option("tf1", "--fid-resize", help="tf1 (torch-fidelity) or pytorch-fid."),
+    fid_resize: str = typer.Option("tf1", "--fid-resize", help="tf1 (torch-fidelity), pytorch-fid (official ALIT eval) or clean (clean-fid, PIL bicubic)."),
     inception_weights: Optional[str] = typer.Option(None, "--inception-weights", help="FID Inception weights file."),
     lpips_weights: Optional[str] = typer.Option(None, "--lpips-weights", help="AlexNet state_dict for LPIPS."),
     heads: Optional[int] = heads_option(),

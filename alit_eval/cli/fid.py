@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from alit_eval.cli.options import (
+    PREPROCESS_HELP,
     get_globals, heads_option, parse_budgets, subset_seed_option, trust_checkpoint_option, workers_option,
 )
 from alit_eval.errors import AlitEvalError
@@ -29,7 +30,7 @@ def fid(
                              help="Image folder, .txt/.csv file list, glob, or demo split (demo-scenes, ...)."),
     budgets: Optional[str] = typer.Option(None, "--budgets", help="Token budgets, e.g. 32,64,128,256 (default: all)."),
     preprocess: str = typer.Option("resize-center-crop", "--preprocess",
-                                   help="center-crop (official ALIT eval) or resize-center-crop."),
+                                   help=PREPROCESS_HELP),
     batch_size: str = typer.Option("16", "--batch-size", help="Images per batch, or 'auto' (back off on out-of-memory)."),
     precision: str = typer.Option("fp32", "--precision", help="fp32 (reported numbers) | bf16 | tf32 (approximate, faster)."),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the model and Inception (GPU)."),
@@ -38,7 +39,7 @@ def fid(
     halting: Optional[str] = typer.Option(None, "--halting",
                                           help="official | seeded | off (default: the checkpoint's)."),
     workers: int = workers_option(),
-    fid_resize: str = typer.Option("tf1", "--fid-resize", help="tf1 (torch-fidelity) or pytorch-fid."),
+    fid_resize: str = typer.Option("tf1", "--fid-resize", help="tf1 (torch-fidelity), pytorch-fid (official ALIT eval) or clean (clean-fid, PIL bicubic)."),
     fid_ref: Optional[Path] = typer.Option(None, "--fid-ref", help="Reference stats .npz (mu/sigma) instead of the originals."),
     no_fid: bool = typer.Option(False, "--no-fid", help="Skip Inception features and rFID."),
     kid: bool = typer.Option(False, "--kid", help="Also compute KID."),

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from alit_eval.cli.options import get_globals
+from alit_eval.cli.options import PREPROCESS_HELP, get_globals
 
 
 def fid_stats(
@@ -15,11 +15,11 @@ def fid_stats(
     data: str = typer.Argument(..., help="Image folder, file list, glob or demo split."),
     out: Path = typer.Argument(..., help="Output .npz with mu, sigma and n."),
     size: int = typer.Option(256, "--size", min=8, help="Preprocess images to this size first."),
-    preprocess: str = typer.Option("resize-center-crop", "--preprocess", help="center-crop or resize-center-crop."),
+    preprocess: str = typer.Option("resize-center-crop", "--preprocess", help=PREPROCESS_HELP.replace("read from the checkpoint", "given by --size")),
     limit: Optional[int] = typer.Option(None, "--limit", min=1),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
     workers: int = typer.Option(0, "--workers", min=0),
-    fid_resize: str = typer.Option("tf1", "--fid-resize", help="tf1 (torch-fidelity) or pytorch-fid."),
+    fid_resize: str = typer.Option("tf1", "--fid-resize", help="tf1 (torch-fidelity), pytorch-fid (official ALIT eval) or clean (clean-fid, PIL bicubic)."),
     inception_weights: Optional[Path] = typer.Option(None, "--inception-weights"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
 ) -> None:

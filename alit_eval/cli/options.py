@@ -121,6 +121,13 @@ def parse_floats(text: str, *, option: str) -> list[float]:
     return parse_list(text, float, option=option, what="a number")
 
 
+PREPROCESS_HELP = (
+    "How images become S x S, where S is the tokenizer's input size read from the checkpoint: "
+    "resize-center-crop (bicubic resize of the short side to S, then centre crop) or center-crop "
+    "(official ALIT evaluation: centre crop at native resolution; an image with a side shorter than S "
+    "is zero-padded with black there, and the run warns with the count of padded images)."
+)
+
 # Shared option declarations, so every command spells these the same way. Each call returns a
 # fresh Typer OptionInfo: ``run_id: Optional[str] = run_id_option()``.
 
@@ -154,7 +161,7 @@ def heads_option() -> Any:
 
 def trust_checkpoint_option() -> Any:
     """``--trust-checkpoint``: allow full unpickling of a checkpoint."""
-    return typer.Option(False, "--trust-checkpoint", help="Allow full unpickling (trusted files only).")
+    return typer.Option(False, "--trust-checkpoint", help="Allow full unpickling, which can run code from the file. Only for files you trust.")
 
 
 def subset_seed_option() -> Any:

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from alit_eval.cli.options import (
+    PREPROCESS_HELP,
     get_globals, heads_option, parse_budgets, parse_list, subset_seed_option, trust_checkpoint_option,
 )
 
@@ -29,14 +30,14 @@ def rate_distortion(
     from_run: Optional[Path] = typer.Option(
         None, "--from-run", help="Reuse the sweep of an earlier run folder (no reconstruction)."),
     budgets: Optional[str] = typer.Option(None, "--budgets", help="Token budgets to sweep (default: all)."),
-    preprocess: str = typer.Option("resize-center-crop", "--preprocess", help="center-crop or resize-center-crop."),
+    preprocess: str = typer.Option("resize-center-crop", "--preprocess", help=PREPROCESS_HELP),
     batch_size: int = typer.Option(16, "--batch-size", min=1),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Use at most N images (demo default 100)."),
     subset_seed: Optional[int] = subset_seed_option(),
     halting: Optional[str] = typer.Option(None, "--halting", help="official | seeded | off (default: the checkpoint's)."),
     workers: int = typer.Option(0, "--workers", min=0, help="DataLoader worker processes of the sweep."),
     no_fid: bool = typer.Option(False, "--no-fid", help="Skip Inception features and rFID (tokenizer and codecs)."),
-    fid_resize: str = typer.Option("tf1", "--fid-resize", help="tf1 (torch-fidelity) or pytorch-fid."),
+    fid_resize: str = typer.Option("tf1", "--fid-resize", help="tf1 (torch-fidelity), pytorch-fid (official ALIT eval) or clean (clean-fid, PIL bicubic)."),
     inception_weights: Optional[Path] = typer.Option(None, "--inception-weights", help="FID Inception weights file."),
     lpips_weights: Optional[Path] = typer.Option(None, "--lpips-weights", help="AlexNet state_dict for LPIPS."),
     heads: Optional[int] = heads_option(),

@@ -3,10 +3,13 @@
 The engine calls `open_source` and never cares which kind it got: every dataset yields the same
 item dicts as `ImageDataset` (index, id, label, uint8 image ``[3,S,S]`` or None plus an error).
 Demo splits are generated at the tokenizer's size and carry their ground truth as extra columns.
+File datasets are checked before the run (`alit_eval.data.checks`): duplicate files and images that
+``center-crop`` zero-pads are logged as warnings and kept on the `Source` for the run's summary.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,10 +17,15 @@ import torch
 from torch.utils.data import Dataset
 
 from alit_eval.data import demo
+from alit_eval.data.checks import find_duplicates, padded_by_center_crop
 from alit_eval.data.datasets import ImageDataset, discover, select
+from alit_eval.data.decode import max_decoded_bytes
 from alit_eval.errors import DataError
 
 DEMO_DEFAULT_N = 100
+FIRST_SHOWN = 3  # how many examples a warning names
+
+log = logging.getLogger(__name__)
 
 
 class DemoDataset(Dataset):
@@ -45,13 +53,27 @@ class DemoDataset(Dataset):
 
 @dataclass
 class Source:
-    """A resolved dataset: the Dataset, its kind and what to record about it."""
+    """A resolved dataset: the Dataset, its kind and what to record about it.
+
+    Attributes:
+        dataset: yields the item dicts of `ImageDataset`.
+        kind: ``"demo"`` or ``"files"``.
+        name: the ``--data`` argument.
+        preprocess: the preprocess mode (``"generated"`` for demo splits).
+        info: what the run config records (it is part of the run id: add nothing run-invariant).
+        padded: ids of images ``center-crop`` zero-pads (a side shorter than the model size).
+        duplicates: ``(first id, later id)`` pairs of files with the same bytes (both are used).
+        warnings: one line per finding above, as logged; for the run's console summary.
+    """
 
     dataset: Dataset
     kind: str
     name: str
     preprocess: str
     info: dict[str, Any] = field(default_factory=dict)
+    padded: list[str] = field(default_factory=list)
+    duplicates: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def open_source(
@@ -61,6 +83,8 @@ def open_source(
     preprocess: str,
     limit: int | None = None,
     subset_seed: int | None = None,
+    follow_symlinks: bool = False,
+    check_duplicates: bool = True,
 ) -> Source:
     """Open a dataset for a tokenizer of input size `size`.
 
@@ -70,13 +94,41 @@ def open_source(
         preprocess: named preprocess mode for file images (demo images are generated at `size`).
         limit: use at most this many images (demo: exactly this many; default `DEMO_DEFAULT_N`).
         subset_seed: pick a random subset of `limit` images with this seed instead of the first.
+        follow_symlinks: read symlinks that leave the data root (see `discover`); recorded in
+            `Source.info` only when True, so default run ids do not change.
+        check_duplicates: look for files with the same bytes (one ``stat`` per file, a hash only
+            where sizes collide) and warn about them.
     """
     if data.startswith("demo-"):
         n = limit or DEMO_DEFAULT_N
         ds = DemoDataset(data, n, size)
         return Source(ds, "demo", data, "generated", {"n": n, "seed": ds.seed, "size": size})
-    records = select(discover(data), limit, subset_seed)
+    max_decoded_bytes()  # a malformed limit in the environment fails here, once, not per image
+    records = select(discover(data, follow_symlinks=follow_symlinks), limit, subset_seed)
     if not records:
         raise DataError(f"no images selected from {data}")
     ds = ImageDataset(records, preprocess, size)
-    return Source(ds, "files", data, preprocess, {"n": len(records), "limit": limit, "subset_seed": subset_seed})
+    info: dict[str, Any] = {"n": len(records), "limit": limit, "subset_seed": subset_seed}
+    if follow_symlinks:
+        info["follow_symlinks"] = True
+    source = Source(ds, "files", data, preprocess, info)
+    if check_duplicates:
+        source.duplicates = find_duplicates(records)
+        if source.duplicates:
+            shown = ", ".join(f"{a} = {b}" for a, b in source.duplicates[:FIRST_SHOWN])
+            more = ", ..." if len(source.duplicates) > FIRST_SHOWN else ""
+            source.warnings.append(
+                f"{len(source.duplicates)} of {len(records)} images duplicate an earlier file "
+                f"byte for byte ({shown}{more}); both copies are counted"
+            )
+    if preprocess == "center-crop":
+        source.padded = padded_by_center_crop(records, size)
+        if source.padded:
+            shown = ", ".join(source.padded[:FIRST_SHOWN]) + (", ..." if len(source.padded) > FIRST_SHOWN else "")
+            source.warnings.append(
+                f"center-crop zero-pads {len(source.padded)} of {len(records)} images smaller than "
+                f"{size} px ({shown}); use --preprocess resize-center-crop to resize them instead"
+            )
+    for line in source.warnings:
+        log.warning("%s", line)
+    return source

@@ -9,9 +9,10 @@ meta.json):
    features only), converted once to torch-fidelity's layout and cached under `cache_dir()`;
 4. torch-fidelity's own download, only when not offline; otherwise `OfflineError`.
 
-`InceptionFeatures` maps uint8 images of any size to 2048-d pool features with either
-torch-fidelity's TF1-compatible resize ("tf1") or pytorch-fid's plain bilinear resize
-("pytorch-fid", what the official ALIT evaluation used).
+`InceptionFeatures` maps uint8 images of any size to 2048-d pool features with torch-fidelity's
+TF1-compatible resize ("tf1"), pytorch-fid's plain bilinear resize ("pytorch-fid", what the
+official ALIT evaluation used) or clean-fid's "clean" resize ("clean": Pillow bicubic on float32,
+one channel at a time, `clean_resize`).
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ from pathlib import Path
 from typing import Literal, Union
 from urllib.error import URLError
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch_fidelity.feature_extractor_inceptionv3 import (
     URL_INCEPTION_V3,
     FeatureExtractorInceptionV3,
@@ -38,7 +41,8 @@ from torch_fidelity.feature_extractor_inceptionv3 import (
 from alit_eval.errors import AlitEvalError, CheckpointError, OfflineError
 from alit_eval.paths import cache_dir, env_offline, sha256_file  # noqa: F401 (re-exported)
 
-ResizeMode = Literal["tf1", "pytorch-fid"]
+ResizeMode = Literal["tf1", "pytorch-fid", "clean"]
+RESIZE_MODES: tuple[str, ...] = ("tf1", "pytorch-fid", "clean")
 PathLike = Union[str, "os.PathLike[str]"]
 
 TORCH_FIDELITY_FILENAME = "weights-inception-2015-12-05-6726825d.pth"
@@ -325,6 +329,31 @@ _TRUNK = (
 )  # fmt: skip
 
 
+def clean_resize(images_u8: torch.Tensor, size: int = INPUT_SIZE) -> torch.Tensor:
+    """clean-fid's "clean" resize: Pillow bicubic on each channel as a float32 image, clipped.
+
+    Facts from clean-fid 0.1.35 ``cleanfid/resize.py`` (``build_resizer("clean")`` =
+    ``make_resizer("PIL", False, "bicubic", (299, 299))``): each channel of the uint8 HWC image
+    becomes a mode-"F" Pillow image, is resized with ``Image.BICUBIC`` (Pillow's antialiased
+    filter, so downscaling does not alias), then clipped to [0, 255] and kept as float32, with no
+    rounding back to uint8.
+
+    Args:
+        images_u8: ``[B, 3, H, W]`` uint8.
+        size: output side (299 for Inception).
+
+    Returns:
+        ``[B, 3, size, size]`` float32 in [0, 255], on the CPU.
+    """
+    arrays = images_u8.detach().cpu().numpy()
+    out = np.empty((arrays.shape[0], arrays.shape[1], size, size), dtype=np.float32)
+    for b, image in enumerate(arrays):
+        for c, channel in enumerate(image):
+            resized = Image.fromarray(channel.astype(np.float32)).resize((size, size), Image.BICUBIC)
+            out[b, c] = np.clip(np.asarray(resized, dtype=np.float32), 0.0, 255.0)
+    return torch.from_numpy(out)
+
+
 class InceptionFeatures(torch.nn.Module):
     """2048-d FID pool features of uint8 images, with a named resize convention.
 
@@ -332,7 +361,9 @@ class InceptionFeatures(torch.nn.Module):
     values to 299x299, then ``(x - 128) / 128`` (TiTok, torch-fidelity, torchmetrics).
     ``resize="pytorch-fid"`` follows pytorch-fid (used by the official ALIT evaluation): values
     to [0, 1], ``F.interpolate(bilinear, align_corners=False)`` to 299x299, then ``2x - 1``
-    (i.e. ``(x - 127.5) / 127.5``), then the same network layers.
+    (i.e. ``(x - 127.5) / 127.5``), then the same network layers. ``resize="clean"`` follows
+    clean-fid's default mode: `clean_resize` to 299x299 (float, unrounded), then
+    ``(x - 128) / 128`` as clean-fid's ``InceptionV3W`` does, then the same network layers.
 
     Attributes:
         weights: the resolved weights file (for meta.json).
@@ -355,13 +386,13 @@ class InceptionFeatures(torch.nn.Module):
         Args:
             weights_path: a torch-fidelity-layout state_dict; None resolves one
                 (see `resolve_inception_weights`).
-            resize: ``"tf1"`` or ``"pytorch-fid"``.
+            resize: ``"tf1"``, ``"pytorch-fid"`` or ``"clean"``.
             device: where the network runs.
             offline: passed to `resolve_inception_weights`.
         """
         super().__init__()
-        if resize not in ("tf1", "pytorch-fid"):
-            raise ValueError(f"unknown Inception resize {resize!r}; valid: 'tf1', 'pytorch-fid'")
+        if resize not in RESIZE_MODES:
+            raise ValueError(f"unknown Inception resize {resize!r}; valid: {', '.join(RESIZE_MODES)}")
         self.resize = resize
         self.weights = resolve_inception_weights(weights_path, offline=offline)
         try:
@@ -405,6 +436,9 @@ class InceptionFeatures(torch.nn.Module):
         x = images_u8.to(self.device)
         if self.resize == "tf1":
             return self.net(x)[0]
+        if self.resize == "clean":
+            x = clean_resize(images_u8).to(self.device)
+            return self._pool_features((x - 128.0) / 128.0).to(torch.float32)
         x = x.to(torch.float32) / 255.0
         x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
         return self._pool_features(2.0 * x - 1.0).to(torch.float32)

@@ -14,13 +14,15 @@ import argparse
 import json
 import logging
 import pickle
+import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
-from alit_eval.errors import CheckpointError
+from alit_eval.errors import CheckpointError, ConfigError
 from alit_eval.paths import sha256_file
+from alit_eval.tokenizers.validate import check_against_tensors, check_tensors, describe_bytes, safe_text
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +33,25 @@ ALIT_SENTINELS = ("latent_tokens", "timestep_embedding", "encoder_positional_emb
 FORMAT_TAG = "alit-eval/alit-tokenizer/v1"
 
 
+# A .pth written by torch.save is a zip archive whose entries are *stored* (uncompressed), so the
+# bytes its entries expand to are about the file's size. A file whose zip directory promises much more
+# is a zip bomb (400 KB that would allocate 400 MB): refuse it from the directory, before loading.
+ZIP_MAX_EXPANSION = 2.0
+ZIP_SLACK_BYTES = 16 << 20
+PICKLE_PROTOCOL_BYTE = b"\x80"
+
+
 def _is_safetensors(path: Path) -> bool:
     if path.suffix == ".safetensors":
         return True
     with open(path, "rb") as f:
         head = f.read(9)
     return len(head) == 9 and head[8:9] == b"{"
+
+
+def _head(path: Path, n: int = 512) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(n)
 
 
 def read_checkpoint(path: str | Path, *, trust_checkpoint: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -47,23 +62,62 @@ def read_checkpoint(path: str | Path, *, trust_checkpoint: bool = False) -> tupl
         dict) or ``config`` (an alit-eval config dict from safetensors metadata).
 
     Raises:
-        CheckpointError: missing, truncated, non-checkpoint or unsafe files.
+        CheckpointError: missing, truncated, non-checkpoint, oversized (zip bomb) or unsafe files.
     """
     path = Path(path)
+    name = safe_text(path, 200)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+        raise CheckpointError(f"checkpoint not found: {name}")
     if path.stat().st_size == 0:
-        raise CheckpointError(f"checkpoint {path} is empty (0 bytes); download it again")
+        raise CheckpointError(f"checkpoint {name} is empty (0 bytes); download it again")
     if _is_safetensors(path):
         return _read_safetensors(path)
+    _check_torch_file(path, trust_checkpoint)
     obj = _torch_load(path, trust_checkpoint)
-    sd, args = unwrap(obj, path)
+    sd, args = unwrap(obj, name)
     return sd, ({"args": args} if args else {})
 
 
+def _check_torch_file(path: Path, trust: bool) -> None:
+    """Refuse what is not a PyTorch zip checkpoint, or would expand past `ZIP_MAX_EXPANSION`, unread."""
+    name, head = safe_text(path, 200), _head(path)
+    if head.startswith(PICKLE_PROTOCOL_BYTE):
+        if trust:
+            return
+        # The legacy (pre-1.6) format declares storage sizes inside the pickle, so even the safe
+        # loader allocates whatever the file claims; every ALIT release uses the zip format.
+        raise CheckpointError(
+            f"{name} is not a readable PyTorch checkpoint: it is a bare pickle or a legacy (pre-1.6) torch file, "
+            "which alit-eval reads only with --trust-checkpoint (that can run code from the file)"
+        )
+    if not head.startswith(b"PK\x03\x04"):
+        raise CheckpointError(f"{name} is not a PyTorch checkpoint: {describe_bytes(head)}")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise CheckpointError(
+            f"{name} is truncated or not a PyTorch checkpoint (a zip archive whose directory cannot be read: "
+            f"{safe_text(e, 120)}); re-download it"
+        ) from None
+    if not any(i.filename == "data.pkl" or i.filename.endswith("/data.pkl") for i in infos):
+        raise CheckpointError(f"{name} is not a PyTorch checkpoint: it is a zip archive without data.pkl")
+    size = path.stat().st_size
+    expanded = sum(i.file_size for i in infos)
+    limit = ZIP_MAX_EXPANSION * size + ZIP_SLACK_BYTES
+    if expanded > limit:
+        raise CheckpointError(
+            f"refusing to load {name}: its zip entries expand to {expanded / 1e6:.1f} MB from a "
+            f"{size / 1e6:.1f} MB file, over the limit of {ZIP_MAX_EXPANSION:g}x the file size + "
+            f"{ZIP_SLACK_BYTES >> 20} MiB (torch.save stores tensors uncompressed; this is a zip bomb or a "
+            "re-compressed file: re-save it with torch.save)"
+        )
+
+
 def _torch_load(path: Path, trust: bool) -> Any:
+    name = safe_text(path, 200)
     if trust:
-        log.warning("loading %s with full unpickling (--trust-checkpoint): it can run arbitrary code", path)
+        log.warning("loading %s with full unpickling (--trust-checkpoint): it can run arbitrary code", name)
         loader = dict(weights_only=False)
     else:
         loader = dict(weights_only=True)
@@ -74,31 +128,47 @@ def _torch_load(path: Path, trust: bool) -> Any:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if "Unsupported global" in str(e) or "not an allowed global" in str(e) or "GLOBAL" in str(e):
             raise CheckpointError(
-                f"refusing to unpickle {path}: it contains code objects outside the safe allow-list "
-                f"({first.removeprefix('Weights only load failed. ')[:160]}); pass --trust-checkpoint only if you "
-                "trust its source"
+                f"refusing to unpickle {name}: it contains code objects outside the safe allow-list "
+                f"({safe_text(first.removeprefix('Weights only load failed. '), 160)}); pass --trust-checkpoint "
+                "only if you trust its source"
             ) from None
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({first[:160]})") from None
+        raise CheckpointError(f"{name} is not a readable PyTorch checkpoint ({safe_text(first, 160)})") from None
     except Exception as e:  # the unpickler raises many types (EOFError, IndexError, ...) on garbage
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(
-            f"{path} is truncated or not a PyTorch checkpoint ({msg[:160]}); re-download or check the path"
+            f"{name} is truncated or not a PyTorch checkpoint ({safe_text(msg, 160)}); re-download or check the path"
         ) from None
 
 
 def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     from safetensors import SafetensorError, safe_open
 
+    name = safe_text(path, 200)
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             meta = f.metadata() or {}
             sd = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path} is truncated or not a valid safetensors file ({e})") from None
+        looks = "" if _head(path, 9)[8:9] == b"{" else f"; {describe_bytes(_head(path))}"
+        raise CheckpointError(
+            f"{name} is truncated or not a valid safetensors file ({safe_text(e, 160)}){looks}"
+        ) from None
     out: dict[str, Any] = {}
     if "config" in meta:
-        out["config"] = json.loads(meta["config"])
+        out["config"] = _parse_config(meta["config"], name)
     return clean_state_dict(sd), out
+
+
+def _parse_config(text: str, name: str) -> Any:
+    """Parse the JSON config metadata; malformed, deeply nested or huge-number JSON is one error line."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise CheckpointError(f"the config metadata of {name} is nested too deeply to be a model config") from None
+    except ValueError as e:  # JSONDecodeError, and ints past Python's digit limit
+        raise CheckpointError(
+            f"the config metadata of {name} is not valid JSON ({safe_text(e, 100)}); the file is damaged"
+        ) from None
 
 
 def unwrap(obj: Any, path: Path | str = "<checkpoint>") -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
@@ -111,9 +181,10 @@ def unwrap(obj: Any, path: Path | str = "<checkpoint>") -> tuple[dict[str, torch
             if isinstance(obj.get(key), Mapping):
                 obj = obj[key]
                 break
-    if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+    if (not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values())
+            or not all(isinstance(k, str) for k in obj)):
         raise CheckpointError(
-            f"{path} holds no state_dict (looked for a dict of tensors, or one under {', '.join(WRAPPER_KEYS)})"
+            f"{safe_text(path, 200)} holds no state_dict (looked for a dict of tensors, or one under {', '.join(WRAPPER_KEYS)})"
         )
     return clean_state_dict(obj), args
 
@@ -135,14 +206,18 @@ def describe_foreign(sd: Mapping[str, Any]) -> str:
         return "it looks like a bare VQGAN, not an ALIT tokenizer"
     if any(k.startswith(("blocks.", "patch_embed.proj")) for k in keys):
         return "it looks like a ViT/timm model, not an ALIT tokenizer"
-    sample = ", ".join(sorted(keys)[:4])
+    sample = ", ".join(safe_text(k, 60) for k in sorted(keys)[:4])
     return f"none of the ALIT keys ({', '.join(ALIT_SENTINELS)}) are present; first keys: {sample}"
 
 
 def build_tokenizer(
     sd: Mapping[str, torch.Tensor], cfg: "Any", *, halting: str = "official", name: str = "alit", source: str = ""
 ) -> "Any":
-    """Build an `AlitTokenizer` for `cfg` on the meta device and load `sd` strictly into it."""
+    """Build an `AlitTokenizer` for `cfg` on the meta device and load `sd` strictly into it.
+
+    `cfg` must already be checked against `sd` (`tokenizer_from_state_dict` does): the meta build is
+    cheap only because the config's bounds keep it small.
+    """
     from alit_eval.tokenizers.alit.model import AlitTokenizer
 
     with torch.device("meta"):
@@ -156,9 +231,10 @@ def build_tokenizer(
         for label, ks in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
             if ks:
                 more = f" (+{len(ks) - 5} more)" if len(ks) > 5 else ""
-                parts.append(f"{len(ks)} {label}: {', '.join(ks[:5])}{more}")
+                parts.append(f"{len(ks)} {label}: {', '.join(safe_text(k, 60) for k in ks[:5])}{more}")
         raise CheckpointError(
-            f"checkpoint {source} does not match the inferred ALIT config (width {cfg.width}, depth {cfg.depth}, "
+            f"checkpoint {safe_text(source, 200)} does not match the inferred ALIT config "
+            f"(width {cfg.width}, depth {cfg.depth}, "
             f"base {cfg.base.kind}, quantised {cfg.quantize}): {'; '.join(parts)}. Likely cause: a different "
             "architecture or a partial file."
         )
@@ -179,17 +255,27 @@ def tokenizer_from_state_dict(
     from alit_eval.tokenizers.alit.config import AlitConfig, infer_config
 
     meta = dict(meta or {})
+    source = safe_text(source, 200)
     if not all(k in sd for k in ALIT_SENTINELS):
         raise CheckpointError(f"{source} is not an ALIT checkpoint: {describe_foreign(sd)}")
+    # Everything below runs before any module is built: dtypes and values of the weights, then the
+    # config's types and bounds, then the config against the shapes actually present.
+    try:
+        check_tensors(sd)
+    except CheckpointError as e:
+        raise CheckpointError(f"{source}: {e}") from None
     try:
         if "config" in meta:
             cfg = AlitConfig.from_dict(meta["config"])
             if heads:
                 cfg = AlitConfig.from_dict({**cfg.to_dict(), "heads": heads, "dec_heads": heads})
+            check_against_tensors(cfg.to_dict(), sd)
         else:
             cfg = infer_config(sd, heads=heads, args=meta.get("args"))
-    except (KeyError, ValueError, TypeError) as e:
-        raise CheckpointError(f"cannot infer the ALIT configuration of {source}: {e}") from None
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+    except (KeyError, ValueError, TypeError, IndexError) as e:
+        raise CheckpointError(f"cannot infer the ALIT configuration of {source}: {safe_text(e, 200)}") from None
     return build_tokenizer(sd, cfg, halting=halting, name=name, source=source)
 
 

@@ -8,11 +8,13 @@ Sources: alit_official.md §1.13 (presets, shared hyperparameters) and §2 (how 
 from __future__ import annotations
 
 import dataclasses
-import re
+import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from alit_eval.errors import ConfigError
 from alit_eval.tokenizers.base2d.config import Base2DConfig, infer_base_config
+from alit_eval.tokenizers.validate import ALIT_FIELDS, check_config_dict, check_fields, check_value, layer_count
 
 # Heads cannot be read from shapes (alit_official.md §2): they come from this table.
 PRESETS: dict[str, dict[str, int]] = {
@@ -57,19 +59,25 @@ class AlitConfig:
     preset: str | None = None
 
     def __post_init__(self) -> None:
+        # Types and bounds first (a file's config is untrusted), so the checks below cannot divide
+        # by zero and nothing is ever built from an absurd value. Raises ConfigError (a ValueError).
+        check_fields({k: v for k, v in vars(self).items()}, ALIT_FIELDS, "")
+        if not isinstance(self.base, Base2DConfig):
+            raise ConfigError(f"config field base must be a base tokenizer config, not {type(self.base).__name__}")
         for name in ("dec_width", "dec_depth", "dec_heads"):
             if getattr(self, name) is None:
                 object.__setattr__(self, name, getattr(self, name[4:]))
         if self.image_size % self.patch_size:
-            raise ValueError(f"image_size {self.image_size} not divisible by patch_size {self.patch_size}")
+            raise ConfigError(f"image_size {self.image_size} not divisible by patch_size {self.patch_size}")
         if self.base.downsample_factor != self.patch_size:
-            raise ValueError(
+            raise ConfigError(
                 f"base tokenizer downsamples by {self.base.downsample_factor} but patch_size is {self.patch_size}"
             )
         if self.width <= self.base.embed_dim:
-            raise ValueError(f"width {self.width} must exceed the base embed dim {self.base.embed_dim}")
-        if self.width % self.heads or self.dec_width % self.dec_heads:  # type: ignore[operator]
-            raise ValueError(f"width {self.width} not divisible by heads {self.heads}")
+            raise ConfigError(f"width {self.width} must exceed the base embed dim {self.base.embed_dim}")
+        for w, h, label in ((self.width, self.heads, ""), (self.dec_width, self.dec_heads, "dec_")):
+            if w % h:  # type: ignore[operator]
+                raise ConfigError(f"config field {label}width = {w} is not divisible by {label}heads = {h}")
 
     @property
     def grid(self) -> int:
@@ -92,6 +100,12 @@ class AlitConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "AlitConfig":
+        """Build from `to_dict` output (e.g. a file's metadata), checking every field first.
+
+        Raises:
+            ConfigError: an unknown field, a wrong type or a value out of its bounds.
+        """
+        check_config_dict(d)
         d = dict(d)
         base = dict(d.pop("base", {}))
         for key in ("ch_mult", "attn_levels"):
@@ -113,8 +127,21 @@ class AlitConfig:
 
 
 def _depth(sd: Mapping[str, Any], prefix: str) -> int:
-    idx = {int(m.group(1)) for k in sd if (m := re.match(re.escape(prefix) + r"(\d+)\.", k))}
-    return max(idx) + 1 if idx else 0
+    return layer_count(sd, prefix)
+
+
+# Integer fields an official ``args`` namespace may carry, with the config field each one bounds.
+_ARG_FIELDS = {"encoder_num_heads": "heads", "decoder_num_heads": "dec_heads"}
+
+
+def _arg_int(args: Mapping[str, Any], key: str, field_name: str) -> int | None:
+    """An integer from the checkpoint's ``args``, checked (4.9 heads is refused, not truncated)."""
+    value = args.get(key)
+    if value is None:
+        return None
+    kind, lo, hi = ALIT_FIELDS.get(field_name) or ("int", 1, 2048)
+    check_value(f"args.{key}", value, "int", lo, hi)
+    return int(value)
 
 
 def heads_for(width: int, depth: int) -> int | None:
@@ -141,6 +168,10 @@ def infer_config(
         ValueError: when heads cannot be determined.
     """
     args = dict(args or {})
+    model_arg = args.get("model")
+    preset = model_arg if isinstance(model_arg, str) and model_arg in PRESETS else None
+    arg_heads = {key: _arg_int(args, key, field_name) for key, field_name in _ARG_FIELDS.items()}
+    norm_groups = _arg_int(args, "norm_groups", "norm_groups")
     width = int(sd["latent_tokens"].shape[1])
     tokens_per_iter = int(sd["latent_tokens"].shape[0])
     iterations = int(sd["timestep_embedding"].shape[0])
@@ -149,17 +180,31 @@ def infer_config(
     dec_width = int(sd["decoder.decoder_embed.weight"].shape[0])
     token_dim = int(sd["pre_quantizer_mlp.weight"].shape[0])
     patch = int(sd["patch_embed.weight"].shape[-1])
-    grid = int(round((int(sd["encoder_positional_embedding"].shape[0]) - 1) ** 0.5))
+    n_pos = int(sd["encoder_positional_embedding"].shape[0])
+    grid = math.isqrt(n_pos - 1) if n_pos >= 1 else 0
     quantize = "quantize.embedding.weight" in sd
     codebook = int(sd["quantize.embedding.weight"].shape[0]) if quantize else 4096
-    base = infer_base_config(sd)
-    preset = args.get("model") if args.get("model") in PRESETS else None
+    hidden = sd.get("encoder.transformer.0.mlp.c_fc.weight")
+    mlp_ratio = int(hidden.shape[0]) // width if hidden is not None and width and hidden.ndim == 2 else 4
+    for name, value in (("width", width), ("depth", depth), ("dec_depth", dec_depth), ("dec_width", dec_width),
+                        ("patch_size", patch), ("tokens_per_iter", tokens_per_iter), ("iterations", iterations),
+                        ("token_dim", token_dim), ("codebook_size", codebook), ("mlp_ratio", mlp_ratio)):
+        # Values read off the tensors are as untrusted as metadata: check before anything divides by them.
+        check_value(f"config field {name} (from the weights)", value, *ALIT_FIELDS[name])
+    if preset and (PRESETS[preset]["width"], PRESETS[preset]["depth"]) != (width, depth):
+        # The preset only supplies the heads; a name that disagrees with the shapes is not trusted for them.
+        p = PRESETS[preset]
+        raise ConfigError(
+            f"args.model = {preset!r} (width {p['width']}, depth {p['depth']}) does not match the weights "
+            f"(width {width}, depth {depth}); the file's args belong to another model"
+        )
+    base = infer_base_config(sd, norm_groups=norm_groups)
 
     def pick(explicit: int | None, arg_key: str, w: int, d: int) -> int:
         if explicit:
             return int(explicit)
-        if args.get(arg_key):
-            return int(args[arg_key])
+        if arg_heads[arg_key]:
+            return arg_heads[arg_key]  # type: ignore[return-value]
         if preset:
             return PRESETS[preset]["heads"]
         h = heads_for(w, d)
@@ -179,6 +224,6 @@ def infer_config(
     return AlitConfig(
         width=width, depth=depth, heads=enc_heads, dec_width=dec_width, dec_depth=dec_depth,
         dec_heads=dec_heads, image_size=grid * patch, patch_size=patch, tokens_per_iter=tokens_per_iter,
-        iterations=iterations, quantize=quantize, codebook_size=codebook, token_dim=token_dim,
+        iterations=iterations, quantize=quantize, codebook_size=codebook, token_dim=token_dim, mlp_ratio=mlp_ratio,
         halting_threshold=0.55 if base.kind == "vqgan" else 0.025, base=base, preset=preset,
     )

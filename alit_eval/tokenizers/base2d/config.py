@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Any, Mapping
+
+from alit_eval.errors import ConfigError
+
+# The base geometry the official code builds (alit_official.md §1.1); its GroupNorms always have 32
+# groups, so a file in the official layout with this geometry needs no stored group count.
+OFFICIAL_CH_MULT = (1, 1, 2, 2, 4)
+OFFICIAL_RES_BLOCKS = 2
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,19 @@ class Base2DConfig:
     vae_scale: float = 0.2325
     norm_groups: int = 32
 
+    def __post_init__(self) -> None:
+        from alit_eval.tokenizers.validate import BASE_FIELDS, check_fields
+
+        check_fields(dataclasses.asdict(self), BASE_FIELDS, "base.")
+        for name in ("ch_mult", "attn_levels"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        for c in {self.ch * m for m in (1, *self.ch_mult)}:  # every GroupNorm's channel count
+            if c % self.norm_groups:
+                raise ConfigError(
+                    f"config field base.norm_groups = {self.norm_groups} does not divide the {c} channels of a "
+                    f"base level (ch {self.ch}, ch_mult {self.ch_mult})"
+                )
+
     @property
     def downsample_factor(self) -> int:
         return 2 ** (len(self.ch_mult) - 1)
@@ -51,8 +72,12 @@ class Base2DConfig:
         raise ValueError(f"unknown base tokenizer kind {kind!r}; expected 'vqgan' or 'vae'")
 
 
-def infer_base_config(sd: Mapping[str, "object"], prefix: str = "base_tokenizer.") -> Base2DConfig:
-    """Infer a `Base2DConfig` from state_dict shapes (keys under ``base_tokenizer.vqgan/vae``)."""
+def base_geometry(sd: Mapping[str, Any], prefix: str = "base_tokenizer.") -> dict[str, Any]:
+    """The base config fields the state_dict shapes show (all but ``vae_scale`` and ``norm_groups``).
+
+    Raises:
+        KeyError: when the base tokenizer's keys are missing.
+    """
     if any(k.startswith(prefix + "vqgan.") for k in sd):
         kind = "vqgan"
     elif any(k.startswith(prefix + "vae.") for k in sd):
@@ -61,9 +86,11 @@ def infer_base_config(sd: Mapping[str, "object"], prefix: str = "base_tokenizer.
         raise KeyError("no base_tokenizer.vqgan.* or base_tokenizer.vae.* keys")
     p = f"{prefix}{kind}.encoder."
     ch = int(sd[p + "conv_in.weight"].shape[0])
-    levels = sorted({int(m.group(1)) for k in sd if (m := re.match(re.escape(p) + r"down\.(\d+)\.", k))})
+    if ch < 1:
+        raise ConfigError(f"config field base.ch = {ch} (from {p}conv_in.weight) is out of range (allowed 1..2048)")
+    levels = sorted({int(m.group(1)) for k in sd if (m := re.match(re.escape(p) + r"down\.(\d{1,3})\.", k))})
     ch_mult = tuple(int(sd[f"{p}down.{i}.block.0.conv2.weight"].shape[0]) // ch for i in levels)
-    blocks = {int(m.group(1)) for k in sd if (m := re.match(re.escape(p) + r"down\.0\.block\.(\d+)\.", k))}
+    blocks = {int(m.group(1)) for k in sd if (m := re.match(re.escape(p) + r"down\.0\.block\.(\d{1,3})\.", k))}
     attn = tuple(i for i in levels if f"{p}down.{i}.attn.0.q.weight" in sd)
     if kind == "vqgan":
         z = int(sd[p + "conv_out.weight"].shape[0])
@@ -72,7 +99,34 @@ def infer_base_config(sd: Mapping[str, "object"], prefix: str = "base_tokenizer.
         z = int(sd[f"{prefix}vae.decoder.conv_in.weight"].shape[1])
         embed_dim = int(sd[f"{prefix}vae.post_quant_conv.weight"].shape[1])
         n_embed = 0
-    return Base2DConfig(
+    return dict(
         kind=kind, ch=ch, ch_mult=ch_mult, num_res_blocks=len(blocks), z_channels=z,
         embed_dim=embed_dim, n_embed=n_embed, attn_levels=attn,
     )
+
+
+def infer_base_config(
+    sd: Mapping[str, Any], prefix: str = "base_tokenizer.", *, norm_groups: int | None = None
+) -> Base2DConfig:
+    """Infer a `Base2DConfig` from state_dict shapes (keys under ``base_tokenizer.vqgan/vae``).
+
+    Args:
+        norm_groups: the GroupNorm group count, which the weights do not show. ``None`` accepts the
+            official 32 only for the official geometry (ch_mult (1,1,2,2,4), two res blocks per level)
+            and otherwise refuses, naming the field, instead of silently building a different model.
+
+    Raises:
+        KeyError: when the base tokenizer's keys are missing.
+        ConfigError: an invalid geometry, or an unknowable group count.
+    """
+    geometry = base_geometry(sd, prefix)
+    if norm_groups is None:
+        if geometry["ch_mult"] != OFFICIAL_CH_MULT or geometry["num_res_blocks"] != OFFICIAL_RES_BLOCKS:
+            raise ConfigError(
+                f"the checkpoint does not record base.norm_groups (GroupNorm groups, not visible in the weights) "
+                f"and its base (ch_mult {geometry['ch_mult']}, num_res_blocks {geometry['num_res_blocks']}) is not the "
+                "official geometry that implies 32; load the alit-eval .safetensors it came from, or add "
+                "norm_groups to the checkpoint's args"
+            )
+        norm_groups = 32
+    return Base2DConfig(**geometry, norm_groups=norm_groups)
