@@ -51,7 +51,8 @@ def read_table(path: Path, kind: str | None = None, **read_csv: Any) -> "pd.Data
             df = pd.read_csv(path, **read_csv)
     except OSError as exc:
         if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError)):
-            raise AlitEvalError(f"cannot read {path} ({exc.strerror}); check that the file exists and is readable") from None
+            raise AlitEvalError(f"cannot read {path} ({exc.strerror}); check that the file exists and is "
+                                "readable") from None
         raise _damaged(path, f"{type(exc).__name__}: {_short(exc)}") from None
     except Exception as exc:  # pandas/pyarrow raise many types for garbage (ParserError, ArrowInvalid, ...)
         raise _damaged(path, f"{type(exc).__name__}: {_short(exc)}") from None
