@@ -23,6 +23,7 @@ from alit_eval.data.datasets import collate
 from alit_eval.data.sources import Source
 from alit_eval.engine import fastpath
 from alit_eval.engine.distributed import DistInfo, barrier, my_batches
+from alit_eval.engine.identity import identify, identity_arrays, verify_resume
 from alit_eval.engine.store import ShardStore
 from alit_eval.errors import AlitEvalError, DataError
 from alit_eval.paths import portable
@@ -168,6 +169,9 @@ def run_sweep(tokenizer: Any, source: Source, cfg: SweepConfig, run_path: Any, *
     if dist.active and cfg.halting == "official":
         raise AlitEvalError("the official halting stream needs a single process; use --halting seeded with torchrun")
     store = ShardStore(run_path)
+    if dist.main:  # never reuse a damaged shard or the numbers of an image that changed since
+        verify_resume(store, source.dataset, official_stream=cfg.halting == "official")
+    barrier(dist)
     done = store.done()
     # Every rank must read the same `done` before any rank writes a shard, or the batch plans differ.
     barrier(dist)
@@ -189,11 +193,11 @@ def run_sweep(tokenizer: Any, source: Source, cfg: SweepConfig, run_path: Any, *
             torch.manual_seed(cfg.seed)
     calls = 0
     if batches:
-        loader = DataLoader(source.dataset, batch_sampler=batches, num_workers=cfg.workers,
+        loader = DataLoader(identify(source.dataset), batch_sampler=batches, num_workers=cfg.workers,
                             collate_fn=_collate_with_positions, pin_memory=device.type == "cuda")
         with _progress(cfg.progress and dist.main, sum(map(len, batches)), len(done)) as advance:
             for batch in loader:
-                arrays = process(batch)
+                arrays = {**process(batch), **batch["file_arrays"]}
                 calls += int(len(batch["ids"]) > 0 and bool(budgets))
                 if cfg.strict and batch["failed"]:
                     raise DataError(f"cannot decode {batch['failed'][0][0]}: {batch['failed'][0][1]} (--strict)")
@@ -216,6 +220,7 @@ def run_sweep(tokenizer: Any, source: Source, cfg: SweepConfig, run_path: Any, *
 def _collate_with_positions(items: list[dict[str, Any]]) -> dict[str, Any]:
     batch = collate(items)
     batch["positions"] = [it["index"] for it in items]
+    batch["file_arrays"] = identity_arrays(items)
     return batch
 
 
