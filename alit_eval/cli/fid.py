@@ -36,7 +36,7 @@ def fid(
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Use at most N images (demo default 100)."),
     subset_seed: Optional[int] = subset_seed_option(),
     halting: Optional[str] = typer.Option(None, "--halting",
-                                          help="official | seeded | off (default: the checkpoint's)."),
+                                          help="official | official-reseeded | seeded | off (default: the checkpoint's)."),
     workers: int = workers_option(),
     fid_resize: str = typer.Option("tf1", "--fid-resize", help="tf1 (torch-fidelity) or pytorch-fid."),
     fid_ref: Optional[Path] = typer.Option(None, "--fid-ref", help="Reference stats .npz (mu/sigma) instead of the originals."),
