@@ -29,7 +29,7 @@ from alit_eval.errors import AlitEvalError, DataError
 from alit_eval.paths import portable
 from alit_eval.metrics.fid import FeatureStats
 from alit_eval.metrics.pixel import pixel_metrics, to_uint8
-from alit_eval.tokenizers.alit.halting import per_image_generators
+from alit_eval.tokenizers.alit.halting import per_image_generators, start_global_stream, uses_global_stream
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ def run_sweep(tokenizer: Any, source: Source, cfg: SweepConfig, run_path: Any, *
     dist = dist or DistInfo()
     device = resolve_device(cfg.device)
     budgets = sorted(cfg.budgets)
-    if dist.active and cfg.halting == "official":
+    if dist.active and uses_global_stream(cfg.halting):
         raise AlitEvalError("the official halting stream needs a single process; use --halting seeded with torchrun")
     store = ShardStore(run_path)
     if dist.main:  # never reuse a damaged shard or the numbers of an image that changed since
@@ -183,14 +183,15 @@ def run_sweep(tokenizer: Any, source: Source, cfg: SweepConfig, run_path: Any, *
         if cfg.compile:
             tokenizer = fastpath.compile_model(tokenizer)
     process = fastpath.BackoffProcessor(lambda b: _process(tokenizer, b, budgets, cfg, measures, device))
-    if cfg.halting == "official":
-        # Faithful reproduction needs the global stream (STYLE.md §10 exception): seed it once,
-        # and on resume continue from the state saved after the last finished batch.
+    if uses_global_stream(cfg.halting):
+        # Faithful reproduction needs the global stream (STYLE.md §10 exception): seed it once (for
+        # `official`, then skip the official model construction's draws), and on resume continue
+        # from the state saved after the last finished batch.
         state = store.last_rng_state()
         if state is not None:
             torch.set_rng_state(torch.from_numpy(state))
         else:
-            torch.manual_seed(cfg.seed)
+            start_global_stream(cfg.halting, cfg.seed, getattr(tokenizer, "cfg", None) if budgets else None)
     calls = 0
     if batches:
         loader = DataLoader(identify(source.dataset), batch_sampler=batches, num_workers=cfg.workers,
@@ -276,7 +277,7 @@ def _process(tokenizer, batch, budgets, cfg, measures, device) -> dict[str, np.n
             arrays["example_ref"] = ref.cpu().numpy()[keep]
             for j, b in enumerate(budgets):
                 arrays[f"example_{b}"] = recons[j].cpu().numpy()[keep]
-    if cfg.halting == "official":
+    if uses_global_stream(cfg.halting):
         arrays["rng_state"] = torch.get_rng_state().numpy()
     return arrays
 
