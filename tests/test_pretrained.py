@@ -103,7 +103,9 @@ def test_download_then_cache_hit(monkeypatch, tmp_path, entry):
     assert path == tmp_path / "cache" / "checkpoints" / "imagenet100" / "test_ckpt.pth"
     assert path.read_bytes() == PAYLOAD and net.urls == [entry.url]
     # sha256 recorded in a sha256sum-style sidecar; no temporary files left behind
-    assert (path.parent / "test_ckpt.pth.sha256").read_text() == f"{PAYLOAD_SHA}  test_ckpt.pth\n"
+    side = (path.parent / "test_ckpt.pth.sha256").read_text().splitlines()
+    st = path.stat()
+    assert side == [f"{PAYLOAD_SHA}  test_ckpt.pth", f"# size={st.st_size} mtime_ns={st.st_mtime_ns}"]
     assert _files(path.parent) == ["test_ckpt.pth", "test_ckpt.pth.sha256"]
     # second resolution: served from the cache, even with the network gone
     monkeypatch.setattr(urllib.request, "urlopen", FakeNetwork(error=AssertionError("network used")))

@@ -160,10 +160,12 @@ def test_meta_json_is_written_last_and_marks_completion(tmp_path):
     meta_time = (run.path / "meta.json").stat().st_mtime_ns
     assert all(p.stat().st_mtime_ns <= meta_time for p in run.path.iterdir())
 
-    # reopening makes the folder incomplete again until the rerun finishes
+    # reopening keeps the completion mark until the rerun's finish() replaces it (a failed rerun
+    # must not leave a folder that no later rerun can complete)
     again = open_run(tmp_path, "fid", config=CONFIG)
-    assert again.resumed and again.previous_meta == meta and not again.complete
+    assert again.resumed and again.previous_meta == meta and again.complete
     again.release()
+    assert json.loads((run.path / "meta.json").read_text()) == meta
 
 
 def test_build_meta_contents(tmp_path):
@@ -229,15 +231,13 @@ def test_stale_lock_from_dead_process_is_taken_over(tmp_path):
     run.release()
 
 
-def test_unreadable_lock_is_refused_while_fresh_and_taken_over_when_old(tmp_path):
+def test_unreadable_lock_without_holder_is_taken_over(tmp_path):
     folder = tmp_path / "fid" / "r"
     folder.mkdir(parents=True)
-    (folder / ".lock").write_text("")  # a writer died between creating and filling it
-    with pytest.raises(AlitEvalError, match="in use by another process"):
-        open_run(tmp_path, "fid", run_id="r", config=CONFIG)
-    old = (folder / ".lock").stat().st_mtime - 120
-    os.utime(folder / ".lock", (old, old))
-    open_run(tmp_path, "fid", run_id="r", config=CONFIG).release()
+    (folder / ".lock").write_text("")  # a writer died between creating and filling it: nobody holds its flock
+    run = open_run(tmp_path, "fid", run_id="r", config=CONFIG)
+    assert json.loads((folder / ".lock").read_text())["pid"] == os.getpid()
+    run.release()
 
 
 def test_lock_from_another_host_is_not_taken_over(tmp_path):

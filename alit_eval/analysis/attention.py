@@ -110,7 +110,7 @@ def attention_views(tokenizer: Any, image: Any, image_id: str, budgets: Sequence
     gen: Any = None
     if policy == "seeded":
         gen = per_image_generators(seed, [image_id])
-    elif policy == "official":
+    elif policy in ("official", "official-reseeded"):
         gen = torch.Generator(device=dev).manual_seed(seed)
     x = image.float().div(255.0)[None]
     r = tokenizer.rollout(x, budgets, decode=True, attention=indexing, generator=gen)

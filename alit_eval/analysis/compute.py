@@ -202,7 +202,7 @@ def _halting_generator(tokenizer: Any, images: torch.Tensor, seed: int) -> Any:
     policy = getattr(tokenizer, "halting", None)
     if policy == "seeded":
         return per_image_generators(seed, [str(i) for i in range(len(images))])
-    if policy == "official":
+    if policy in ("official", "official-reseeded"):
         cfg = getattr(tokenizer, "cfg", None)
         # VQGAN draws Bernoulli masks on the images' device; the VAE noise is drawn on the CPU.
         on = images.device if cfg is not None and cfg.base.kind == "vqgan" else torch.device("cpu")

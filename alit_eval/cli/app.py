@@ -153,6 +153,13 @@ def main(argv: list[str] | None = None) -> None:
     except (KeyboardInterrupt, _Interrupted):
         print(INTERRUPTED_MESSAGE, file=sys.stderr)
         sys.exit(130)
+    except OSError as exc:  # a read-only or full disk met outside the results writer: still one line
+        from alit_eval.results.io import WRITE_ERRNOS, write_error
+
+        if exc.errno not in WRITE_ERRNOS:
+            raise
+        print(f"error: {_one_line(write_error(exc))}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ def discovery(
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help=f"Use at most N images (demo default {DEMO_LIMIT})."),
     subset_seed: Optional[int] = subset_seed_option(),
     batch_size: int = typer.Option(16, "--batch-size", min=1),
-    halting: Optional[str] = typer.Option(None, "--halting", help="official | seeded | off (default: the checkpoint's)."),
+    halting: Optional[str] = typer.Option(None, "--halting", help="official | official-reseeded | seeded | off (default: the checkpoint's)."),
     workers: int = workers_option(),
     heads: Optional[int] = heads_option(),
     trust_checkpoint: bool = trust_checkpoint_option(),

@@ -43,7 +43,7 @@ def entropy_correlation(
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Use at most N images (demo default 100)."),
     subset_seed: Optional[int] = subset_seed_option(),
     halting: Optional[str] = typer.Option(None, "--halting",
-                                          help="official | seeded | off (default: the checkpoint's)."),
+                                          help="official | official-reseeded | seeded | off (default: the checkpoint's)."),
     workers: int = workers_option(),
     fid: bool = typer.Option(False, "--fid",
                              help="Also store Inception features in the sweep (for a later --from-run)."),

@@ -40,7 +40,7 @@ def familiarity(
                                         help="Use at most N images per dataset (demo default 100)."),
     subset_seed: Optional[int] = subset_seed_option(),
     halting: Optional[str] = typer.Option(None, "--halting",
-                                          help="official | seeded | off (default: the checkpoint's)."),
+                                          help="official | official-reseeded | seeded | off (default: the checkpoint's)."),
     workers: int = workers_option(),
     no_fid: bool = typer.Option(False, "--no-fid", help="Skip Inception features and rFID."),
     fid_resize: str = typer.Option("tf1", "--fid-resize", help="tf1 (torch-fidelity), pytorch-fid (official ALIT eval) or clean (clean-fid, PIL bicubic)."),

@@ -37,7 +37,7 @@ def fid(
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Use at most N images (demo default 100)."),
     subset_seed: Optional[int] = subset_seed_option(),
     halting: Optional[str] = typer.Option(None, "--halting",
-                                          help="official | seeded | off (default: the checkpoint's)."),
+                                          help="official | official-reseeded | seeded | off (default: the checkpoint's)."),
     workers: int = workers_option(),
     fid_resize: str = typer.Option("tf1", "--fid-resize", help="tf1 (torch-fidelity), pytorch-fid (official ALIT eval) or clean (clean-fid, PIL bicubic)."),
     fid_ref: Optional[Path] = typer.Option(None, "--fid-ref", help="Reference stats .npz (mu/sigma) instead of the originals."),

@@ -34,7 +34,7 @@ def rate_distortion(
     batch_size: int = typer.Option(16, "--batch-size", min=1),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Use at most N images (demo default 100)."),
     subset_seed: Optional[int] = subset_seed_option(),
-    halting: Optional[str] = typer.Option(None, "--halting", help="official | seeded | off (default: the checkpoint's)."),
+    halting: Optional[str] = typer.Option(None, "--halting", help="official | official-reseeded | seeded | off (default: the checkpoint's)."),
     workers: int = typer.Option(0, "--workers", min=0, help="DataLoader worker processes of the sweep."),
     no_fid: bool = typer.Option(False, "--no-fid", help="Skip Inception features and rFID (tokenizer and codecs)."),
     fid_resize: str = typer.Option("tf1", "--fid-resize", help="tf1 (torch-fidelity), pytorch-fid (official ALIT eval) or clean (clean-fid, PIL bicubic)."),

@@ -15,7 +15,6 @@ computation), fold ``plan.config`` into the command's config, open the run folde
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -25,9 +24,10 @@ import numpy as np
 from alit_eval.data.sources import Source, open_source
 from alit_eval.engine.runner import Prepared, SweepRequest, prepare
 from alit_eval.engine.store import ShardStore
-from alit_eval.engine.sweep import SweepResult, run_sweep
+from alit_eval.engine.sweep import PIXEL_METRICS, SweepResult, run_sweep
 from alit_eval.errors import AlitEvalError
 from alit_eval.paths import portable
+from alit_eval.results.readers import read_json, read_table
 
 MAX_FOLLOW = 8  # how many from_run links are followed before giving up (a loop)
 
@@ -148,7 +148,7 @@ def load_sweep(run_dir: str | Path) -> SweepInputs:
         config_file = path / "config.json"
         if not config_file.is_file():
             raise AlitEvalError(f"--from-run {path}: no config.json, so it is not an alit-eval run folder")
-        config = json.loads(config_file.read_text(encoding="utf-8"))
+        config = read_json(config_file, what="the run's config")
         if (path / "shards").is_dir() or "from_run" not in config:
             break
         path = Path(config["from_run"]).expanduser()  # this run reused another: go to the one with the shards
@@ -160,9 +160,20 @@ def load_sweep(run_dir: str | Path) -> SweepInputs:
     if not (path / "shards").is_dir():
         raise AlitEvalError(f"--from-run {path}: no shards/ folder; it cannot be reused")
     meta_file = path / "meta.json"
-    meta = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else {}
-    extra = meta.get("extra", {})
-    per_image = pd.read_parquet(path / "per_image.parquet")
+    meta = read_json(meta_file, what="the run's meta.json") if meta_file.is_file() else {}
+    extra = meta.get("extra") if isinstance(meta.get("extra"), dict) else {}
+    per_image = read_table(path / "per_image.parquet", "per_image")
+    # Every sweep writes all pixel metrics; l1 (the default criterion) is the one a reader cannot do without.
+    lacking = [c for c in PIXEL_METRICS[:1] if c not in per_image.columns]
+    if lacking:
+        raise AlitEvalError(f"{path / 'per_image.parquet'} lacks the column(s) {lacking} that every sweep writes; "
+                            "the file is damaged: rerun the command that made this run (without --from-run)")
+    store = _read_only_store(path)
+    for shard in store.files():  # a damaged shard is named here, not met as a BadZipFile later
+        why = store.damage(shard)
+        if why is not None:
+            raise AlitEvalError(f"--from-run {path}: shard {shard} is damaged ({why}); rerun the command that "
+                                "made this run (without --from-run) to recompute it")
     budgets = sorted(int(b) for b in per_image["budget"].unique())
     info: dict[str, Any] = {"device": meta.get("device"), "halting": config.get("halting"), "reused": True}
     if extra.get("inception"):
@@ -170,7 +181,7 @@ def load_sweep(run_dir: str | Path) -> SweepInputs:
     elif config.get("fid"):
         info["inception"] = {"resize": config.get("fid_resize", "tf1")}
     failed = [(s["id"], s["error"]) for s in extra.get("skipped_images", [])]
-    result = SweepResult(_read_only_store(path), budgets, per_image, failed, info, rollout_calls=0)
+    result = SweepResult(store, budgets, per_image, failed, info, rollout_calls=0)
     data = config.get("data", {})
     name = str(data.get("source", path.name))
     kind = str(data.get("kind", "files"))

@@ -81,7 +81,7 @@ def prepare(req: SweepRequest, *, seed: int, device: str, offline: bool, progres
     }
     # Batch size and workers change speed, not numbers (seeded halting); the official halting
     # stream depends on the batch composition, so it is part of the config there.
-    if sweep.halting == "official":
+    if sweep.halting in ("official", "official-reseeded"):
         config["batch_size"] = req.batch_size
     if req.capture:
         config["capture"] = sorted(req.capture)

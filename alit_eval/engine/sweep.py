@@ -23,12 +23,13 @@ from alit_eval.data.datasets import collate
 from alit_eval.data.sources import Source
 from alit_eval.engine import fastpath
 from alit_eval.engine.distributed import DistInfo, barrier, my_batches
+from alit_eval.engine.identity import identify, identity_arrays, verify_resume
 from alit_eval.engine.store import ShardStore
 from alit_eval.errors import AlitEvalError, DataError
 from alit_eval.paths import portable
 from alit_eval.metrics.fid import FeatureStats
 from alit_eval.metrics.pixel import pixel_metrics, to_uint8
-from alit_eval.tokenizers.alit.halting import per_image_generators
+from alit_eval.tokenizers.alit.halting import per_image_generators, start_global_stream, uses_global_stream
 
 log = logging.getLogger(__name__)
 
@@ -165,9 +166,12 @@ def run_sweep(tokenizer: Any, source: Source, cfg: SweepConfig, run_path: Any, *
     dist = dist or DistInfo()
     device = resolve_device(cfg.device)
     budgets = sorted(cfg.budgets)
-    if dist.active and cfg.halting == "official":
+    if dist.active and uses_global_stream(cfg.halting):
         raise AlitEvalError("the official halting stream needs a single process; use --halting seeded with torchrun")
     store = ShardStore(run_path)
+    if dist.main:  # never reuse a damaged shard or the numbers of an image that changed since
+        verify_resume(store, source.dataset, official_stream=cfg.halting == "official")
+    barrier(dist)
     done = store.done()
     # Every rank must read the same `done` before any rank writes a shard, or the batch plans differ.
     barrier(dist)
@@ -179,21 +183,22 @@ def run_sweep(tokenizer: Any, source: Source, cfg: SweepConfig, run_path: Any, *
         if cfg.compile:
             tokenizer = fastpath.compile_model(tokenizer)
     process = fastpath.BackoffProcessor(lambda b: _process(tokenizer, b, budgets, cfg, measures, device))
-    if cfg.halting == "official":
-        # Faithful reproduction needs the global stream (STYLE.md §10 exception): seed it once,
-        # and on resume continue from the state saved after the last finished batch.
+    if uses_global_stream(cfg.halting):
+        # Faithful reproduction needs the global stream (STYLE.md §10 exception): seed it once (for
+        # `official`, then skip the official model construction's draws), and on resume continue
+        # from the state saved after the last finished batch.
         state = store.last_rng_state()
         if state is not None:
             torch.set_rng_state(torch.from_numpy(state))
         else:
-            torch.manual_seed(cfg.seed)
+            start_global_stream(cfg.halting, cfg.seed, getattr(tokenizer, "cfg", None) if budgets else None)
     calls = 0
     if batches:
-        loader = DataLoader(source.dataset, batch_sampler=batches, num_workers=cfg.workers,
+        loader = DataLoader(identify(source.dataset), batch_sampler=batches, num_workers=cfg.workers,
                             collate_fn=_collate_with_positions, pin_memory=device.type == "cuda")
         with _progress(cfg.progress and dist.main, sum(map(len, batches)), len(done)) as advance:
             for batch in loader:
-                arrays = process(batch)
+                arrays = {**process(batch), **batch["file_arrays"]}
                 calls += int(len(batch["ids"]) > 0 and bool(budgets))
                 if cfg.strict and batch["failed"]:
                     raise DataError(f"cannot decode {batch['failed'][0][0]}: {batch['failed'][0][1]} (--strict)")
@@ -216,6 +221,7 @@ def run_sweep(tokenizer: Any, source: Source, cfg: SweepConfig, run_path: Any, *
 def _collate_with_positions(items: list[dict[str, Any]]) -> dict[str, Any]:
     batch = collate(items)
     batch["positions"] = [it["index"] for it in items]
+    batch["file_arrays"] = identity_arrays(items)
     return batch
 
 
@@ -271,7 +277,7 @@ def _process(tokenizer, batch, budgets, cfg, measures, device) -> dict[str, np.n
             arrays["example_ref"] = ref.cpu().numpy()[keep]
             for j, b in enumerate(budgets):
                 arrays[f"example_{b}"] = recons[j].cpu().numpy()[keep]
-    if cfg.halting == "official":
+    if uses_global_stream(cfg.halting):
         arrays["rng_state"] = torch.get_rng_state().numpy()
     return arrays
 

@@ -3,8 +3,8 @@
 A run lives in ``<results_dir>/<command>/<run_id>/``. Its ``config.json`` is written when the run
 starts; the default run id is a short hash of that config, so rerunning the same command with the
 same options reopens (and resumes) the same folder, while a different config is refused unless
-``overwrite=True``. A ``.lock`` file (pid and host, created with O_EXCL) keeps two processes out of
-one folder. ``meta.json`` is written LAST by `RunDir.finish`: a folder without it is incomplete.
+``overwrite=True``. A ``.lock`` file (held with ``fcntl.flock``; holds pid and host) keeps two
+processes out of one folder. ``meta.json`` is written LAST by `RunDir.finish`: a folder without it is incomplete.
 
 Every write goes to a temporary file in the target's folder and is moved into place with
 `os.replace`, so a reader never sees half a file.
@@ -12,6 +12,7 @@ Every write goes to a temporary file in the target's folder and is moved into pl
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
@@ -23,6 +24,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, is_dataclass
 from datetime import datetime, timezone
@@ -51,24 +53,63 @@ RECORDED_PACKAGES = (
 )
 
 
+# ---- environment errors (read-only folder, full disk) as one line
+# errno values that mean "the place you asked me to write cannot take it", not a bug.
+WRITE_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR,
+                          errno.EEXIST, errno.EFBIG, errno.ENAMETOOLONG})
+
+
+def write_error(exc: OSError, path: str | Path | None = None) -> AlitEvalError:
+    """Turn an OSError met while writing `path` into one actionable line (with free space when full)."""
+    where = Path(path) if path is not None else Path(exc.filename) if exc.filename else Path.cwd()
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        free = "unknown"
+        probe: Path | None = where
+        while probe is not None:  # the file itself may not exist: ask its nearest existing folder
+            try:
+                free = f"{shutil.disk_usage(probe).free / 2**20:.1f} MiB"
+                break
+            except OSError:
+                probe = probe.parent if probe.parent != probe else None
+        return AlitEvalError(f"cannot write {where} ({reason}; {free} free there); free some space or choose "
+                             "another --results-dir")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return AlitEvalError(f"cannot write {where} ({reason}); make the folder writable or choose another "
+                             "--results-dir")
+    return AlitEvalError(f"cannot write {where} ({reason}); choose another --results-dir")
+
+
+@contextmanager
+def writing(path: str | Path) -> Iterator[None]:
+    """Re-raise the environment's OSErrors (`WRITE_ERRNOS`) inside the block as `write_error` lines."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in WRITE_ERRNOS:
+            raise write_error(exc, path) from exc
+        raise
+
+
 # ---- atomic writers
 @contextmanager
 def _atomic(path: str | Path, mode: str = "wb") -> Iterator[Any]:
     """Open a temp file beside `path`; on success move it over `path`, on error remove it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Not tempfile.mkstemp: its 0600 mode would stick to the final file; 0666 lets the umask decide.
-    tmp = str(path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
-    try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Not tempfile.mkstemp: its 0600 mode would stick to the final file; 0666 lets the umask decide.
+        tmp = str(path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        try:
+            with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as f:
+                yield f
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
 
 def write_bytes(data: bytes, path: str | Path) -> Path:
@@ -136,37 +177,96 @@ def config_hash(config: Mapping[str, Any], length: int = 10) -> str:
 
 
 # ---- locking
+class _Lock:
+    """``folder/.lock`` held with ``fcntl.flock``: the kernel, not a pid check, says whether it is held.
+
+    A process that dies releases its flock, so a stale lock is one whose file exists but whose flock
+    is free; taking it over IS acquiring the flock, which only one process can win (the old
+    read-pid-then-unlink takeover let two processes both take the same stale lock). The file holds
+    the holder's pid and host for the "in use by" message. On release the file is unlinked while
+    still locked; an acquirer checks that the inode it locked is still the one at the path.
+    """
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path, self.fd = path, fd
+
+    def release(self) -> None:
+        if self.fd < 0:
+            return
+        try:
+            same = _same_file(self.fd, self.path)
+        except OSError:
+            same = False
+        if same:
+            self.path.unlink(missing_ok=True)
+        os.close(self.fd)  # closing drops the flock
+        self.fd = -1
+
+
 def _pid_alive(pid: int) -> bool:
+    if pid <= 0:  # 0 and negatives address process groups, not a process
+        return False
     try:
         os.kill(pid, 0)  # signal 0: existence check only
     except ProcessLookupError:
         return False
     except PermissionError:  # exists, owned by someone else
         pass
+    except (OverflowError, ValueError):  # not a possible pid
+        return False
     return True
 
 
-def _acquire_lock(folder: Path) -> Path:
-    """Create ``folder/.lock`` exclusively, taking over a stale one from a dead local process."""
+def _same_file(fd: int, path: Path) -> bool:
+    a, b = os.fstat(fd), os.stat(path)
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _acquire_lock(folder: Path) -> _Lock:
+    """Lock ``folder/.lock`` (see `_Lock`), taking over a stale one atomically."""
+    import fcntl
+
     lock = folder / LOCK_FILE
     me = {"pid": os.getpid(), "host": socket.gethostname(), "since": _now_iso()}
-    for _ in range(2):
+    for _ in range(10):
+        fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
         try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # held by a live process
+            os.close(fd)
             holder = _read_lock(lock)
-            if not _is_stale(holder, lock):
-                who = f"pid {holder['pid']} on {holder['host']}" if holder else "another process"
-                raise AlitEvalError(
-                    f"{folder} is in use by {who} (lock file {lock}); wait for that run to finish, "
-                    "or delete the lock file if it is gone"
-                ) from None
-            lock.unlink(missing_ok=True)  # stale: the process that held it has died
+            who = f"pid {holder['pid']} on {holder['host']}" if holder else "another process"
+            raise AlitEvalError(
+                f"{folder} is in use by {who} (lock file {lock}); wait for that run to finish, "
+                "or delete the lock file if it is gone"
+            ) from None
+        except OSError as exc:
+            os.close(fd)
+            raise AlitEvalError(f"cannot lock {lock} ({exc.strerror}): the file system does not support "
+                                "file locks; use a --results-dir on a local disk") from None
+        try:
+            same = _same_file(fd, lock)
+        except FileNotFoundError:
+            same = False
+        if not same:  # released (unlinked) between our open and our flock: lock the new file
+            os.close(fd)
             continue
-        with os.fdopen(fd, "w") as f:
-            json.dump(me, f)
-        return lock
-    raise AlitEvalError(f"could not take the lock {lock}; another process took it first, retry")
+        holder = _read_lock(lock)
+        # A pid can only be checked on its own host, and a flock may not reach across hosts on a
+        # network file system: a lock written on another host is never taken over. A live local pid
+        # without the flock is a writer of an older alit-eval (O_EXCL locks): left alone too.
+        if holder is not None and (holder["host"] != socket.gethostname()
+                                   or (holder["pid"] != os.getpid() and _pid_alive(holder["pid"]))):
+            os.close(fd)
+            raise AlitEvalError(
+                f"{folder} is in use by pid {holder['pid']} on {holder['host']} (lock file {lock}); wait "
+                "for that run to finish, or delete the lock file if it is gone"
+            )
+        data = json.dumps(me).encode()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, data, 0)
+        return _Lock(lock, fd)
+    raise AlitEvalError(f"could not take the lock {lock}; other processes keep taking it, retry")
 
 
 def _read_lock(lock: Path) -> dict | None:
@@ -177,24 +277,14 @@ def _read_lock(lock: Path) -> dict | None:
         return None
 
 
-def _is_stale(holder: dict | None, lock: Path) -> bool:
-    if holder is None:  # unreadable: a writer that died between creating and filling it, if old
-        try:
-            return time.time() - lock.stat().st_mtime > 60
-        except OSError:
-            return True
-    # A pid can only be checked on its own host; a lock from another host is never taken over.
-    return holder["host"] == socket.gethostname() and not _pid_alive(holder["pid"])
-
-
 # ---- run folders
 @dataclass
 class RunDir:
     """An open run folder ``<results_dir>/<command>/<run_id>``, locked until `release`/`finish`.
 
     ``resumed`` says the folder already held a run with this config (its files may be reused);
-    ``previous_meta`` is the ``meta.json`` of an earlier completed run, removed on reopening so the
-    folder only looks complete after `finish`.
+    ``previous_meta`` is the ``meta.json`` of an earlier completed run; it stays on disk while the
+    run is reopened (the lock says a run is in progress) until `finish` replaces it atomically.
     """
 
     path: Path
@@ -204,7 +294,7 @@ class RunDir:
     resumed: bool = False
     previous_meta: dict | None = None
     started_at: float = field(default_factory=time.time)  # POSIX time the run was opened
-    _lock: Path | None = None
+    _lock: _Lock | None = None
 
     @property
     def figures(self) -> Path:
@@ -247,7 +337,7 @@ class RunDir:
     def release(self) -> None:
         """Remove the lock file (idempotent)."""
         if self._lock is not None:
-            self._lock.unlink(missing_ok=True)
+            self._lock.release()
             self._lock = None
 
     def __enter__(self) -> "RunDir":
@@ -286,12 +376,14 @@ def open_run(
     if not rid or any(ch in rid for ch in "/\\") or rid in {".", ".."}:
         raise AlitEvalError(f"invalid run id {rid!r}: use a plain folder name")
     folder = Path(results_dir) / command / rid
-    folder.mkdir(parents=True, exist_ok=True)
-    lock = _acquire_lock(folder)
+    with writing(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = _acquire_lock(folder)
     try:
-        resumed, previous = _prepare(folder, stored_config, overwrite)
+        with writing(folder):
+            resumed, previous = _prepare(folder, stored_config, overwrite)
     except BaseException:
-        lock.unlink(missing_ok=True)
+        lock.release()
         raise
     return RunDir(folder, command, rid, stored_config, resumed=resumed, previous_meta=previous, _lock=lock)
 
@@ -306,7 +398,7 @@ def _prepare(folder: Path, config: dict, overwrite: bool) -> tuple[bool, dict | 
                 f"{folder} holds files but no {CONFIG_FILE}, so it is not an alit-eval run; "
                 "choose another --run-id or pass --overwrite to clear it"
             )
-        stored = json.loads(config_path.read_text(encoding="utf-8"))
+        stored = read_json(config_path, what="the run's config")
         if stored != config:
             changed = sorted(k for k in set(stored) | set(config) if stored.get(k) != config.get(k))
             raise AlitEvalError(
@@ -316,13 +408,32 @@ def _prepare(folder: Path, config: dict, overwrite: bool) -> tuple[bool, dict | 
         previous = None
         meta_path = folder / META_FILE
         if meta_path.is_file():
-            previous = json.loads(meta_path.read_text(encoding="utf-8"))
-            meta_path.unlink()  # the folder is in progress again until finish() rewrites it
+            # Kept until finish() replaces it atomically: removing the completion mark first left a
+            # folder that a failed rerun could never complete again. Damaged: it is simply rewritten.
+            try:
+                previous = read_json(meta_path, what="the run's completion record")
+            except AlitEvalError as exc:
+                warnings.warn(f"{exc}; it will be rewritten when this run finishes", stacklevel=3)
         return True, previous
     for p in others:
         shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
     write_json(config, config_path)
     return False, None
+
+
+def read_json(path: Path, *, what: str = "a JSON file") -> dict:
+    """Read a JSON object written by alit-eval; a damaged or foreign file is one `AlitEvalError` line."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise AlitEvalError(f"cannot read {path} ({exc.strerror or exc}); check the file's permissions") from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise AlitEvalError(f"{path} ({what}) is not valid JSON ({type(exc).__name__}); the file is damaged: "
+                            "delete the run folder or rerun with --overwrite") from None
+    if not isinstance(data, dict):
+        raise AlitEvalError(f"{path} ({what}) holds a JSON {type(data).__name__}, not an object; the file is "
+                            "damaged: delete the run folder or rerun with --overwrite")
+    return data
 
 
 # ---- meta.json

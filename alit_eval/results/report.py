@@ -14,7 +14,6 @@ is listed, so nothing is put side by side silently.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -22,6 +21,8 @@ from typing import Any, Iterable
 import pandas as pd
 
 from alit_eval.errors import AlitEvalError
+from alit_eval.results.io import writing
+from alit_eval.results.readers import read_json, read_table, safe_figures
 from alit_eval.results.schema import pandas_dtypes, parse_condition
 
 HEADLINE = ("rfid", "l1", "psnr", "ssim", "lpips")
@@ -52,7 +53,8 @@ class Run:
 
     @property
     def extra(self) -> dict[str, Any]:
-        return (self.meta or {}).get("extra", {}) or {}
+        extra = (self.meta or {}).get("extra")
+        return extra if isinstance(extra, dict) else {}
 
 
 @dataclass
@@ -88,9 +90,10 @@ class Report:
 
 # ---- loading
 def read_metrics(path: Path) -> pd.DataFrame:
-    """Read a ``metrics.csv`` with the schema's dtypes (empty fields are missing values)."""
-    return pd.read_csv(path, dtype=pandas_dtypes("metrics"), keep_default_na=False,
-                       na_values={c: [""] for c in ("budget", "value", "ci_low", "ci_high")})
+    """Read a ``metrics.csv`` with the schema's dtypes (empty fields are missing values); a damaged or
+    mistyped file is one `AlitEvalError` naming it."""
+    return read_table(path, "metrics", dtype=pandas_dtypes("metrics"), keep_default_na=False,
+                      na_values={c: [""] for c in ("budget", "value", "ci_low", "ci_high")})
 
 
 def expand(paths: Iterable[str | Path]) -> list[Path]:
@@ -130,19 +133,20 @@ def load_run(path: Path) -> Run:
     """Read one folder (see `expand`); missing files are allowed and reported as warnings."""
     def js(name: str) -> dict[str, Any] | None:
         f = path / name
-        return json.loads(f.read_text(encoding="utf-8")) if f.is_file() else None
+        return read_json(f, what=f"the run's {name}") if f.is_file() else None
 
     config, meta = js("config.json"), js("meta.json")
     if config is None and meta is None:  # a folder of figures only
-        figures = sorted(path.rglob("*.png"))[:60]
+        figures = safe_figures(sorted(path.rglob("*.png"))[:60], path)[0]
         return Run(path, path.name, "figures", path.name, {}, None, None, figures, is_run=False)
-    command = (meta or {}).get("command") or path.parent.name
+    command = str((meta or {}).get("command") or path.parent.name)
     metrics = read_metrics(path / "metrics.csv") if (path / "metrics.csv").is_file() else None
-    figures = sorted((path / "figures").glob("*.png")) if (path / "figures").is_dir() else []
+    # Only real PNGs inside the run folder are embedded (a link to any other file must not be).
+    figures = safe_figures(sorted((path / "figures").glob("*.png")), path)[0] if (path / "figures").is_dir() else []
     tables = {}
     for f in sorted(path.glob("*.csv")):
         if f.name != "metrics.csv":
-            tables[f.name] = pd.read_csv(f)
+            tables[f.name] = read_table(f)
     return Run(path, f"{command}/{path.name}", command, path.name, config or (meta or {}).get("config", {}),
                meta, metrics, figures, tables)
 
@@ -475,4 +479,5 @@ def build_report(paths: Iterable[str | Path], *, out: str | Path | None = None, 
     plots.set_theme()  # the report draws comparison figures
     report = collect(folders)
     folder = Path(out) if out is not None else Path(results_dir) / "report" / (name or default_name(folders))
-    return write_report(report, folder, title=title or "alit-eval report")
+    with writing(folder):  # a read-only or full output folder is one error line
+        return write_report(report, folder, title=title or "alit-eval report")
