@@ -185,7 +185,8 @@ FAMILIES: Registry[Family] = Registry("tokenizer family")
 
 _ALIT_HALTING = InferenceOption(
     "halting", "seeded", "ALIT 2D-token halting between iterations: official (the official draws on the global "
-    "RNG), seeded (per-image generators, batch-independent), off", ("official", "seeded", "off"))
+    "RNG), official-reseeded, seeded (per-image generators, batch-independent), off",
+    ("official", "official-reseeded", "seeded", "off"))
 _KARL_HALTING = InferenceOption(
     "halting", "seeded", "KARL: official/seeded apply the learned slot halting (VAE noise from the global RNG / "
     "per image); off decodes all T slots", ("official", "seeded", "off"))
