@@ -190,7 +190,6 @@ def write_figures(run_dir: Any, inputs: Any, selection: "pd.DataFrame", summary:
 
     column = al.CRITERIA[criterion][0]
     if figures:
-        plots.set_theme()
         plots.save(pa.tokens_vs_threshold(summary, criterion), run_dir.figures, "tokens_vs_threshold")
         plots.save(pa.budget_histogram(hist), run_dir.figures, "selected_budget_histogram")
         plots.save(pa.adaptive_vs_fixed(fixed_curve(inputs.result.per_image, column), summary, column),

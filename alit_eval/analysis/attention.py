@@ -170,7 +170,6 @@ def render_attention(paths: Sequence[str], *, ckpt: str = "demo", budgets: Seque
         items.append((s.id, torch.from_numpy(s.image).permute(2, 0, 1).contiguous()))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    plots.set_theme()
     written: list[Path] = []
     for stem, img in items:
         v = attention_views(tok, img.to(dev), stem, bs, layer=layer, indexing=indexing, seed=seed)

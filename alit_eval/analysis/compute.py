@@ -380,7 +380,6 @@ def run(ckpt: str, budgets: Sequence[int] | None, *, device: str, seed: int, off
         write_csv(table, run_dir.file("compute.csv"))
         write_csv(params, run_dir.file("params.csv"))
         run_dir.write_metrics(metrics_frame(metrics_rows(table, params)))
-        plots.set_theme()
         plots.save(plots_cost.cost_structure(table), run_dir.figures, "cost_structure")
         extra = {"checkpoint": info, "precision": precision, "approximate_precision": precision != "fp32",
                  "torch_threads": torch.get_num_threads(), "inputs": "random uniform images (cost is content-free)",

@@ -290,7 +290,6 @@ def run_discovery(req: Any, *, indexing: str = "corrected", min_objects: int = 1
         summary = _summary(metrics, max(result.budgets), default_layer(n_layers))
         run_dir.write_metrics(metrics)
         run_dir.write_per_image(result.per_image.merge(table, on=["image_id", "budget"], how="left"))
-        plots.set_theme()
         plots.save(plots_tokens.discovery_vs_tokens(metrics), run_dir.figures, "discovery_vs_tokens")
         examples = _examples(result.store, masks, table, max(result.budgets), default_layer(n_layers), size)
         if examples[0]:

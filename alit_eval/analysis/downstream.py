@@ -289,7 +289,6 @@ def run(req: Any, opts: ProbeOptions, *, seed: int, device: str, offline: bool, 
             per_budget, on=["image_id", "budget"], how="left")
         run_dir.write_metrics(metrics)
         run_dir.write_per_image(table)
-        plots.set_theme()
         plots.save(plots_tokens.probe_accuracy_vs_tokens(metrics), run_dir.figures, "probe_accuracy_vs_tokens")
         if (metrics["metric"] == "r2").any():
             plots.save(plots_tokens.regression_vs_tokens(metrics), run_dir.figures, "regression_vs_tokens")

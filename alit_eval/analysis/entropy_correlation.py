@@ -195,7 +195,6 @@ def write_figures(run_dir: Any, inputs: Any, measures: "pd.DataFrame", selection
     long = measures.melt(id_vars=["image_id"], value_vars=names, var_name="measure")
     long["selected_budget"] = long["image_id"].map(req_tok)
     scatter = per_image[["image_id", "budget", "l1"]].merge(long[["image_id", "measure", "value"]], on="image_id")
-    plots.set_theme()
     plots.save(pa.complexity_heatmap(cells, main), run_dir.figures, "complexity_token_heatmap")
     plots.save(pa.measure_boxplots(long.dropna(subset=["value", "selected_budget"])), run_dir.figures,
                "measures_by_required_tokens")

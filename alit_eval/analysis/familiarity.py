@@ -195,7 +195,6 @@ def write_figures(run_dir: Any, metrics: "pd.DataFrame", selection: "pd.DataFram
     """Curves per dataset, required-token violins, and the per-probe curves when there are probes."""
     from alit_eval.results import plots, plots_allocation as pa
 
-    plots.set_theme()
     per_budget = metrics["budget"].notna() & (metrics["condition"].eq("") | metrics["metric"].eq("rfid"))
     plots.save(plots.metrics_vs_tokens(metrics[per_budget], hue="dataset"), run_dir.figures, "metrics_vs_tokens")
     violin = selection.assign(selected_budget=al.required_tokens(selection, max_budget))

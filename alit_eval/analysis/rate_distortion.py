@@ -426,7 +426,6 @@ def run(req: Any, *, from_run: str | None = None, codecs: Sequence[str] = ("jpeg
         run_dir.write_per_image(result.per_image)
         write_parquet(matched, run_dir.file("codecs.parquet"))
         write_csv(curves, run_dir.file("codec_curves.csv"))
-        plots.set_theme()
         plots.save(plots_cost.rate_distortion(figure_points(metrics), curves), run_dir.figures, "rate_distortion")
         reach = matched.groupby(["codec", "budget"])["reachable"].mean()
         run_dir.finish(seed=seed, device=result.info.get("device"), extra={

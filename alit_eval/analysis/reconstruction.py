@@ -9,12 +9,24 @@ statistics file. PSNR of a pixel-identical reconstruction is infinite; means cli
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
+from PIL import Image
 
+from alit_eval.analysis.compute import compute_table
+from alit_eval.analysis.skeleton import CommandRun
 from alit_eval.analysis.stats import bootstrap_mean_ci
-from alit_eval.metrics.fid import FidStats, FrechetReference, kernel_inception_distance
+from alit_eval.engine import distributed
+from alit_eval.engine.reuse import SweepPlan
+from alit_eval.engine.runner import prepare
+from alit_eval.engine.sweep import accumulate, run_sweep
+from alit_eval.metrics.fid import FidStats, FrechetReference, kernel_inception_distance, load_stats_npz
+from alit_eval.results import plots
+from alit_eval.results.io import write_csv
+from alit_eval.results.schema import format_condition, metrics_frame
 
 PSNR_CAP_DB = 100.0
 PER_IMAGE = ("l1", "mse", "psnr", "ssim", "lpips")
@@ -23,9 +35,6 @@ PER_IMAGE = ("l1", "mse", "psnr", "ssim", "lpips")
 def summarize(result: Any, *, command: str, dataset: str, preprocess: str, seed: int = 0,
               fid_ref: FidStats | None = None, kid: bool = False, fid: bool = True) -> "Any":
     """Metric rows (see `alit_eval.results.schema.METRICS_COLUMNS`) for one sweep."""
-    from alit_eval.engine.sweep import accumulate
-    from alit_eval.results.schema import format_condition, metrics_frame
-
     df = result.per_image
     rows: list[dict[str, Any]] = []
     base = {"command": command, "dataset": dataset, "preprocess": preprocess}
@@ -66,11 +75,6 @@ def summarize(result: Any, *, command: str, dataset: str, preprocess: str, seed:
 
 def write_examples(result: Any, folder: Any) -> "Any":
     """Save the stored example reconstructions as PNGs; return the index table for the figure."""
-    from pathlib import Path
-
-    import pandas as pd
-    from PIL import Image
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -91,16 +95,7 @@ def write_examples(result: Any, folder: Any) -> "Any":
 def run(req: Any, *, seed: int, device: str, offline: bool, results_dir: Any, run_id: str | None = None,
         overwrite: bool = False, kid: bool = False, fid_ref: str | None = None, out: Any = None,
         progress: bool = True, on_batch: Any = None, compute: bool = False) -> tuple[Any, Any]:
-    """`alit-eval fid` end to end; returns ``(run_dir, metrics)``."""
-    from pathlib import Path
-
-    from alit_eval.engine import distributed
-    from alit_eval.engine.runner import prepare
-    from alit_eval.engine.sweep import run_sweep
-    from alit_eval.metrics.fid import load_stats_npz
-    from alit_eval.results import plots
-    from alit_eval.results.io import open_run, write_csv
-
+    """`alit-eval fid` end to end; returns ``(run_dir, metrics)`` (``(None, None)`` on torchrun workers)."""
     dist = distributed.init(device)
     p = prepare(req, seed=seed, device=distributed.device_for(device, dist), offline=offline, progress=progress)
     ref = load_stats_npz(fid_ref) if fid_ref else None
@@ -109,43 +104,35 @@ def run(req: Any, *, seed: int, device: str, offline: bool, results_dir: Any, ru
         path = distributed.broadcast_object(None, dist)
         run_sweep(p.tokenizer, p.source, p.sweep, path, dist=dist)
         return None, None
-    if out is not None:
-        out = Path(out)
-        run = open_run(out.parent, "", run_id=out.name, config=p.config, overwrite=overwrite)
-    else:
-        run = open_run(results_dir, "fid", run_id=run_id, config=p.config, overwrite=overwrite)
-    try:
-        distributed.broadcast_object(run.path, dist)
-        result = run_sweep(p.tokenizer, p.source, p.sweep, run.path, on_batch=on_batch, dist=dist)
-        dataset = p.source.name if p.source.kind == "demo" else Path(p.source.name).name
-        metrics = summarize(result, command="fid", dataset=dataset, preprocess=p.source.preprocess, seed=seed,
+    with CommandRun("fid", p.config, SweepPlan.of(p), results_dir=results_dir, run_id=run_id,
+                    overwrite=overwrite, out=out) as run:
+        distributed.broadcast_object(run.dir.path, dist)
+        inputs = run.sweep(on_batch=on_batch, dist=dist)
+        result = inputs.result
+        metrics = summarize(result, command="fid", dataset=inputs.dataset, preprocess=inputs.preprocess, seed=seed,
                             fid_ref=ref, kid=kid, fid=req.fid)
-        run.write_metrics(metrics)
-        run.write_per_image(result.per_image)
-        plots.set_theme()
-        plots.save(plots.metrics_vs_tokens(metrics), run.figures, "metrics_vs_tokens")
-        examples = write_examples(result, run.path / "examples")
-        if len(examples):
-            write_csv(examples.assign(path=[str(Path(x).relative_to(run.path)) for x in examples["path"]]),
-                      run.path / "examples" / "examples.csv")
-            plots.save(plots.example_strip(examples), run.figures, "examples")
+        run.dir.write_metrics(metrics)
+        run.dir.write_per_image(result.per_image)
+        write_figures(run.dir, result, metrics)
         if compute:
-            from alit_eval.analysis.compute import compute_table
-
             # FLOPs per image and stage (no timing: the sweep's own wall time is in meta.json).
             table = compute_table(p.tokenizer, result.budgets, result.info["device"], latency=False,
                                   fid=req.fid, inception=None, seed=seed)
-            write_csv(table, run.path / "compute.csv")
-        run.finish(seed=seed, device=result.info["device"], extra={
-            "checkpoint": p.checkpoint, "dataset": {"name": dataset, **p.config["data"]},
-            "preprocess": p.source.preprocess, "fid_reference": p.config["fid_reference"],
-            "inception": result.info.get("inception"), "lpips": result.info.get("lpips"),
-            "halting": result.info["halting"], "precision": result.info["precision"],
-            "approximate_precision": result.info["approximate"], "batch_size": result.info["batch_size"],
-            "oom_chunk": result.info["oom_chunk"],
-            "skipped_images": [{"id": i, "error": e} for i, e in result.failed],
-            "n_images": int(result.per_image["image_id"].nunique()), "processes": dist.world,
+            write_csv(table, run.dir.path / "compute.csv")
+        info = result.info
+        run.finish(seed, {
+            "fid_reference": p.config["fid_reference"], "precision": info["precision"],
+            "approximate_precision": info["approximate"], "batch_size": info["batch_size"],
+            "oom_chunk": info["oom_chunk"], "processes": dist.world,
         })
-    finally:
-        run.release()
-    return run, metrics
+    return run.dir, metrics
+
+
+def write_figures(run_dir: Any, result: Any, metrics: Any) -> None:
+    """Metrics against tokens, and the strip of example reconstructions (PNGs under ``examples/``)."""
+    plots.save(plots.metrics_vs_tokens(metrics), run_dir.figures, "metrics_vs_tokens")
+    examples = write_examples(result, run_dir.path / "examples")
+    if len(examples):
+        write_csv(examples.assign(path=[str(Path(x).relative_to(run_dir.path)) for x in examples["path"]]),
+                  run_dir.path / "examples" / "examples.csv")
+        plots.save(plots.example_strip(examples), run_dir.figures, "examples")

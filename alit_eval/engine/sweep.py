@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 from alit_eval.data.datasets import collate
 from alit_eval.data.sources import Source
 from alit_eval.engine import fastpath
+from alit_eval.engine.config import SweepConfig
 from alit_eval.engine.distributed import DistInfo, barrier, my_batches
 from alit_eval.engine.store import ShardStore
 from alit_eval.errors import AlitEvalError, DataError
@@ -49,31 +50,6 @@ CAPTURES: dict[str, Callable[[Any], torch.Tensor]] = {
     "recon_latent_mean": lambda out: out.extras["recon_latent_mean"],  # set by analysis.probe.FeatureTap
 }
 FEATURE_CHUNK = 64  # images per Inception call: bounds memory whatever the batch size
-
-
-@dataclass
-class SweepConfig:
-    """Options of one sweep (everything that changes its numbers is recorded in config.json)."""
-
-    budgets: list[int]
-    halting: str = "seeded"
-    seed: int = 0
-    batch_size: int = 16
-    workers: int = 0
-    device: str = "cpu"
-    fid: bool = True
-    fid_resize: str = "tf1"
-    inception_weights: str | None = None
-    lpips_weights: str | None = None
-    rounding: str = "round"
-    strict: bool = False
-    n_examples: int = 6
-    offline: bool = False
-    progress: bool = True
-    capture: tuple[str, ...] = ()  # names in CAPTURES: extra per-image arrays stored per budget
-    precision: str = "fp32"  # fp32 | bf16 | tf32 (engine/fastpath.py)
-    compile: bool = False
-    attention: bool | str = False  # passed to rollout when a capture needs attention maps
 
 
 @dataclass

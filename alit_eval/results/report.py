@@ -464,11 +464,9 @@ def build_report(paths: Iterable[str | Path], *, out: str | Path | None = None, 
     Returns:
         Paths of the HTML page and the Markdown summary.
     """
-    from alit_eval.results import plots
     from alit_eval.results.report_html import write_report
 
     folders = expand(paths)
-    plots.set_theme()  # the report draws comparison figures
     report = collect(folders)
     folder = Path(out) if out is not None else Path(results_dir) / "report" / (name or default_name(folders))
     return write_report(report, folder, title=title or "alit-eval report")
