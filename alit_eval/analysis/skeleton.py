@@ -48,6 +48,14 @@ def standard_meta(inputs: SweepInputs) -> dict[str, Any]:
     }
 
 
+def dataset_meta(inputs: SweepInputs) -> dict[str, Any]:
+    """Per-dataset meta.json fields of a run over several sweeps (`familiarity`)."""
+    return {"source": inputs.config.get("data", {}).get("source"), "from_run": inputs.from_run,
+            "preprocess": inputs.preprocess, "resolved_from": inputs.resolved_from,
+            "rollout_calls": inputs.result.rollout_calls,
+            "n_images": int(inputs.result.per_image["image_id"].nunique()), "skipped_images": skipped_images(inputs)}
+
+
 class CommandRun:
     """One command's run folder, its sweep and its meta.json (a context manager; see the module docstring).
 

@@ -47,7 +47,7 @@ def allocate(
 
         alit-eval allocate --from-run results/fid/<run_id> --criterion psnr --thresholds 20,25
     """
-    from alit_eval.analysis.allocation_report import run
+    from alit_eval.analysis.allocate import run
 
     specs = parse_list(thresholds or DEFAULT_THRESHOLDS.get(criterion, QUANTILE_THRESHOLDS), str,
                        option="--thresholds", what="a threshold")

@@ -39,7 +39,7 @@ def attention_viz(
             --tokens 0,5,9 --show-budget
     """
     g = get_globals(ctx)
-    from alit_eval.analysis.attention import render_attention
+    from alit_eval.analysis.attention_viz import render_attention
 
     files = render_attention(
         [str(p) for p in images or []], ckpt=ckpt, budgets=parse_budgets(budgets) if budgets else None,

@@ -49,7 +49,7 @@ def fid(
     cfg = sweep.config
     cfg.batch_size, cfg.precision, cfg.compile = parse_batch_size(batch_size), check_precision(precision), compile_
     cfg.rounding, cfg.strict = ("truncate" if official_truncation else "round"), strict
-    from alit_eval.analysis.reconstruction import run
+    from alit_eval.analysis.fid import run
 
     run_dir, metrics = run(cfg, **sweep.run_kwargs(), kid=kid, fid_ref=str(fid_ref) if fid_ref else None,
                            out=out, compute=not no_compute)
@@ -64,12 +64,14 @@ def print_table(metrics) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from alit_eval.metrics import specs
+
     wide = metrics.pivot_table(index="budget", columns="metric", values="value", aggfunc="first")
     table = Table(title="reconstruction per token budget")
     table.add_column("tokens", justify="right")
-    cols = [c for c in ("rfid", "l1", "mse", "psnr", "ssim", "lpips", "kid") if c in wide.columns]
+    cols = [c for c in specs.TABLE if c in wide.columns]
     for c in cols:
         table.add_column(c, justify="right")
     for budget, row in wide.iterrows():
-        table.add_row(str(budget), *[f"{row[c]:.4g}" for c in cols])
+        table.add_row(str(budget), *[format(row[c], specs.spec(c).fmt) for c in cols])
     Console().print(table)

@@ -39,7 +39,7 @@ def profile(
     """
     g = get_globals(ctx)
     check_precision(precision)
-    from alit_eval.analysis.compute import run
+    from alit_eval.analysis.profile import run
 
     run_dir, table, params = run(
         ckpt, parse_budgets(budgets) if budgets else None, device=g.device, seed=g.seed, offline=g.offline,

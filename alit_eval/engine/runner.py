@@ -16,7 +16,7 @@ from alit_eval.data.sources import Source, open_source
 from alit_eval.engine.config import SweepConfig, resolve_defaults
 from alit_eval.engine.sweep import resolve_device
 
-SweepRequest = SweepConfig  # the former name of the command-side half of the (now single) sweep config
+SweepRequest = SweepConfig  # former name (scripts written against it); new code uses SweepConfig
 
 
 @dataclass

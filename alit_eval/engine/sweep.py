@@ -29,11 +29,12 @@ from alit_eval.errors import AlitEvalError, DataError
 from alit_eval.paths import portable
 from alit_eval.metrics.fid import FeatureStats
 from alit_eval.metrics.pixel import pixel_metrics, to_uint8
+from alit_eval.metrics.specs import PIXEL
 from alit_eval.tokenizers.alit.halting import per_image_generators
 
 log = logging.getLogger(__name__)
 
-PIXEL_METRICS = ("l1", "mse", "psnr", "ssim")
+PIXEL_METRICS = PIXEL  # declared in metrics/specs.py
 
 # Extra per-image arrays an analysis can ask the sweep to keep, per budget: name -> function of the
 # budget's `BudgetOutput` returning ``[B, ...]``. Stored in the shards as ``cap_<name>_<budget>``.
@@ -132,6 +133,10 @@ def run_sweep(tokenizer: Any, source: Source, cfg: SweepConfig, run_path: Any, *
         on_batch: called with the number of images after each batch (tests use it to interrupt).
         dist: the process group under torchrun (`alit_eval.engine.distributed`); ranks other than 0
             return None once their batches are stored.
+
+    Kept as one function (over 60 lines) on purpose: the order of its steps (read ``done`` before
+    any rank writes, seed or restore the official RNG stream, write each batch before the next)
+    is what makes a resumed or distributed sweep identical to a single run, and reads best in one place.
     """
 
     dist = dist or DistInfo()
