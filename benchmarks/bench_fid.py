@@ -160,7 +160,7 @@ def official_way(ckpt: Path, paths, budgets, work: Path, device) -> tuple[float,
 
 
 def alit_eval_way(ckpt: Path, folder: Path, budgets, results: Path, device: str, batch_size: int) -> float:
-    from alit_eval.analysis.reconstruction import run
+    from alit_eval.analysis.fid import run
     from alit_eval.engine.runner import SweepRequest
 
     req = SweepRequest(ckpt=str(ckpt), data=str(folder), budgets=budgets, batch_size=batch_size, halting="seeded")

@@ -111,12 +111,12 @@ def main(argv: list[str] | None = None) -> None:
         print(f"GPU busy share (end to end): {min(1.0, gpu_s / max(wall, 1e-9)):.0%}")
 
     # The full command, with data loading, per-image metrics and shard writes, on the same model.
-    from alit_eval.analysis.reconstruction import run
-    from alit_eval.engine.runner import SweepRequest
+    from alit_eval.analysis.fid import run
+    from alit_eval.engine.config import SweepConfig
 
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = save_tokenizer(model.cpu(), Path(tmp) / "m.safetensors")
-        req = SweepRequest(ckpt=str(ckpt), data="demo-scenes", limit=n, budgets=budgets, batch_size=args.batch_size,
+        req = SweepConfig(ckpt=str(ckpt), data="demo-scenes", limit=n, budgets=budgets, batch_size=args.batch_size,
                            halting="seeded", precision=args.precision)
         t = time.perf_counter()
         run(req, seed=0, device=str(device), offline=True, results_dir=Path(tmp) / "r", progress=False)

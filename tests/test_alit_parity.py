@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from alit_eval.analysis.allocation import select_official
+from alit_eval.analysis.token_selection import select_official
 from alit_eval.tokenizers.checkpoints import load_tokenizer
 
 VARIANTS = ["vqgan_quantized", "vae_continuous"]

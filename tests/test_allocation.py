@@ -11,11 +11,11 @@ import pytest
 import scipy.linalg
 from typer.testing import CliRunner
 
-from alit_eval.analysis import allocation as al
-from alit_eval.analysis.allocation_report import run as run_allocate
-from alit_eval.analysis.allocation_report import shuffled_budgets, variable_fids_of
+from alit_eval.analysis import token_selection as al
+from alit_eval.analysis.allocate import run as run_allocate
+from alit_eval.analysis.selection_summary import shuffled_budgets, variable_fids_of
 from alit_eval.cli.app import app
-from alit_eval.engine.runner import SweepRequest
+from alit_eval.engine.config import SweepConfig
 from alit_eval.engine.store import ShardStore
 from alit_eval.engine.sweep import accumulate
 from alit_eval.errors import AlitEvalError
@@ -216,7 +216,7 @@ def _fake_run(folder, values=L1, budgets=BUDGETS):
 
 def test_allocate_from_a_finished_sweep_with_features(tmp_path):
     src = _fake_run(tmp_path / "sweep")
-    req = SweepRequest(fid=True)
+    req = SweepConfig(fid=True)
     r, metrics, sel = run_allocate(req, from_run=str(src), thresholds=["0.07", "1.0"], results_dir=tmp_path / "res",
                                    progress=False)
     meta = json.loads((r.path / "meta.json").read_text())
@@ -271,7 +271,7 @@ def test_cli_allocate_layout_and_from_run_does_not_reconstruct(tiny_ckpt, tmp_pa
 
     monkeypatch.setattr(AlitTokenizer, "rollout", no_rollout)
     # The library entry point (figures off to keep the test fast); the CLI path is the same function.
-    run_b, _, sel_b = run_allocate(SweepRequest(fid=False), from_run=str(folder), thresholds=["auto"],
+    run_b, _, sel_b = run_allocate(SweepConfig(fid=False), from_run=str(folder), thresholds=["auto"],
                                    criterion="psnr", fallback="max-budget", batch_criterion=4, gallery=False,
                                    results_dir=tmp_path, run_id="b", progress=False, figures=False)
     assert json.loads((run_b.path / "meta.json").read_text())["extra"]["rollout_calls"] == 0

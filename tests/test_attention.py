@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from PIL import Image
 from typer.testing import CliRunner
 
-from alit_eval.analysis.attention import (check_layer, default_layer, grid_partition, overlay_maps,
-                                          upsample_labels)
+from alit_eval.analysis.attention_maps import (check_layer, default_layer, grid_partition, overlay_maps,
+                                                upsample_labels)
 from alit_eval.cli.app import app
 
 

@@ -17,7 +17,7 @@ from alit_eval.analysis import complexity as cx
 from alit_eval.analysis.correlation import bootstrap_indices, correlation, partial_correlation, percentile_ci
 from alit_eval.analysis.entropy_correlation import run as run_entropy
 from alit_eval.cli.app import app
-from alit_eval.engine.runner import SweepRequest
+from alit_eval.engine.config import SweepConfig
 from alit_eval.errors import AlitEvalError
 
 
@@ -203,7 +203,7 @@ def test_cli_entropy_correlation_numbers_layout_and_reuse(tiny_ckpt, tmp_path, m
     from alit_eval.tokenizers.alit.model import AlitTokenizer
 
     monkeypatch.setattr(AlitTokenizer, "rollout", lambda *a, **k: (_ for _ in ()).throw(AssertionError("rollout")))
-    run_e2, _ = run_entropy(SweepRequest(), from_run=str(folder), thresholds=["auto"], n_boot=20,
+    run_e2, _ = run_entropy(SweepConfig(), from_run=str(folder), thresholds=["auto"], n_boot=20,
                             methods=["spearman"], results_dir=tmp_path, run_id="e2", progress=False, figures=False)
     meta = json.loads((run_e2.path / "meta.json").read_text())
     assert meta["extra"]["rollout_calls"] == 0 and meta["extra"]["primary_measure"] == "complexity"

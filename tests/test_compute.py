@@ -9,7 +9,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from alit_eval.analysis.compute import compute_table, count_flops, param_table
+from alit_eval.analysis.flops import compute_table, count_flops, param_table
 from alit_eval.cli.app import app
 from alit_eval.results.io import METRICS_FILE
 from alit_eval.results.report import read_metrics

@@ -14,7 +14,7 @@ from PIL import Image
 from sklearn.metrics import adjusted_rand_score
 from typer.testing import CliRunner
 
-from alit_eval.analysis.attention import upsample_labels
+from alit_eval.analysis.attention_maps import upsample_labels
 from alit_eval.analysis.discovery import (adjusted_rand_index, discovery_metrics, discovery_table, fg_ari,
                                           folder_masks, hungarian_miou, preprocess_mask)
 from alit_eval.cli.app import app

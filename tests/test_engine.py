@@ -10,16 +10,16 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from alit_eval.analysis.reconstruction import run
+from alit_eval.analysis.fid import run
 from alit_eval.cli.app import app
-from alit_eval.engine.runner import SweepRequest
+from alit_eval.engine.config import SweepConfig
 
 
 def _run(tiny_ckpt, tmp_path, name, **kw):
     opts = dict(ckpt=str(tiny_ckpt), data="demo-scenes", limit=10, batch_size=4, fid=False)
     run_kw = {k: kw.pop(k) for k in ("on_batch",) if k in kw}
     opts.update(kw)
-    return run(SweepRequest(**opts), seed=0, device="cpu", offline=True, results_dir=tmp_path / name,
+    return run(SweepConfig(**opts), seed=0, device="cpu", offline=True, results_dir=tmp_path / name,
                progress=False, **run_kw)
 
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from alit_eval.analysis import familiarity as fam
 from alit_eval.analysis.correlation import BOOT_CHUNK, compare_groups
 from alit_eval.cli.app import app
-from alit_eval.engine.runner import SweepRequest
+from alit_eval.engine.config import SweepConfig
 from alit_eval.errors import AlitEvalError
 
 
@@ -131,7 +131,7 @@ def test_cli_familiarity_end_to_end_and_reuse(tiny_ckpt, tmp_path, monkeypatch):
     specs = fam.parse_datasets([], [str(folder)])
     assert [(s.name, s.from_run) for s in specs] == [(n, str(folder / "sweeps" / n))
                                                      for n in ("demo-scenes", "ood", "demo-probes")]
-    again, _, _ = fam.run(SweepRequest(), datasets=specs, thresholds=["auto", "q0.25"], n_boot=50,
+    again, _, _ = fam.run(SweepConfig(), datasets=specs, thresholds=["auto", "q0.25"], n_boot=50,
                           results_dir=tmp_path, run_id="f2", progress=False, figures=False)
     again = again.path
     meta2 = json.loads((again / "meta.json").read_text())
@@ -150,4 +150,4 @@ def test_sweeps_of_different_checkpoints_are_not_compared(tmp_path):
                                                         "checkpoint": {"name": "m", "sha256": sha}}))
     specs = fam.parse_datasets([], [f"a={tmp_path / 'a'}", f"b={tmp_path / 'b'}"])
     with pytest.raises(AlitEvalError, match="different checkpoints"):
-        fam.run(SweepRequest(), datasets=specs, thresholds=["auto"], results_dir=tmp_path / "r", progress=False)
+        fam.run(SweepConfig(), datasets=specs, thresholds=["auto"], results_dir=tmp_path / "r", progress=False)

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 import torch
 
-from alit_eval.analysis.reconstruction import run
+from alit_eval.analysis.fid import run
 from alit_eval.engine import fastpath
-from alit_eval.engine.runner import SweepRequest
+from alit_eval.engine.config import SweepConfig
 
 
 def _batch(n_good: int, failed_pos: list[int]):
@@ -63,8 +63,8 @@ def test_auto_batch_size_and_precision_names():
 
 def test_bf16_is_close_to_fp32_and_labelled(tiny_ckpt, tmp_path):
     kw = dict(ckpt=str(tiny_ckpt), data="demo-scenes", limit=4, batch_size=4, fid=False, budgets=[16])
-    a, _ = run(SweepRequest(**kw), seed=0, device="cpu", offline=True, results_dir=tmp_path / "a", progress=False)
-    b, _ = run(SweepRequest(precision="bf16", **kw), seed=0, device="cpu", offline=True,
+    a, _ = run(SweepConfig(**kw), seed=0, device="cpu", offline=True, results_dir=tmp_path / "a", progress=False)
+    b, _ = run(SweepConfig(precision="bf16", **kw), seed=0, device="cpu", offline=True,
                results_dir=tmp_path / "b", progress=False)
     pa, pb = pd.read_parquet(a.path / "per_image.parquet"), pd.read_parquet(b.path / "per_image.parquet")
     np.testing.assert_allclose(pa["l1"], pb["l1"], atol=0.02)

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from alit_eval.analysis import codec_search as cs
 from alit_eval.analysis import rate_distortion as rd
 from alit_eval.cli.app import app
 from alit_eval.data.sources import DemoDataset
@@ -38,7 +39,7 @@ def test_best_quality_against_brute_force():
     for _ in range(200):
         sizes = {q: int(s) for q, s in zip(range(1, 101), rng.integers(50, 500, 100))}  # non-monotonic
         target = float(rng.integers(0, 600))
-        got = rd.best_quality(sizes, target)
+        got = cs.best_quality(sizes, target)
         fits = {q: s for q, s in sizes.items() if s <= target}
         if not fits:
             assert got is None
@@ -50,7 +51,7 @@ def test_best_quality_against_brute_force():
 def test_binary_search_on_monotone_sizes():
     sizes = {q: 100 + 7 * q for q in range(1, 101)}
     for target in (50, 107, 108, 400, 800, 10_000):
-        assert rd.binary_quality(sizes.__getitem__, target) == rd.best_quality(sizes, target)
+        assert cs.binary_quality(sizes.__getitem__, target) == cs.best_quality(sizes, target)
 
 
 @pytest.fixture(scope="module")
@@ -61,10 +62,10 @@ def images():
 
 def test_codec_job_picks_the_largest_file_within_the_budget(images):
     image = images[0]
-    sizes = {c: {q: 8 * len(rd.encode(image, c, q)) for q in range(1, 101)} for c in ("jpeg", "webp")}
+    sizes = {c: {q: 8 * len(cs.encode(image, c, q)) for q in range(1, 101)} for c in ("jpeg", "webp")}
     targets = ((4, 16.0), (8, float(sizes["webp"][40] + 3)), (16, float(sizes["jpeg"][60])))
-    job = rd.CodecJob(0, "img0", image, targets, ("jpeg", "webp"), (1, 90), keep_pixels=True)
-    out = rd.codec_job(job)
+    job = cs.CodecJob(0, "img0", image, targets, ("jpeg", "webp"), (1, 90), keep_pixels=True)
+    out = cs.codec_job(job)
     rows = {(r["codec"], r["budget"]): r for r in out["rows"]}
     for codec in ("jpeg", "webp"):
         for budget, target in targets:
@@ -78,7 +79,7 @@ def test_codec_job_picks_the_largest_file_within_the_budget(images):
             assert r["bits"] == max(fits.values())  # nothing closer to the budget without exceeding it
             assert r["bpp"] == pytest.approx(r["bits"] / (32 * 32))
             # Metrics re-computed independently from the decoded file.
-            with Image.open(io.BytesIO(rd.encode(image, codec, r["quality"]))) as im:
+            with Image.open(io.BytesIO(cs.encode(image, codec, r["quality"]))) as im:
                 dec = np.asarray(im.convert("RGB"), dtype=np.float64)
             np.testing.assert_array_equal(out["pixels"][(codec, budget)], dec.astype(np.uint8))
             diff = dec / 255.0 - image.astype(np.float64) / 255.0
@@ -90,8 +91,8 @@ def test_codec_job_picks_the_largest_file_within_the_budget(images):
 
 
 def test_binary_search_job_never_exceeds_the_budget(images):
-    job = rd.CodecJob(0, "i", images[1], ((1, 3000.0), (2, 6000.0)), ("jpeg", "webp"), (), search="binary")
-    for r in rd.codec_job(job)["rows"]:
+    job = cs.CodecJob(0, "i", images[1], ((1, 3000.0), (2, 6000.0)), ("jpeg", "webp"), (), search="binary")
+    for r in cs.codec_job(job)["rows"]:
         assert not r["reachable"] or r["bits"] <= r["target_bits"]
 
 
@@ -112,8 +113,8 @@ class _Dataset:
 def test_results_do_not_depend_on_worker_count(images):
     targets = {4: 900.0, 8: 2400.0, 16: 6000.0}
     ds = _Dataset(images)
-    serial = rd.codec_table(ds, targets, workers=0, curve_qualities=(5, 50))
-    parallel = rd.codec_table(ds, targets, workers=2, curve_qualities=(5, 50))
+    serial = cs.codec_table(ds, targets, workers=0, curve_qualities=(5, 50))
+    parallel = cs.codec_table(ds, targets, workers=2, curve_qualities=(5, 50))
     for a, b in zip(serial[:2], parallel[:2]):
         pd.testing.assert_frame_equal(a, b)
     matched = serial[0]
@@ -124,9 +125,9 @@ def test_results_do_not_depend_on_worker_count(images):
 
 def test_codec_table_rejects_bad_options(images):
     with pytest.raises(AlitEvalError, match="codecs"):
-        rd.codec_table(_Dataset(images), {4: 100.0}, codecs=("png",))
+        cs.codec_table(_Dataset(images), {4: 100.0}, codecs=("png",))
     with pytest.raises(AlitEvalError, match="search"):
-        rd.codec_table(_Dataset(images), {4: 100.0}, search="random")
+        cs.codec_table(_Dataset(images), {4: 100.0}, search="random")
 
 
 def test_metric_rows_fid_only_when_every_image_fits():

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from alit_eval.cli.app import app
 from alit_eval.errors import AlitEvalError
 from alit_eval.results.io import write_csv, write_json
-from alit_eval.results.report import build_report, expand
+from alit_eval.results.report import expand
+from alit_eval.results.report_html import build_report
 from alit_eval.results.schema import format_condition, metrics_frame
 
 COLORS = iter([(200, 30, 30), (30, 200, 30), (30, 30, 200), (200, 200, 30), (30, 200, 200), (200, 30, 200)] * 20)
@@ -247,11 +248,11 @@ def _empty(tmp_path: Path) -> Path:
 def test_report_of_a_real_fid_run(tiny_ckpt, tmp_path):
     import torch
 
-    from alit_eval.analysis.reconstruction import run
-    from alit_eval.engine.runner import SweepRequest
+    from alit_eval.analysis.fid import run
+    from alit_eval.engine.config import SweepConfig
 
     torch.set_num_threads(1)
-    req = SweepRequest(ckpt=str(tiny_ckpt), data="demo-scenes", limit=3, batch_size=3, fid=False, halting="seeded")
+    req = SweepConfig(ckpt=str(tiny_ckpt), data="demo-scenes", limit=3, batch_size=3, fid=False, halting="seeded")
     run_dir, _ = run(req, seed=0, device="cpu", offline=True, results_dir=tmp_path / "results", run_id="real",
                      progress=False)
     res = CliRunner().invoke(app, ["--results-dir", str(tmp_path / "results"), "report", str(run_dir.path)])

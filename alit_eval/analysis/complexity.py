@@ -25,12 +25,17 @@ G*587/1000 + B*114/1000``):
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from pathlib import PurePosixPath
+from typing import Any, Callable, Iterable
 
 import numpy as np
+import pandas as pd
+from PIL import Image
+from skimage.feature import canny
+from torch.utils.data import DataLoader
 
-if TYPE_CHECKING:
-    import pandas as pd
+from alit_eval.errors import AlitEvalError
+
 
 HF_CUTOFF = 0.25  # cycles per pixel; Nyquist is 0.5
 
@@ -44,14 +49,10 @@ def _check(image: np.ndarray) -> np.ndarray:
 
 def gray(image: np.ndarray) -> np.ndarray:
     """Pillow's luma ("L" mode) of a uint8 RGB image, as uint8 ``[H, W]``."""
-    from PIL import Image
-
     return np.asarray(Image.fromarray(_check(image)).convert("L"))
 
 
 def _encoded_bits(image: np.ndarray, fmt: str, **kw: Any) -> int:
-    from PIL import Image
-
     buf = io.BytesIO()
     Image.fromarray(_check(image)).save(buf, format=fmt, **kw)
     return 8 * buf.tell()
@@ -85,8 +86,6 @@ def mean_gradient(image: np.ndarray) -> float:
 
 def edge_density(image: np.ndarray, sigma: float = 1.0) -> float:
     """Fraction of pixels on Canny edges (scikit-image, Gaussian sigma `sigma`)."""
-    from skimage.feature import canny
-
     return float(canny(gray(image).astype(np.float64) / 255.0, sigma=sigma).mean())
 
 
@@ -130,9 +129,6 @@ def measure_dataset(dataset: Any, *, workers: int = 0, batch_size: int = 32) -> 
     Returns:
         One row per image: image_id, index, then one column per `MEASURES` entry.
     """
-    import pandas as pd
-    from torch.utils.data import DataLoader
-
     rows = []
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=_identity)
     for items in loader:
@@ -153,12 +149,6 @@ def read_scores(path: str, ids: Iterable[str]) -> "pd.Series":
     Raises:
         AlitEvalError: unreadable file, missing columns, no match at all, or an ambiguous name.
     """
-    from pathlib import PurePosixPath
-
-    import pandas as pd
-
-    from alit_eval.errors import AlitEvalError
-
     try:
         table = pd.read_csv(path, dtype={"image": str})
     except (OSError, ValueError) as exc:

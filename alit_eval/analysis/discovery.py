@@ -7,7 +7,7 @@ instance masks with FG-ARI (adjusted Rand index over foreground pixels, as Slot 
 successors report it) and mIoU (each ground-truth object Hungarian-matched to a distinct token;
 unmatched objects count 0). Two floors: a fixed grid with as many cells as tokens (`grid`), and one
 with as many cells as tokens the argmax actually uses in that image (`grid-used`). The maps
-themselves and their figures live in `alit_eval.analysis.attention`.
+themselves and their figures live in `alit_eval.analysis.attention_maps`.
 """
 
 from __future__ import annotations
@@ -17,10 +17,22 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from scipy.optimize import linear_sum_assignment
+from torchvision.transforms import InterpolationMode, functional as TF
 
-from alit_eval.analysis.attention import INDEXING, default_layer, grid_partition, upsample_labels
+from alit_eval.analysis.attention_maps import INDEXING, default_layer, grid_partition, upsample_labels
+from alit_eval.analysis.skeleton import CommandRun
 from alit_eval.analysis.stats import bootstrap_mean_ci
+from alit_eval.data import demo
+from alit_eval.data.demo import sample_id
+from alit_eval.engine.reuse import SweepPlan
+from alit_eval.engine.runner import prepare
 from alit_eval.errors import AlitEvalError, DataError
+from alit_eval.results import plots, plots_tokens
+from alit_eval.results.schema import format_condition, metrics_frame, parse_condition
 
 
 def _dense(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -76,8 +88,6 @@ def hungarian_miou(true: np.ndarray, pred: np.ndarray) -> float:
     IoU is over all pixels; an object left unmatched (more objects than segments) scores 0.
     NaN when there is no object.
     """
-    from scipy.optimize import linear_sum_assignment
-
     t = np.asarray(true).ravel()
     ids = _dense(t)[0]
     objects = ids[ids > 0]
@@ -104,10 +114,6 @@ def preprocess_mask(mask: Any, mode: str, size: int) -> np.ndarray:
     Returns:
         int64 ``[S, S]`` ids, aligned with the preprocessed image.
     """
-    import torch
-    from torchvision.transforms import InterpolationMode
-    from torchvision.transforms import functional as TF
-
     if mask.mode not in ("L", "P", "I", "I;16"):
         mask = mask.convert("L")
     if mode == "resize-center-crop":
@@ -123,8 +129,6 @@ def folder_masks(folder: str | Path, image_ids: Sequence[str], mode: str, size: 
 
     A mask ``<folder>/<id without extension>.png`` wins over any ``<stem>.png`` found deeper.
     """
-    from PIL import Image
-
     root = Path(folder)
     if not root.is_dir():
         raise DataError(f"--masks {folder}: not a folder (expected instance-mask PNGs named like the images)")
@@ -146,8 +150,6 @@ def folder_masks(folder: str | Path, image_ids: Sequence[str], mode: str, size: 
 
 def demo_masks(split: str, indices: Sequence[int], ids: Sequence[str], seed: int, size: int) -> dict[str, np.ndarray]:
     """Ground-truth instance masks of demo images (None-free: splits without masks give {})."""
-    from alit_eval.data import demo
-
     out = {}
     for i, image_id in zip(indices, ids):
         s = demo.generate(split, int(i), seed=seed, size=size)
@@ -179,8 +181,6 @@ def discovery_table(store: Any, budgets: Sequence[int], masks: dict[str, np.ndar
         DataFrame with image_id, budget, mask_objects, ``{fg_ari,miou}_grid`` and per layer l
         ``{fg_ari,miou}_L<l>``, ``{fg_ari,miou}_gridused_L<l>``, ``tokens_used_L<l>``.
     """
-    import pandas as pd
-
     ids = store.concat("id").astype(str)
     n_obj = {i: int(np.unique(m[m > 0]).size) for i, m in masks.items()}
     use = [k for k, i in enumerate(ids) if i in masks and n_obj[i] >= min_objects]
@@ -212,8 +212,6 @@ def discovery_metrics(table: Any, budgets: Sequence[int], *, base: dict[str, Any
                       min_objects: int, seed: int) -> Any:
     """Mean FG-ARI / mIoU (95% bootstrap CIs) per budget, layer and method, plus the paired gain
     of tokens over the N-cell grid (``<metric>_gain``: a CI above 0 means the tokens beat it)."""
-    from alit_eval.results.schema import format_condition, metrics_frame
-
     rows = []
     layers = sorted(int(c.removeprefix("fg_ari_L")) for c in table.columns if c.startswith("fg_ari_L"))
 
@@ -242,7 +240,6 @@ def _dataset_ids(source: Any) -> tuple[list[str], list[int]]:
     ds = source.dataset
     if hasattr(ds, "records"):
         return [r.id for r in ds.records], list(range(len(ds.records)))
-    from alit_eval.data.demo import sample_id
 
     return [sample_id(ds.split, i) for i in range(len(ds))], list(range(len(ds)))
 
@@ -251,11 +248,6 @@ def run_discovery(req: Any, *, indexing: str = "corrected", min_objects: int = 1
                   seed: int, device: str, offline: bool, results_dir: Any, run_id: str | None = None,
                   overwrite: bool = False, out: Any = None, progress: bool = True) -> tuple[Any, Any, dict]:
     """`alit-eval discovery` end to end; returns ``(run_dir, metrics, summary)``."""
-    from alit_eval.engine.runner import prepare
-    from alit_eval.engine.sweep import run_sweep
-    from alit_eval.results import plots, plots_tokens
-    from alit_eval.results.io import open_run
-
     if indexing not in INDEXING:
         raise AlitEvalError(f"--indexing must be one of {', '.join(INDEXING)}, got {indexing!r}")
     opts = {"indexing": indexing, "min_objects": min_objects,
@@ -273,44 +265,31 @@ def run_discovery(req: Any, *, indexing: str = "corrected", min_objects: int = 1
         raise DataError("object discovery needs instance masks: pass --masks DIR (PNG ids, 0 = background)")
     if not masks:
         raise DataError(f"{p.source.name} has no instance masks; use demo-scenes, demo-unfamiliar or --masks DIR")
-    if out is not None:
-        run_dir = open_run(Path(out).parent, "", run_id=Path(out).name, config=p.config, overwrite=overwrite)
-    else:
-        run_dir = open_run(results_dir, "discovery", run_id=run_id, config=p.config, overwrite=overwrite)
-    try:
-        result = run_sweep(p.tokenizer, p.source, p.sweep, run_dir.path)
-        dataset = p.source.name if p.source.kind == "demo" else Path(p.source.name).name
+    with CommandRun("discovery", p.config, SweepPlan.of(p), results_dir=results_dir, run_id=run_id,
+                    overwrite=overwrite, out=out) as run:
+        inputs = run.sweep()
+        result = inputs.result
         table = discovery_table(result.store, result.budgets, masks, size, min_objects=min_objects)
         if not len(table):
             raise DataError(f"no image has a mask with at least {min_objects} object(s); lower --min-objects")
-        base = {"command": "discovery", "dataset": dataset, "preprocess": p.source.preprocess}
+        base = {"command": "discovery", "dataset": inputs.dataset, "preprocess": inputs.preprocess}
         metrics = discovery_metrics(table, result.budgets, base=base, indexing=indexing, min_objects=min_objects,
                                     seed=seed)
         n_layers = sum(c.startswith("fg_ari_L") for c in table.columns)
         summary = _summary(metrics, max(result.budgets), default_layer(n_layers))
-        run_dir.write_metrics(metrics)
-        run_dir.write_per_image(result.per_image.merge(table, on=["image_id", "budget"], how="left"))
-        plots.set_theme()
-        plots.save(plots_tokens.discovery_vs_tokens(metrics), run_dir.figures, "discovery_vs_tokens")
+        run.dir.write_metrics(metrics)
+        run.dir.write_per_image(result.per_image.merge(table, on=["image_id", "budget"], how="left"))
+        plots.save(plots_tokens.discovery_vs_tokens(metrics), run.dir.figures, "discovery_vs_tokens")
         examples = _examples(result.store, masks, table, max(result.budgets), default_layer(n_layers), size)
         if examples[0]:
-            plots.save(plots_tokens.discovery_examples(*examples), run_dir.figures, "discovery_examples")
-        run_dir.finish(seed=seed, device=result.info["device"], extra={
-            "checkpoint": p.checkpoint, "dataset": {"name": dataset, **p.config["data"]},
-            "preprocess": p.source.preprocess, "halting": result.info["halting"], "indexing": indexing,
-            "decoder_layers": n_layers, "n_scored_images": int(table["image_id"].nunique()),
-            "n_images": int(result.per_image["image_id"].nunique()), "summary": summary,
-            "skipped_images": [{"id": i, "error": e} for i, e in result.failed],
-        })
-    finally:
-        run_dir.release()
-    return run_dir, metrics, summary
+            plots.save(plots_tokens.discovery_examples(*examples), run.dir.figures, "discovery_examples")
+        run.finish(seed, {"indexing": indexing, "decoder_layers": n_layers,
+                          "n_scored_images": int(table["image_id"].nunique()), "summary": summary})
+    return run.dir, metrics, summary
 
 
 def _summary(metrics: Any, budget: int, layer: int) -> dict[str, Any]:
     """Tokens vs the N-cell grid at the largest budget and the default layer."""
-    from alit_eval.results.schema import parse_condition
-
     out: dict[str, Any] = {"budget": budget, "layer": layer}
     for _, r in metrics[metrics["budget"] == budget].iterrows():
         c = parse_condition(r["condition"])

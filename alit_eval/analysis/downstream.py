@@ -7,19 +7,29 @@ engine's stored features, and writes the run.
 
 from __future__ import annotations
 
+import csv
+import hashlib
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import pandas as pd
 
-from alit_eval.analysis.probe import (BUDGET_FREE, CV_FOLDS, DEFAULT_KINDS, FEATURE_KINDS, MIN_PER_CLASS,
-                                      TAP_CAPTURES, FeatureTap, bootstrap_ci, captures_for, fit_classifier,
-                                      fit_regressor, load_features, r2, random_split, select_by_reconstruction,
-                                      smallest_correct, spearman, stratified_split, topk_correct)
+from alit_eval.analysis.probe import (
+    BUDGET_FREE, CV_FOLDS, DEFAULT_KINDS, FEATURE_KINDS, FeatureTap, MIN_PER_CLASS, TAP_CAPTURES, bootstrap_ci,
+    captures_for, fit_classifier, fit_regressor, load_features, r2, random_split, select_by_reconstruction,
+    smallest_correct, spearman, stratified_split, topk_correct,
+)
+from alit_eval.analysis.skeleton import CommandRun
 from alit_eval.analysis.stats import bootstrap_mean_ci
+from alit_eval.engine.reuse import SweepPlan
+from alit_eval.engine.runner import prepare
 from alit_eval.errors import AlitEvalError, DataError
+from alit_eval.results import plots, plots_tokens
+from alit_eval.results.schema import format_condition, metrics_frame
+
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +51,6 @@ class ProbeOptions:
 
 def read_mapping(path: str | Path, value: str) -> dict[str, str]:
     """Read a CSV with columns ``image,<value>`` (header optional) into ``{image: value}``."""
-    import csv
-
     rows = list(csv.reader(Path(path).read_text(encoding="utf-8-sig").splitlines()))
     rows = [r for r in rows if r and any(c.strip() for c in r)]
     if rows and rows[0][0].strip().lower() in {"image", "image_id", "id", "path", "file", "filename", "name"}:
@@ -61,8 +69,6 @@ def match_ids(image_ids: Sequence[str], mapping: dict[str, str]) -> list[str | N
 
 
 def _labels(ids: np.ndarray, per_image: Any, opts: ProbeOptions) -> list[str | None]:
-    import pandas as pd
-
     if opts.labels_csv:
         return match_ids(ids, read_mapping(opts.labels_csv, "label"))
     if "label" not in per_image:
@@ -84,11 +90,10 @@ def probe_tables(store: Any, per_image: Any, budgets: list[int], opts: ProbeOpti
 
     Returns:
         ``(metrics, per-image columns keyed by image_id, per-(image, budget) columns, info)``.
+
+    Over 60 lines because every probe kind shares one split, one label vector and the same three
+    output tables; the per-kind work is in `_selection` and `_regression`.
     """
-    import pandas as pd
-
-    from alit_eval.results.schema import format_condition, metrics_frame
-
     ids = store.concat("id").astype(str)
     base = {"command": "downstream", "dataset": dataset, "preprocess": preprocess}
     rows: list[dict[str, Any]] = []
@@ -152,8 +157,6 @@ def probe_tables(store: Any, per_image: Any, budgets: list[int], opts: ProbeOpti
 
 def _selection(store, per_image, budgets, opts, ids, y, idx, split, correct, top_model, base, seed):
     """Token selection by classification vs reconstruction; the One-D-Piece reconstruction view."""
-    from alit_eval.results.schema import format_condition
-
     tr, te = split
     rows: list[dict[str, Any]] = []
     per_budget: dict[str, np.ndarray] = {}
@@ -215,8 +218,6 @@ def _targets(ids: np.ndarray, per_image: Any, opts: ProbeOptions) -> dict[str, n
 
 def _regression(store, per_image, ids, budgets, opts, base, seed):
     """Ridge probes of each continuous target from each feature kind and budget: R² and MAE."""
-    from alit_eval.results.schema import format_condition
-
     rows: list[dict[str, Any]] = []
     info: dict[str, Any] = {}
     for name, t_all in _targets(ids, per_image, opts).items():
@@ -241,16 +242,21 @@ def _regression(store, per_image, ids, budgets, opts, base, seed):
     return rows, info
 
 
+def write_figures(run_dir: Any, metrics: pd.DataFrame, per_img: pd.DataFrame, budgets: list[int]) -> None:
+    """Probe accuracy (and regression) against tokens, and the histogram of selected budgets."""
+    plots.save(plots_tokens.probe_accuracy_vs_tokens(metrics), run_dir.figures, "probe_accuracy_vs_tokens")
+    if (metrics["metric"] == "r2").any():
+        plots.save(plots_tokens.regression_vs_tokens(metrics), run_dir.figures, "regression_vs_tokens")
+    sel_cols = [c for c in per_img.columns if c.startswith("selected_tokens_")]
+    if sel_cols:
+        fig = plots_tokens.selected_tokens_hist(per_img[per_img["split"] == "test"], sel_cols, budgets,
+                                                fallback={"selected_tokens_l1": "l1_fallback"})
+        plots.save(fig, run_dir.figures, "selected_tokens")
+
+
 def run(req: Any, opts: ProbeOptions, *, seed: int, device: str, offline: bool, results_dir: Any,
         run_id: str | None = None, overwrite: bool = False, out: Any = None, progress: bool = True) -> tuple[Any, Any]:
     """`alit-eval downstream` end to end; returns ``(run_dir, metrics)``."""
-    import hashlib
-
-    from alit_eval.engine.runner import prepare
-    from alit_eval.engine.sweep import run_sweep
-    from alit_eval.results import plots, plots_tokens
-    from alit_eval.results.io import open_run
-
     unknown = [k for k in (*opts.kinds, opts.select_kind) if k not in FEATURE_KINDS]
     if unknown:
         raise AlitEvalError(f"unknown feature kind(s) {unknown}; choose from {', '.join(FEATURE_KINDS)}")
@@ -276,34 +282,17 @@ def run(req: Any, opts: ProbeOptions, *, seed: int, device: str, offline: bool, 
     tokenizer = p.tokenizer
     if TAP_CAPTURES & set(p.sweep.capture):
         tokenizer = FeatureTap(p.tokenizer, recon_view=opts.recon_view, rounding=p.sweep.rounding)
-    if out is not None:
-        run_dir = open_run(Path(out).parent, "", run_id=Path(out).name, config=p.config, overwrite=overwrite)
-    else:
-        run_dir = open_run(results_dir, "downstream", run_id=run_id, config=p.config, overwrite=overwrite)
-    try:
-        result = run_sweep(tokenizer, p.source, p.sweep, run_dir.path)
-        dataset = p.source.name if p.source.kind == "demo" else Path(p.source.name).name
+    with CommandRun("downstream", p.config, SweepPlan.of(p), results_dir=results_dir, run_id=run_id,
+                    overwrite=overwrite, out=out) as run:
+        inputs = run.sweep(tokenizer=tokenizer)
+        result = inputs.result
         metrics, per_img, per_budget, info = probe_tables(result.store, result.per_image, result.budgets, opts,
-                                                          seed=seed, dataset=dataset, preprocess=p.source.preprocess)
+                                                          seed=seed, dataset=inputs.dataset,
+                                                          preprocess=inputs.preprocess)
         table = result.per_image.merge(per_img, on="image_id", how="left").merge(
             per_budget, on=["image_id", "budget"], how="left")
-        run_dir.write_metrics(metrics)
-        run_dir.write_per_image(table)
-        plots.set_theme()
-        plots.save(plots_tokens.probe_accuracy_vs_tokens(metrics), run_dir.figures, "probe_accuracy_vs_tokens")
-        if (metrics["metric"] == "r2").any():
-            plots.save(plots_tokens.regression_vs_tokens(metrics), run_dir.figures, "regression_vs_tokens")
-        sel_cols = [c for c in per_img.columns if c.startswith("selected_tokens_")]
-        if sel_cols:
-            fig = plots_tokens.selected_tokens_hist(per_img[per_img["split"] == "test"], sel_cols, result.budgets,
-                                                    fallback={"selected_tokens_l1": "l1_fallback"})
-            plots.save(fig, run_dir.figures, "selected_tokens")
-        run_dir.finish(seed=seed, device=result.info["device"], extra={
-            "checkpoint": p.checkpoint, "dataset": {"name": dataset, **p.config["data"]},
-            "preprocess": p.source.preprocess, "halting": result.info["halting"], "probe": info,
-            "skipped_images": [{"id": i, "error": e} for i, e in result.failed],
-            "n_images": int(result.per_image["image_id"].nunique()),
-        })
-    finally:
-        run_dir.release()
-    return run_dir, metrics
+        run.dir.write_metrics(metrics)
+        run.dir.write_per_image(table)
+        write_figures(run.dir, metrics, per_img, result.budgets)
+        run.finish(seed, {"probe": info})
+    return run.dir, metrics

@@ -2,7 +2,7 @@
 
 From one sweep (run here or reused with ``--from-run``): complexity measures per image
 (`analysis.complexity`, plus the demo ground truth and optional external scores), the required
-tokens per image at each threshold (`analysis.allocation`), and correlations (Spearman, Kendall,
+tokens per image at each threshold (`analysis.token_selection`), and correlations (Spearman, Kendall,
 Pearson; bootstrap CIs and p-values, `analysis.correlation`) of each measure with (a) the required
 tokens and (b) the per-image L1 at every fixed budget.
 
@@ -14,16 +14,23 @@ them (``censored=excluded``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import numpy as np
+import pandas as pd
 
-from alit_eval.analysis import allocation as al
+from alit_eval.analysis import token_selection as al
+from alit_eval.analysis.complexity import measure_dataset, read_scores
 from alit_eval.analysis.correlation import METHODS, METRIC_NAMES, correlation, partial_correlation
+from alit_eval.analysis.selection_summary import save_images
+from alit_eval.analysis.signal import as_dict as signal_dict, warn_if_flat
+from alit_eval.analysis.skeleton import CommandRun
+from alit_eval.engine.reuse import plan_sweep
 from alit_eval.errors import AlitEvalError
+from alit_eval.results import plots, plots_allocation as pa
+from alit_eval.results.io import write_csv, write_parquet
+from alit_eval.results.schema import format_condition, metrics_frame
 
-if TYPE_CHECKING:
-    import pandas as pd
 
 GROUND_TRUTH = "complexity"  # the demo splits' documented scene complexity
 N_BUCKETS = 5
@@ -35,8 +42,6 @@ def measure_table(inputs: Any, *, scores: str | None = None, workers: int = 0) -
 
     Images the sweep did not process (failed to decode) are left out.
     """
-    from alit_eval.analysis.complexity import measure_dataset, read_scores
-
     per_image = inputs.result.per_image
     first = per_image.sort_values(["index", "budget"]).drop_duplicates("index")
     table = measure_dataset(inputs.source().dataset, workers=workers)
@@ -59,8 +64,6 @@ def correlation_table(measures: "pd.DataFrame", selection: "pd.DataFrame", per_i
         measure, target (``tokens``/``l1``), threshold, budget, censored (``as-max``/``excluded``/
         empty), method, control (empty when none), value, ci_low, ci_high, p_value, n, n_censored.
     """
-    import pandas as pd
-
     names = [c for c in measures.columns if c not in ("image_id", "index")]
     if control is not None and control not in names:
         raise AlitEvalError(f"--control {control!r} is not a measure; choose one of {', '.join(names)}")
@@ -106,10 +109,6 @@ def correlation_table(measures: "pd.DataFrame", selection: "pd.DataFrame", per_i
 def correlation_rows(table: "pd.DataFrame", *, command: str, dataset: str, preprocess: str,
                      criterion: str) -> list[dict[str, Any]]:
     """metrics.csv rows of a `correlation_table`: the estimate (with CI) and its p-value per condition."""
-    import pandas as pd
-
-    from alit_eval.results.schema import format_condition
-
     rows = []
     for r in table.to_dict("records"):
         cond = {"measure": r["measure"], "target": r["target"]}
@@ -141,8 +140,6 @@ def heatmap_table(measures: "pd.DataFrame", selection: "pd.DataFrame", measure: 
     Returns:
         ``heatmap.csv``: complexity_bucket (interval label), bucket_order, selected_budget, share, n_bucket.
     """
-    import pandas as pd
-
     g = selection[selection["threshold"] == threshold].drop(columns=[measure], errors="ignore")
     g = g.merge(measures[["image_id", measure]], on="image_id")
     g = g[np.isfinite(g[measure].to_numpy(np.float64))]
@@ -161,8 +158,6 @@ def heatmap_table(measures: "pd.DataFrame", selection: "pd.DataFrame", measure: 
 def example_table(measures: "pd.DataFrame", selection: "pd.DataFrame", measure: str, threshold: float,
                   max_budget: int, k: int = N_EXAMPLES_PER_GROUP) -> "pd.DataFrame":
     """`k` images at the low end, the median and the high end of required tokens (ties by `measure`)."""
-    import pandas as pd
-
     g = selection[selection["threshold"] == threshold].drop(columns=[measure], errors="ignore")
     g = g.merge(measures[["image_id", measure]], on="image_id")
     g = g.assign(required=al.required_tokens(g, max_budget), tokens_label=al.tokens_label(g, max_budget))
@@ -176,10 +171,6 @@ def example_table(measures: "pd.DataFrame", selection: "pd.DataFrame", measure: 
 def write_figures(run_dir: Any, inputs: Any, measures: "pd.DataFrame", selection: "pd.DataFrame", thr: float,
                   main: str, *, figures: bool = True) -> None:
     """``heatmap.csv``, the example images and (unless ``figures=False``) the four figures at `thr`."""
-    from alit_eval.analysis.allocation_report import save_images
-    from alit_eval.results import plots, plots_allocation as pa
-    from alit_eval.results.io import write_csv
-
     per_image = inputs.result.per_image
     max_b = int(max(inputs.result.budgets))
     cells = heatmap_table(measures, selection, main, thr, max_b)
@@ -195,7 +186,6 @@ def write_figures(run_dir: Any, inputs: Any, measures: "pd.DataFrame", selection
     long = measures.melt(id_vars=["image_id"], value_vars=names, var_name="measure")
     long["selected_budget"] = long["image_id"].map(req_tok)
     scatter = per_image[["image_id", "budget", "l1"]].merge(long[["image_id", "measure", "value"]], on="image_id")
-    plots.set_theme()
     plots.save(pa.complexity_heatmap(cells, main), run_dir.figures, "complexity_token_heatmap")
     plots.save(pa.measure_boxplots(long.dropna(subset=["value", "selected_budget"])), run_dir.figures,
                "measures_by_required_tokens")
@@ -216,11 +206,6 @@ def run(req: Any, *, from_run: str | None, thresholds: Sequence[str], criterion:
 
     ``figures=False`` writes every table but draws no figure (scripted use).
     """
-    from alit_eval.engine.reuse import plan_sweep
-    from alit_eval.analysis.signal import as_dict as signal_dict, warn_if_flat
-    from alit_eval.results.io import open_run, write_csv, write_parquet
-    from alit_eval.results.schema import format_condition, metrics_frame
-
     bad = [m for m in methods if m not in METHODS]
     if bad or not methods:
         raise AlitEvalError(f"--methods {','.join(methods)}: choose from {', '.join(METHODS)}")
@@ -229,9 +214,9 @@ def run(req: Any, *, from_run: str | None, thresholds: Sequence[str], criterion:
     config = {**plan.config, "entropy_correlation": {
         "thresholds": [str(t) for t in thresholds], "criterion": criterion, "fallback": fallback,
         "scores": scores_name, "control": control, "n_boot": n_boot, "methods": list(methods)}}
-    run_dir = open_run(results_dir, "entropy-correlation", run_id=run_id, config=config, overwrite=overwrite)
-    try:
-        inputs = plan.execute(run_dir.path, on_batch=on_batch)
+    with CommandRun("entropy-correlation", config, plan, results_dir=results_dir, run_id=run_id,
+                    overwrite=overwrite) as run:
+        inputs = run.sweep(on_batch=on_batch)
         per_image = inputs.result.per_image
         measures = measure_table(inputs, scores=scores, workers=req.workers)
         resolved = al.resolve_thresholds(thresholds, per_image, criterion)
@@ -239,35 +224,36 @@ def run(req: Any, *, from_run: str | None, thresholds: Sequence[str], criterion:
         signal = warn_if_flat(per_image, criterion)  # no budget signal: the correlations below are spurious
         table = correlation_table(measures, selection, per_image, control=control, n_boot=n_boot, seed=seed,
                                   methods=methods).assign(**signal.columns())
-        base = {"command": "entropy-correlation", "dataset": inputs.dataset, "preprocess": inputs.preprocess}
-        rows = correlation_rows(table, **base, criterion=criterion)
-        for thr, g in selection.groupby("threshold"):
-            c = format_condition(criterion=criterion, threshold=f"{thr:.6g}")
-            rows.append({**base, "metric": "censored_share", "value": float(g["censored"].mean()), "n": len(g),
-                         "condition": c})
-            rows.append({**base, "metric": "mean_tokens", "value": float(g["required_tokens"].mean()), "n": len(g),
-                         "condition": c})
-        run_dir.write_metrics(metrics_frame(rows))
-        run_dir.write_per_image(per_image)
-        write_parquet(measures, run_dir.file("complexity.parquet"))
-        write_parquet(selection, run_dir.file("selection.parquet"))
-        write_csv(table, run_dir.file("correlations.csv"))
+        run.dir.write_metrics(metrics_frame(_metric_rows(inputs, table, selection, criterion)))
+        run.dir.write_per_image(per_image)
+        write_parquet(measures, run.dir.file("complexity.parquet"))
+        write_parquet(selection, run.dir.file("selection.parquet"))
+        write_csv(table, run.dir.file("correlations.csv"))
         # Heatmap, examples and figures at one threshold: the middle of those requested.
         thr = float(sorted(selection["threshold"].unique())[len(resolved) // 2])
         main = primary_measure(measures)
-        write_figures(run_dir, inputs, measures, selection, thr, main, figures=figures)
-        run_dir.finish(seed=seed, device=inputs.result.info.get("device"), extra={
-            "checkpoint": inputs.checkpoint, "dataset": inputs.dataset, "preprocess": inputs.preprocess,
-            "from_run": inputs.from_run, "rollout_calls": inputs.result.rollout_calls,
-            "thresholds": [{"spec": s, "value": v} for s, v in resolved], "criterion": criterion,
-            "figure_threshold": thr, "primary_measure": main, "budget_signal": signal_dict(signal),
-            "scores": scores_name, "control": control,
-            "n_boot": n_boot, "censoring": "censored images count as the largest budget (censored=as-max); "
-                                          "censored=excluded rows drop them",
+        write_figures(run.dir, inputs, measures, selection, thr, main, figures=figures)
+        run.finish(seed, {
+            "dataset": inputs.dataset, "thresholds": [{"spec": s, "value": v} for s, v in resolved],
+            "criterion": criterion, "figure_threshold": thr, "primary_measure": main,
+            "budget_signal": signal_dict(signal), "scores": scores_name,
+            "control": control, "n_boot": n_boot,
+            "censoring": "censored images count as the largest budget (censored=as-max); "
+                         "censored=excluded rows drop them",
             "measures_from": "the sweep's dataset re-iterated once on the CPU (same preprocessing)",
-            "skipped_images": [{"id": i, "error": e} for i, e in inputs.result.failed],
             "n_images": int(len(measures)),
         })
-    finally:
-        run_dir.release()
-    return run_dir, table
+    return run.dir, table
+
+
+def _metric_rows(inputs: Any, table: pd.DataFrame, selection: pd.DataFrame, criterion: str) -> list[dict]:
+    """metrics.csv rows: the correlations, and the censored share and mean tokens per threshold."""
+    base = {"command": "entropy-correlation", "dataset": inputs.dataset, "preprocess": inputs.preprocess}
+    rows = correlation_rows(table, **base, criterion=criterion)
+    for thr, g in selection.groupby("threshold"):
+        c = format_condition(criterion=criterion, threshold=f"{thr:.6g}")
+        rows.append({**base, "metric": "censored_share", "value": float(g["censored"].mean()), "n": len(g),
+                     "condition": c})
+        rows.append({**base, "metric": "mean_tokens", "value": float(g["required_tokens"].mean()), "n": len(g),
+                     "condition": c})
+    return rows

@@ -14,19 +14,27 @@ the datasets, mean L1 against tokens is also reported per probe kind (KARL Fig. 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import numpy as np
+import pandas as pd
 
-from alit_eval.analysis import allocation as al
+from alit_eval.analysis import token_selection as al
 from alit_eval.analysis.correlation import compare_groups
+from alit_eval.analysis.quality import summarize
+from alit_eval.analysis.selection_summary import summarize_selection
+from alit_eval.analysis.signal import as_dict as signal_dict, warn_if_flat
+from alit_eval.analysis.skeleton import CommandRun, dataset_meta
 from alit_eval.analysis.stats import bootstrap_mean_ci
+from alit_eval.engine.reuse import has_features, plan_sweep, plan_sweeps
 from alit_eval.errors import AlitEvalError
+from alit_eval.results import plots, plots_allocation as pa
+from alit_eval.results.io import write_csv, write_json, write_parquet
+from alit_eval.results.schema import format_condition, metrics_frame
 
-if TYPE_CHECKING:
-    import pandas as pd
 
 DEFAULT_DATASETS = ("demo-scenes", "demo-unfamiliar", "demo-natural")
 PROBES = "demo-probes"
@@ -59,8 +67,6 @@ def parse_datasets(data: Sequence[str], from_runs: Sequence[str] = ()) -> list[D
     Raises:
         AlitEvalError: fewer than two datasets, or two with the same name.
     """
-    import json
-
     specs: list[DatasetSpec] = []
     for text in data:
         name, src = _split(text)
@@ -92,8 +98,6 @@ def parse_datasets(data: Sequence[str], from_runs: Sequence[str] = ()) -> list[D
 
 def _familiarity_run(path: Path) -> list[DatasetSpec]:
     """The datasets of an earlier familiarity run, reference first, as it recorded them."""
-    import json
-
     try:
         recorded = json.loads((path / "config.json").read_text(encoding="utf-8"))["datasets"]
     except (OSError, ValueError, KeyError, TypeError):
@@ -110,8 +114,6 @@ def _familiarity_run(path: Path) -> list[DatasetSpec]:
 
 def group_curves(per_image: "pd.DataFrame", group: str, metric: str = "l1", seed: int = 0) -> "pd.DataFrame":
     """Mean `metric` per (group value, budget) with a bootstrap 95% CI (e.g. per probe kind)."""
-    import pandas as pd
-
     rows = []
     for (name, b), d in per_image.groupby([group, "budget"], sort=True):
         v = d[metric].to_numpy(np.float64)
@@ -129,8 +131,6 @@ def comparisons(selection: "pd.DataFrame", per_image: "pd.DataFrame", reference:
         ``comparisons.csv``: dataset, quantity (``tokens``/``l1``), threshold, budget, mean_reference,
         mean, diff, ci_low, ci_high, mannwhitney_u, p_value, effect (P(other > ref) + ties/2), n_reference, n.
     """
-    import pandas as pd
-
     rows = []
     others = [d for d in dict.fromkeys(selection["dataset"]) if d != reference]
     for thr, g in selection.groupby("threshold", sort=True):
@@ -156,10 +156,6 @@ def _row(name: str, quantity: str, thr: float | None, budget: int | None, c: Any
 
 def comparison_rows(table: "pd.DataFrame", *, reference: str, criterion: str, preprocess: str) -> list[dict]:
     """metrics.csv rows of `comparisons`: the difference (with CI), U, its p-value and the effect size."""
-    import pandas as pd
-
-    from alit_eval.results.schema import format_condition
-
     rows = []
     for r in table.to_dict("records"):
         cond = {"reference": reference}
@@ -193,9 +189,6 @@ def _same_tokenizer(plans: dict[str, Any]) -> None:
 def write_figures(run_dir: Any, metrics: "pd.DataFrame", selection: "pd.DataFrame", max_budget: int,
                   probe_curves: "pd.DataFrame | None") -> None:
     """Curves per dataset, required-token violins, and the per-probe curves when there are probes."""
-    from alit_eval.results import plots, plots_allocation as pa
-
-    plots.set_theme()
     per_budget = metrics["budget"].notna() & (metrics["condition"].eq("") | metrics["metric"].eq("rfid"))
     plots.save(plots.metrics_vs_tokens(metrics[per_budget], hue="dataset"), run_dir.figures, "metrics_vs_tokens")
     # Censored images are counted in the axis labels, not drawn at the largest budget.
@@ -212,15 +205,6 @@ def run(req: Any, *, datasets: Sequence[DatasetSpec], thresholds: Sequence[str],
 
     ``figures=False`` writes every table but draws no figure (scripted use).
     """
-    import pandas as pd
-
-    from alit_eval.analysis.allocation_report import summarize_selection
-    from alit_eval.analysis.reconstruction import summarize
-    from alit_eval.engine.reuse import has_features, plan_sweep, plan_sweeps
-    from alit_eval.analysis.signal import as_dict as signal_dict, warn_if_flat
-    from alit_eval.results.io import open_run, write_csv, write_json, write_parquet
-    from alit_eval.results.schema import metrics_frame
-
     al.criterion_spec(criterion)
     fresh = [s for s in datasets if s.data is not None]
     plans = dict(zip([s.name for s in fresh], plan_sweeps(req, [s.data for s in fresh], seed=seed, device=device,
@@ -233,65 +217,67 @@ def run(req: Any, *, datasets: Sequence[DatasetSpec], thresholds: Sequence[str],
     config = {"datasets": {s.name: plans[s.name].config for s in datasets}, "reference": reference,
               "familiarity": {"thresholds": [str(t) for t in thresholds], "criterion": criterion,
                               "fallback": fallback, "n_boot": n_boot, "fid": bool(req.fid)}}
-    run_dir = open_run(results_dir, "familiarity", run_id=run_id, config=config, overwrite=overwrite)
-    try:
-        inputs = {}
-        for s in datasets:
-            sub = run_dir.path / "sweeps" / s.name
-            inputs[s.name] = plans[s.name].execute(sub)
-            if inputs[s.name].from_run is None:  # make the sub-folder a reusable sweep folder
-                write_json(plans[s.name].config, sub / "config.json")
-                write_parquet(inputs[s.name].result.per_image, sub / "per_image.parquet")
+    with CommandRun("familiarity", config, results_dir=results_dir, run_id=run_id, overwrite=overwrite) as run:
+        inputs = {s.name: _sweep(plans[s.name], run.dir.path / "sweeps" / s.name) for s in datasets}
         ref_table = inputs[reference].result.per_image
         resolved = al.resolve_thresholds(thresholds, ref_table, criterion)
         signal = warn_if_flat(ref_table, criterion)  # checked on the reference set, where thresholds are set
         max_budget = max(max(i.result.budgets) for i in inputs.values())
-        rows, selections, tables, notes = [], [], [], []
-        for name, inp in inputs.items():
-            res = inp.result
-            fid = bool(req.fid) and has_features(res.store, res.budgets)
-            if req.fid and not fid:
-                notes.append(f"{name}: no Inception features in the sweep, FID skipped")
-            fixed = summarize(res, command="familiarity", dataset=name, preprocess=inp.preprocess, seed=seed, fid=fid)
-            rows += fixed.to_dict("records")
-            sel = al.selection_table(res.per_image, resolved, criterion=criterion, fallback=fallback)
-            sel.insert(0, "dataset", name)
-            sel_rows, _, _ = summarize_selection(sel, res.per_image, command="familiarity", dataset=name,
-                                                 preprocess=inp.preprocess, seed=seed, tokens="required_tokens")
-            rows += [r for r in sel_rows if r["metric"] in ("mean_tokens", "median_tokens", "censored_share")]
-            selections.append(sel)
-            tables.append(res.per_image.assign(dataset=name, source_id=res.per_image["image_id"],
-                                               image_id=[f"{name}/{i}" for i in res.per_image["image_id"]]))
-        selection = pd.concat(selections, ignore_index=True)
-        per_image = pd.concat(tables, ignore_index=True)
+        rows, selection, per_image, notes = _dataset_rows(inputs, resolved, criterion=criterion, fallback=fallback,
+                                                          seed=seed, fid=bool(req.fid))
         comp = comparisons(selection, per_image, reference, max_budget, n_boot=n_boot, seed=seed)
         rows += comparison_rows(comp, reference=reference, criterion=criterion,
                                 preprocess=inputs[reference].preprocess)
         metrics = metrics_frame(rows)
-        run_dir.write_metrics(metrics)
-        run_dir.write_per_image(per_image)
-        write_parquet(selection, run_dir.file("selection.parquet"))
-        write_csv(comp.assign(**signal.columns()), run_dir.file("comparisons.csv"))
+        run.dir.write_metrics(metrics)
+        run.dir.write_per_image(per_image)
+        write_parquet(selection, run.dir.file("selection.parquet"))
+        write_csv(comp.assign(**signal.columns()), run.dir.file("comparisons.csv"))
         probe_names = [n for n, i in inputs.items() if i.config.get("data", {}).get("source") == PROBES]
         curves = None
         if probe_names:
             probes = per_image[per_image["dataset"].isin(probe_names)].rename(columns={"label": "kind"})
             curves = group_curves(probes, "kind", seed=seed)
-            write_csv(curves, run_dir.file("probe_curves.csv"))
+            write_csv(curves, run.dir.file("probe_curves.csv"))
         if figures:
-            write_figures(run_dir, metrics, selection, max_budget, curves)
-        run_dir.finish(seed=seed, device=next(iter(inputs.values())).result.info.get("device"), extra={
+            write_figures(run.dir, metrics, selection, max_budget, curves)
+        run.finish(seed, {
             "checkpoint": inputs[reference].checkpoint, "reference": reference,
-            "datasets": {n: {"source": i.config.get("data", {}).get("source"), "from_run": i.from_run,
-                             "preprocess": i.preprocess, "rollout_calls": i.result.rollout_calls,
-                             "n_images": int(i.result.per_image["image_id"].nunique()),
-                             "skipped_images": [{"id": a, "error": e} for a, e in i.result.failed]}
-                         for n, i in inputs.items()},
+            "datasets": {n: dataset_meta(i) for n, i in inputs.items()},
             "thresholds": [{"spec": s, "value": v, "resolved_on": reference} for s, v in resolved],
             "criterion": criterion, "fallback": fallback, "n_boot": n_boot, "budget_signal": signal_dict(signal),
             "censoring": "censored images count as the largest budget in required-token statistics",
             "notes": notes,
-        })
-    finally:
-        run_dir.release()
-    return run_dir, metrics, comp
+        }, device=next(iter(inputs.values())).result.info.get("device"))
+    return run.dir, metrics, comp
+
+
+def _sweep(plan: Any, folder: Path) -> Any:
+    """Run (or reuse) one dataset's sweep in its sub-folder, and make that a reusable sweep folder."""
+    inputs = plan.execute(folder)
+    if inputs.from_run is None:
+        write_json(plan.config, folder / "config.json")
+        write_parquet(inputs.result.per_image, folder / "per_image.parquet")
+    return inputs
+
+
+def _dataset_rows(inputs: dict[str, Any], resolved: list, *, criterion: str, fallback: str, seed: int,
+                  fid: bool) -> tuple[list[dict], pd.DataFrame, pd.DataFrame, list[str]]:
+    """Per dataset: fixed-budget rows and token rows; the joint selection and per-image tables; notes."""
+    rows, selections, tables, notes = [], [], [], []
+    for name, inp in inputs.items():
+        res = inp.result
+        has_fid = fid and has_features(res.store, res.budgets)
+        if fid and not has_fid:
+            notes.append(f"{name}: no Inception features in the sweep, FID skipped")
+        rows += summarize(res, command="familiarity", dataset=name, preprocess=inp.preprocess, seed=seed,
+                          fid=has_fid).to_dict("records")
+        sel = al.selection_table(res.per_image, resolved, criterion=criterion, fallback=fallback)
+        sel.insert(0, "dataset", name)
+        sel_rows, _, _ = summarize_selection(sel, res.per_image, command="familiarity", dataset=name,
+                                             preprocess=inp.preprocess, seed=seed, tokens="required_tokens")
+        rows += [r for r in sel_rows if r["metric"] in ("mean_tokens", "median_tokens", "censored_share")]
+        selections.append(sel)
+        tables.append(res.per_image.assign(dataset=name, source_id=res.per_image["image_id"],
+                                           image_id=[f"{name}/{i}" for i in res.per_image["image_id"]]))
+    return rows, pd.concat(selections, ignore_index=True), pd.concat(tables, ignore_index=True), notes

@@ -28,6 +28,15 @@ import logging
 from typing import Any, Callable, Sequence
 
 import numpy as np
+import torch
+from scipy.stats import spearmanr
+from sklearn.linear_model import LogisticRegression, RidgeCV
+from sklearn.model_selection import GridSearchCV, StratifiedKFold, train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from alit_eval.analysis.token_selection import select_official
+from alit_eval.metrics.pixel import to_uint8
 
 
 log = logging.getLogger(__name__)
@@ -80,10 +89,6 @@ class FeatureTap:
         return self
 
     def rollout(self, images: Any, budgets: Any = None, **kw: Any) -> Any:
-        import torch
-
-        from alit_eval.metrics.pixel import to_uint8
-
         before = _rng_state(kw.get("generator"))
         seen: list[torch.Tensor] = []
         hook = None
@@ -118,8 +123,6 @@ class FeatureTap:
 
 def _rng_state(gen: Any) -> Any:
     """Snapshot of the halting randomness: per-image generators, one generator, or the global RNGs."""
-    import torch
-
     if isinstance(gen, (list, tuple)):
         return [g.get_state() for g in gen]
     if isinstance(gen, torch.Generator):
@@ -129,8 +132,6 @@ def _rng_state(gen: Any) -> Any:
 
 def _set_rng_state(gen: Any, state: Any) -> Any:
     """Restore `_rng_state`'s snapshot; returns the generator argument to pass to ``rollout``."""
-    import torch
-
     if isinstance(gen, (list, tuple)):
         return [torch.Generator(device=g.device).set_state(s) for g, s in zip(gen, state)]
     if isinstance(gen, torch.Generator):
@@ -160,8 +161,6 @@ def load_features(store: Any, kind: str, budget: int) -> np.ndarray:
 
 def stratified_split(labels: Sequence[Any], test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Deterministic stratified train/test split: sorted index arrays ``(train, test)``."""
-    from sklearn.model_selection import train_test_split
-
     idx = np.arange(len(labels))
     tr, te = train_test_split(idx, test_size=test_fraction, stratify=np.asarray(labels), random_state=seed)
     return np.sort(tr), np.sort(te)
@@ -169,8 +168,6 @@ def stratified_split(labels: Sequence[Any], test_fraction: float, seed: int) -> 
 
 def random_split(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Deterministic random train/test split of ``range(n)`` (for continuous targets)."""
-    from sklearn.model_selection import train_test_split
-
     tr, te = train_test_split(np.arange(n), test_size=test_fraction, random_state=seed)
     return np.sort(tr), np.sort(te)
 
@@ -185,11 +182,6 @@ def fit_classifier(x: np.ndarray, y: np.ndarray, *, seed: int, c_grid: Sequence[
     Returns:
         The refitted sklearn Pipeline; ``.chosen_c`` holds the selected C.
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import GridSearchCV, StratifiedKFold
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     pipe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000))
     k = int(min(folds, np.unique(y, return_counts=True)[1].min()))
     if k < 2 or len(c_grid) == 1:
@@ -215,10 +207,6 @@ def fit_regressor(x: np.ndarray, t: np.ndarray, *, alphas: Sequence[float] = ALP
     Ridge's leave-one-out error has a closed form (RidgeCV's efficient LOO), so the alpha search
     costs one fit; the scaler is fitted on the same training split.
     """
-    from sklearn.linear_model import RidgeCV
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     model = make_pipeline(StandardScaler(), RidgeCV(alphas=[float(a) for a in alphas])).fit(x, t)
     model.chosen_alpha = float(model[-1].alpha_)
     return model
@@ -255,16 +243,12 @@ def smallest_correct(correct: np.ndarray, budgets: Sequence[int]) -> np.ndarray:
 def select_by_reconstruction(l1: np.ndarray, budgets: Sequence[int], threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """Per row of ``[n, n_budgets]`` per-image L1: the budget the official rule picks, and whether
     it was its fallback (no budget below `threshold`, so the lowest-L1 one)."""
-    from alit_eval.analysis.allocation import select_official
-
     picks = [select_official(row, threshold) for row in l1]
     chosen = np.array([budgets[i] for i, _ in picks], dtype=np.float64)
     return chosen, np.array([how == "fallback_min_l1" for _, how in picks])
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    from scipy.stats import spearmanr
-
     if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return float("nan")
     return float(spearmanr(a, b).statistic)

@@ -7,20 +7,17 @@ from typing import Optional
 
 import typer
 
-from alit_eval.cli.options import (
-    PREPROCESS_HELP,
-    get_globals, heads_option, parse_budgets, parse_list, subset_seed_option, workers_option,
-)
+from alit_eval.cli.options import MEASURE_OPTIONS, FromRun, SweepArgs, parse_list, sweep_command
 
 # KARL Tab. 2/6 thresholds; 0.07 is the official default
 DEFAULT_THRESHOLDS = {"l1": "0.03,0.05,0.07,0.09", "official-l1": "0.03,0.05,0.07,0.09"}
 QUANTILE_THRESHOLDS = "q0.25,q0.5,q0.75"
 
 
+@sweep_command(MEASURE_OPTIONS)
 def allocate(
     ctx: typer.Context,
-    ckpt: str = typer.Option("demo", "--ckpt", help="Checkpoint file or pretrained name (`alit-eval models`)."),
-    data: str = typer.Option("demo-scenes", "--data", help="Image folder, file list, glob, or demo split."),
+    sweep: SweepArgs,
     thresholds: Optional[str] = typer.Option(
         None, "--thresholds",
         help="Comma-separated thresholds: numbers, `auto` (median of the per-image metric at the middle budget) "
@@ -34,27 +31,8 @@ def allocate(
     batch_criterion: Optional[int] = typer.Option(
         None, "--official-batch-criterion", min=1,
         help="Apply the official batch-mean rule to groups of N consecutive images (default: per image)."),
-    from_run: Optional[Path] = typer.Option(
-        None, "--from-run",
-        help="Reuse the sweep of an earlier run folder (no reconstruction; the sweep options are then ignored)."),
-    budgets: Optional[str] = typer.Option(None, "--budgets", help="Token budgets to sweep (default: all)."),
-    preprocess: str = typer.Option("resize-center-crop", "--preprocess", help=PREPROCESS_HELP),
-    batch_size: int = typer.Option(16, "--batch-size", min=1),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Use at most N images (demo default 100)."),
-    subset_seed: Optional[int] = subset_seed_option(),
-    halting: Optional[str] = typer.Option(None, "--halting",
-                                          help="official | official-reseeded | seeded | off (default: the checkpoint's)."),
-    workers: int = workers_option(),
-    no_fid: bool = typer.Option(False, "--no-fid", help="Skip Inception features (fixed and variable-token FID)."),
-    fid_resize: str = typer.Option("tf1", "--fid-resize", help="tf1 (torch-fidelity), pytorch-fid (official ALIT eval) or clean (clean-fid, PIL bicubic)."),
-    inception_weights: Optional[Path] = typer.Option(None, "--inception-weights", help="FID Inception weights file."),
-    lpips_weights: Optional[Path] = typer.Option(None, "--lpips-weights", help="AlexNet state_dict for LPIPS."),
-    heads: Optional[int] = heads_option(),
-    trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint",
-                                          help="Allow full unpickling (trusted files only)."),
+    from_run: FromRun = None,
     no_gallery: bool = typer.Option(False, "--no-gallery", help="Skip the gallery of images sorted by budget."),
-    run_id: Optional[str] = typer.Option(None, "--run-id", help="Run folder name under results/allocate/."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a folder holding a different run."),
 ) -> None:
     """Select each image's token budget (smallest budget whose error is below a threshold) at several
     thresholds; report tokens used, censoring, adaptive quality, variable-token FID (with a shuffled-budget
@@ -71,22 +49,13 @@ def allocate(
 
         alit-eval allocate --from-run results/fid/<run_id> --criterion psnr --thresholds 20,25
     """
-    g = get_globals(ctx)
-    from alit_eval.analysis.allocation_report import run
-    from alit_eval.engine.runner import SweepRequest
+    from alit_eval.analysis.allocate import run
 
     specs = parse_list(thresholds or DEFAULT_THRESHOLDS.get(criterion, QUANTILE_THRESHOLDS), str,
                        option="--thresholds", what="a threshold")
-    req = SweepRequest(
-        ckpt=ckpt, data=data, budgets=parse_budgets(budgets) if budgets else None, preprocess=preprocess, limit=limit,
-        subset_seed=subset_seed, batch_size=batch_size, halting=halting, workers=workers, fid=not no_fid,
-        fid_resize=fid_resize, inception_weights=str(inception_weights) if inception_weights else None,
-        lpips_weights=str(lpips_weights) if lpips_weights else None, heads=heads, trust_checkpoint=trust_checkpoint,
-    )
-    run_dir, _, _ = run(req, from_run=str(from_run) if from_run else None, thresholds=specs, criterion=criterion,
-                        fallback=fallback, batch_criterion=batch_criterion, gallery=not no_gallery, seed=g.seed,
-                        device=g.device, offline=g.offline, results_dir=g.results_dir, run_id=run_id,
-                        overwrite=overwrite)
+    run_dir, _, _ = run(sweep.config, **sweep.run_kwargs(), from_run=str(from_run) if from_run else None,
+                        thresholds=specs, criterion=criterion, fallback=fallback, batch_criterion=batch_criterion,
+                        gallery=not no_gallery)
     print_summary(run_dir.path / "allocation_summary.csv", criterion)
     import pandas as pd
 

@@ -46,6 +46,11 @@ COMMANDS: dict[str, str] = {
     "profile": "alit_eval.cli.profile:profile",
 }
 
+# Commands that draw figures: the plot theme is set once, here, before their body runs (never at
+# import, so ``--help`` stays instant; the analysis modules never set it themselves).
+DRAWS_FIGURES = frozenset({"fid", "allocate", "entropy-correlation", "familiarity", "downstream", "attention-viz",
+                           "discovery", "report", "rate-distortion", "profile"})
+
 INTERRUPTED_MESSAGE = "interrupted; rerun the same command to resume"
 
 
@@ -111,12 +116,17 @@ def _global_options(
     )
 
 
-def _guard(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Let Ctrl-C inside a command reach `main` as `_Interrupted` (Typer would swallow it)."""
+def _guard(func: Callable[..., Any], *, theme: bool = False) -> Callable[..., Any]:
+    """Let Ctrl-C inside a command reach `main` as `_Interrupted` (Typer would swallow it); set the
+    plot theme first when the command draws figures (`theme`)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
+            if theme:
+                from alit_eval.results.plots import set_theme
+
+                set_theme()
             return func(*args, **kwargs)
         except KeyboardInterrupt as exc:
             raise _Interrupted() from exc
@@ -125,7 +135,7 @@ def _guard(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 for _name, _target in COMMANDS.items():
-    app.command(_name)(_guard(resolve_target(_target)))
+    app.command(_name)(_guard(resolve_target(_target), theme=_name in DRAWS_FIGURES))
 
 
 def _one_line(exc: BaseException) -> str:

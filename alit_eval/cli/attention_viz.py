@@ -7,13 +7,13 @@ from typing import List, Optional
 
 import typer
 
-from alit_eval.cli.options import get_globals, heads_option, parse_budgets, parse_list, trust_checkpoint_option
+from alit_eval.cli.options import Ckpt, Heads, TrustCheckpoint, get_globals, parse_budgets, parse_list
 
 
 def attention_viz(
     ctx: typer.Context,
     images: Optional[List[Path]] = typer.Argument(None, help="Image files (default: the first demo-scenes image)."),
-    ckpt: str = typer.Option("demo", "--ckpt", help="Checkpoint file or pretrained name (`alit-eval models`)."),
+    ckpt: Ckpt = "demo",
     budgets: Optional[str] = typer.Option(None, "--budgets", help="Rows: token budgets (default: every iteration)."),
     tokens: Optional[str] = typer.Option(None, "--tokens", help="Columns: token indices, e.g. 0,5,9 (default: first 32)."),
     layer: Optional[int] = typer.Option(None, "--layer",
@@ -22,8 +22,8 @@ def attention_viz(
                                  help="corrected (key of token j) or official-notebook (the notebook's off-by-one)."),
     show_budget: bool = typer.Option(False, "--show-budget", help="Add each budget's reconstruction beside its maps."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default <results-dir>/attention-viz)."),
-    heads: Optional[int] = heads_option(),
-    trust_checkpoint: bool = trust_checkpoint_option(),
+    heads: Heads = None,
+    trust_checkpoint: TrustCheckpoint = False,
 ) -> None:
     """Draw each token's decoder attention over the 2D grid, overlaid on the image (jet, alpha 0.4),
     with rows = budgets and an argmax map (each pixel coloured by the token it attends to most).
@@ -39,7 +39,7 @@ def attention_viz(
             --tokens 0,5,9 --show-budget
     """
     g = get_globals(ctx)
-    from alit_eval.analysis.attention import render_attention
+    from alit_eval.analysis.attention_viz import render_attention
 
     files = render_attention(
         [str(p) for p in images or []], ckpt=ckpt, budgets=parse_budgets(budgets) if budgets else None,

@@ -7,35 +7,20 @@ from typing import Optional
 
 import typer
 
-from alit_eval.cli.options import (
-    PREPROCESS_HELP,
-    get_globals, heads_option, parse_budgets, subset_seed_option, trust_checkpoint_option, workers_option,
-)
+from alit_eval.cli.options import Out, SweepArgs, sweep_command
 
 DEMO_LIMIT = 200
 
 
+@sweep_command()
 def discovery(
     ctx: typer.Context,
-    ckpt: str = typer.Option("demo", "--ckpt", help="Checkpoint file or pretrained name (`alit-eval models`)."),
-    data: str = typer.Option("demo-scenes", "--data", help="Image folder, list or glob (with --masks), or a demo split."),
+    sweep: SweepArgs,
     masks: Optional[Path] = typer.Option(None, "--masks",
                                          help="Folder of instance-mask PNGs named like the images (0 = background)."),
-    budgets: Optional[str] = typer.Option(None, "--budgets", help="Token budgets (default: all)."),
     indexing: str = typer.Option("corrected", "--indexing", help="corrected or official-notebook."),
     min_objects: int = typer.Option(1, "--min-objects", min=0, help="Score only images with at least this many objects."),
-    preprocess: str = typer.Option("resize-center-crop", "--preprocess",
-                                   help=PREPROCESS_HELP + " Masks get the same geometry."),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help=f"Use at most N images (demo default {DEMO_LIMIT})."),
-    subset_seed: Optional[int] = subset_seed_option(),
-    batch_size: int = typer.Option(16, "--batch-size", min=1),
-    halting: Optional[str] = typer.Option(None, "--halting", help="official | official-reseeded | seeded | off (default: the checkpoint's)."),
-    workers: int = workers_option(),
-    heads: Optional[int] = heads_option(),
-    trust_checkpoint: bool = trust_checkpoint_option(),
-    out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default results/discovery/<config hash>)."),
-    run_id: Optional[str] = typer.Option(None, "--run-id", help="Run folder name under results/discovery/."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a folder holding a different run."),
+    out: Out = None,
 ) -> None:
     """Assign every pixel to the token its 2D cell attends to most and score the segments against
     instance masks: FG-ARI and Hungarian mIoU per budget and decoder layer, next to a grid with as
@@ -48,18 +33,13 @@ def discovery(
         alit-eval discovery --ckpt alit_small.vqgan_quantized.in100 --data coco/val2017 \\
             --masks coco/instance_pngs --limit 500 --budgets 32,64,128,256
     """
-    g = get_globals(ctx)
     from alit_eval.analysis.discovery import run_discovery
-    from alit_eval.engine.runner import SweepRequest
 
-    if limit is None and data.startswith("demo-"):
-        limit = DEMO_LIMIT
-    req = SweepRequest(ckpt=ckpt, data=data, budgets=parse_budgets(budgets) if budgets else None,
-                       preprocess=preprocess, limit=limit, subset_seed=subset_seed, batch_size=batch_size,
-                       halting=halting, workers=workers, heads=heads, trust_checkpoint=trust_checkpoint)
-    run_dir, metrics, summary = run_discovery(
-        req, indexing=indexing, min_objects=min_objects, masks_dir=str(masks) if masks else None, seed=g.seed,
-        device=g.device, offline=g.offline, results_dir=g.results_dir, run_id=run_id, overwrite=overwrite, out=out)
+    cfg = sweep.config
+    if cfg.limit is None and cfg.data.startswith("demo-"):
+        cfg.limit = DEMO_LIMIT
+    run_dir, metrics, summary = run_discovery(cfg, **sweep.run_kwargs(), indexing=indexing, min_objects=min_objects,
+                                              masks_dir=str(masks) if masks else None, out=out)
     _print(metrics, summary)
     typer.echo(f"results: {run_dir.path}")
 

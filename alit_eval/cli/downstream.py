@@ -7,24 +7,18 @@ from typing import Optional
 
 import typer
 
-from alit_eval.cli.options import (
-    PREPROCESS_HELP,
-    get_globals, heads_option, parse_budgets, parse_list, subset_seed_option, trust_checkpoint_option,
-    workers_option,
-)
+from alit_eval.cli.options import Out, SweepArgs, parse_list, sweep_command
 
 DEMO_LIMIT = 400  # enough demo images for an 8-class probe with a 30% held-out split
 
 
+@sweep_command()
 def downstream(
     ctx: typer.Context,
-    ckpt: str = typer.Option("demo", "--ckpt", help="Checkpoint file or pretrained name (`alit-eval models`)."),
-    data: str = typer.Option("demo-scenes", "--data",
-                             help="Image folder (class subfolders = labels), .txt/.csv list, glob, or demo split."),
+    sweep: SweepArgs,
     labels: Optional[Path] = typer.Option(None, "--labels", help="CSV with rows image,label (overrides folder labels)."),
     targets: Optional[Path] = typer.Option(None, "--targets",
                                            help="CSV with rows image,value: a continuous target for a ridge probe."),
-    budgets: Optional[str] = typer.Option(None, "--budgets", help="Token budgets, e.g. 32,64,128,256 (default: all)."),
     features: str = typer.Option("latent,codes,2d,2d+first,base2d", "--features",
                                  help="Feature kinds: latent, codes, codes-flat, 2d, 2d+first, base2d."),
     test_fraction: float = typer.Option(0.3, "--test-fraction", help="Held-out share (stratified by label)."),
@@ -33,18 +27,7 @@ def downstream(
                                        help="Feature kind whose probe defines the classification criterion."),
     no_recon_view: bool = typer.Option(False, "--no-recon-view",
                                        help="Skip re-encoding reconstructions (the One-D-Piece view)."),
-    preprocess: str = typer.Option("resize-center-crop", "--preprocess",
-                                   help=PREPROCESS_HELP),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help=f"Use at most N images (demo default {DEMO_LIMIT})."),
-    subset_seed: Optional[int] = subset_seed_option(),
-    batch_size: int = typer.Option(16, "--batch-size", min=1),
-    halting: Optional[str] = typer.Option(None, "--halting", help="official | official-reseeded | seeded | off (default: the checkpoint's)."),
-    workers: int = workers_option(),
-    heads: Optional[int] = heads_option(),
-    trust_checkpoint: bool = trust_checkpoint_option(),
-    out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default results/downstream/<config hash>)."),
-    run_id: Optional[str] = typer.Option(None, "--run-id", help="Run folder name under results/downstream/."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a folder holding a different run."),
+    out: Out = None,
 ) -> None:
     """Linear probes on token features at each budget (top-1/top-5 with CIs; ridge R²/MAE for --targets),
     the smallest budget at which each image is classified correctly vs the L1 criterion, and a probe
@@ -57,21 +40,16 @@ def downstream(
         alit-eval downstream --ckpt alit_small.vqgan_quantized.in100 --data /data/imagenet100/val \\
             --limit 5000 --subset-seed 0 --budgets 32,64,128,256
     """
-    g = get_globals(ctx)
     from alit_eval.analysis.downstream import ProbeOptions, run
-    from alit_eval.engine.runner import SweepRequest
 
     kinds = tuple(parse_list(features, str, option="--features", what="a feature kind"))
     opts = ProbeOptions(kinds=kinds, test_fraction=test_fraction, threshold=threshold, recon_view=not no_recon_view,
                         select_kind=select_feature, labels_csv=str(labels) if labels else None,
                         targets_csv=str(targets) if targets else None)
-    if limit is None and data.startswith("demo-"):
-        limit = DEMO_LIMIT
-    req = SweepRequest(ckpt=ckpt, data=data, budgets=parse_budgets(budgets) if budgets else None,
-                       preprocess=preprocess, limit=limit, subset_seed=subset_seed, batch_size=batch_size,
-                       halting=halting, workers=workers, heads=heads, trust_checkpoint=trust_checkpoint)
-    run_dir, metrics = run(req, opts, seed=g.seed, device=g.device, offline=g.offline, results_dir=g.results_dir,
-                           run_id=run_id, overwrite=overwrite, out=out)
+    cfg = sweep.config
+    if cfg.limit is None and cfg.data.startswith("demo-"):
+        cfg.limit = DEMO_LIMIT
+    run_dir, metrics = run(cfg, opts, **sweep.run_kwargs(), out=out)
     _print(metrics)
     typer.echo(f"results: {run_dir.path}")
 

@@ -7,16 +7,13 @@ from typing import Optional
 
 import typer
 
-from alit_eval.cli.options import (
-    PREPROCESS_HELP,
-    get_globals, heads_option, parse_budgets, parse_list, subset_seed_option, workers_option,
-)
+from alit_eval.cli.options import LPIPS_OPTIONS, FromRun, SweepArgs, parse_list, sweep_command
 
 
+@sweep_command(LPIPS_OPTIONS)
 def entropy_correlation(
     ctx: typer.Context,
-    ckpt: str = typer.Option("demo", "--ckpt", help="Checkpoint file or pretrained name (`alit-eval models`)."),
-    data: str = typer.Option("demo-scenes", "--data", help="Image folder, file list, glob, or demo split."),
+    sweep: SweepArgs,
     thresholds: str = typer.Option(
         "auto", "--thresholds",
         help="Comma-separated thresholds of the criterion: numbers, `auto` (median of the per-image metric at "
@@ -34,25 +31,9 @@ def entropy_correlation(
     n_boot: int = typer.Option(1000, "--n-boot", min=0, help="Bootstrap resamples for the 95% CIs."),
     methods: str = typer.Option("spearman,kendall,pearson", "--methods",
                                 help="Correlations to report (Kendall's bootstrap is the slow one on large sets)."),
-    from_run: Optional[Path] = typer.Option(
-        None, "--from-run",
-        help="Reuse the sweep of an earlier run folder (no reconstruction; the sweep options are then ignored)."),
-    budgets: Optional[str] = typer.Option(None, "--budgets", help="Token budgets to sweep (default: all)."),
-    preprocess: str = typer.Option("resize-center-crop", "--preprocess", help=PREPROCESS_HELP),
-    batch_size: int = typer.Option(16, "--batch-size", min=1),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Use at most N images (demo default 100)."),
-    subset_seed: Optional[int] = subset_seed_option(),
-    halting: Optional[str] = typer.Option(None, "--halting",
-                                          help="official | official-reseeded | seeded | off (default: the checkpoint's)."),
-    workers: int = workers_option(),
+    from_run: FromRun = None,
     fid: bool = typer.Option(False, "--fid",
                              help="Also store Inception features in the sweep (for a later --from-run)."),
-    lpips_weights: Optional[Path] = typer.Option(None, "--lpips-weights", help="AlexNet state_dict for LPIPS."),
-    heads: Optional[int] = heads_option(),
-    trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint",
-                                          help="Allow full unpickling (trusted files only)."),
-    run_id: Optional[str] = typer.Option(None, "--run-id", help="Run folder name under results/entropy-correlation/."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a folder holding a different run."),
 ) -> None:
     """Correlate image complexity (PNG/JPEG bits per pixel, entropy, gradients, edges, high-frequency
     energy, ground truth or --scores) with the tokens each image needs and with its L1 per budget.
@@ -67,21 +48,14 @@ def entropy_correlation(
         alit-eval entropy-correlation --ckpt alit_small.vqgan_quantized.in100 --data /data/savoias/Scenes \\
             --scores savoias_scenes.csv --thresholds 0.05,0.07 --control png_bpp
     """
-    g = get_globals(ctx)
     from alit_eval.analysis.entropy_correlation import run
-    from alit_eval.engine.runner import SweepRequest
 
+    sweep.config.fid = fid
     specs = parse_list(thresholds, str, option="--thresholds", what="a threshold")
-    req = SweepRequest(
-        ckpt=ckpt, data=data, budgets=parse_budgets(budgets) if budgets else None, preprocess=preprocess, limit=limit,
-        subset_seed=subset_seed, batch_size=batch_size, halting=halting, workers=workers, fid=fid,
-        lpips_weights=str(lpips_weights) if lpips_weights else None, heads=heads, trust_checkpoint=trust_checkpoint,
-    )
-    run_dir, table = run(req, from_run=str(from_run) if from_run else None, thresholds=specs, criterion=criterion,
-                         fallback=fallback, scores=str(scores) if scores else None, control=control, n_boot=n_boot,
-                         methods=parse_list(methods, str, option="--methods", what="a method"),
-                         seed=g.seed, device=g.device, offline=g.offline, results_dir=g.results_dir, run_id=run_id,
-                         overwrite=overwrite)
+    run_dir, table = run(sweep.config, **sweep.run_kwargs(), from_run=str(from_run) if from_run else None,
+                         thresholds=specs, criterion=criterion, fallback=fallback,
+                         scores=str(scores) if scores else None, control=control, n_boot=n_boot,
+                         methods=parse_list(methods, str, option="--methods", what="a method"))
     print_tokens_table(table)
     from alit_eval.analysis.signal import flat_note
 

@@ -6,14 +6,13 @@ from typing import List, Optional
 
 import typer
 
-from alit_eval.cli.options import (
-    PREPROCESS_HELP,
-    get_globals, heads_option, parse_budgets, parse_list, subset_seed_option, workers_option,
-)
+from alit_eval.cli.options import MEASURE_OPTIONS, SweepArgs, parse_list, sweep_command
 
 
+@sweep_command(MEASURE_OPTIONS)
 def familiarity(
     ctx: typer.Context,
+    sweep: SweepArgs,
     data: Optional[List[str]] = typer.Option(
         None, "--data",
         help="A dataset as [NAME=]SRC (folder, file list, glob or demo split); repeat it. The first is the "
@@ -22,7 +21,6 @@ def familiarity(
         None, "--from-run",
         help="Reuse a finished sweep as [NAME=]RUN_DIR (a fid/allocate/... run folder, or a familiarity run for "
              "all its datasets); repeatable; comes after the --data datasets."),
-    ckpt: str = typer.Option("demo", "--ckpt", help="Checkpoint file or pretrained name (`alit-eval models`)."),
     thresholds: str = typer.Option(
         "auto", "--thresholds",
         help="Thresholds of the criterion: numbers, `auto` or `qP` (resolved on the reference dataset)."),
@@ -33,24 +31,6 @@ def familiarity(
         "min-error", "--fallback",
         help="Selection for censored images: min-error or max-budget (token statistics count them as the largest)."),
     n_boot: int = typer.Option(1000, "--n-boot", min=0, help="Bootstrap resamples for the 95% CIs."),
-    budgets: Optional[str] = typer.Option(None, "--budgets", help="Token budgets to sweep (default: all)."),
-    preprocess: str = typer.Option("resize-center-crop", "--preprocess", help=PREPROCESS_HELP),
-    batch_size: int = typer.Option(16, "--batch-size", min=1),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1,
-                                        help="Use at most N images per dataset (demo default 100)."),
-    subset_seed: Optional[int] = subset_seed_option(),
-    halting: Optional[str] = typer.Option(None, "--halting",
-                                          help="official | official-reseeded | seeded | off (default: the checkpoint's)."),
-    workers: int = workers_option(),
-    no_fid: bool = typer.Option(False, "--no-fid", help="Skip Inception features and rFID."),
-    fid_resize: str = typer.Option("tf1", "--fid-resize", help="tf1 (torch-fidelity), pytorch-fid (official ALIT eval) or clean (clean-fid, PIL bicubic)."),
-    inception_weights: Optional[str] = typer.Option(None, "--inception-weights", help="FID Inception weights file."),
-    lpips_weights: Optional[str] = typer.Option(None, "--lpips-weights", help="AlexNet state_dict for LPIPS."),
-    heads: Optional[int] = heads_option(),
-    trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint",
-                                          help="Allow full unpickling (trusted files only)."),
-    run_id: Optional[str] = typer.Option(None, "--run-id", help="Run folder name under results/familiarity/."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a folder holding a different run."),
 ) -> None:
     """Compare datasets at every budget: quality-vs-tokens curves, rFID, required tokens per image, and
     the token difference to the reference (bootstrap CI, Mann–Whitney U).
@@ -64,21 +44,12 @@ def familiarity(
         alit-eval familiarity --ckpt alit_small.vqgan_quantized.in100 --data in100=/data/in100/val \\
             --data coco=/data/coco/val2017 --limit 1000 --thresholds 0.05,0.07
     """
-    g = get_globals(ctx)
     from alit_eval.analysis.familiarity import DEFAULT_DATASETS, parse_datasets, run
-    from alit_eval.engine.runner import SweepRequest
 
     specs = parse_datasets(list(data or ([] if from_run else DEFAULT_DATASETS)), list(from_run or []))
-    req = SweepRequest(
-        ckpt=ckpt, budgets=parse_budgets(budgets) if budgets else None, preprocess=preprocess, limit=limit,
-        subset_seed=subset_seed, batch_size=batch_size, halting=halting, workers=workers, fid=not no_fid,
-        fid_resize=fid_resize, inception_weights=inception_weights, lpips_weights=lpips_weights, heads=heads,
-        trust_checkpoint=trust_checkpoint,
-    )
-    run_dir, _, comp = run(req, datasets=specs, thresholds=parse_list(thresholds, str, option="--thresholds",
-                                                                      what="a threshold"),
-                           criterion=criterion, fallback=fallback, n_boot=n_boot, seed=g.seed, device=g.device,
-                           offline=g.offline, results_dir=g.results_dir, run_id=run_id, overwrite=overwrite)
+    run_dir, _, comp = run(sweep.config, **sweep.run_kwargs(), datasets=specs,
+                           thresholds=parse_list(thresholds, str, option="--thresholds", what="a threshold"),
+                           criterion=criterion, fallback=fallback, n_boot=n_boot)
     print_comparisons(comp, specs[0].name)
     typer.echo(f"results: {run_dir.path}")
 

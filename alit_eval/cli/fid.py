@@ -7,10 +7,7 @@ from typing import Optional
 
 import typer
 
-from alit_eval.cli.options import (
-    PREPROCESS_HELP,
-    get_globals, heads_option, parse_budgets, subset_seed_option, trust_checkpoint_option, workers_option,
-)
+from alit_eval.cli.options import MEASURE_OPTIONS, Out, Precision, SweepArgs, check_precision, sweep_command
 from alit_eval.errors import AlitEvalError
 
 
@@ -23,37 +20,20 @@ def parse_batch_size(text: str) -> int:
     raise AlitEvalError(f"--batch-size must be a positive integer or 'auto'; got {text!r}")
 
 
+@sweep_command(MEASURE_OPTIONS)
 def fid(
     ctx: typer.Context,
-    ckpt: str = typer.Option("demo", "--ckpt", help="Checkpoint file or pretrained name (`alit-eval models`)."),
-    data: str = typer.Option("demo-scenes", "--data",
-                             help="Image folder, .txt/.csv file list, glob, or demo split (demo-scenes, ...)."),
-    budgets: Optional[str] = typer.Option(None, "--budgets", help="Token budgets, e.g. 32,64,128,256 (default: all)."),
-    preprocess: str = typer.Option("resize-center-crop", "--preprocess",
-                                   help=PREPROCESS_HELP),
+    sweep: SweepArgs,
     batch_size: str = typer.Option("16", "--batch-size", help="Images per batch, or 'auto' (back off on out-of-memory)."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32 (reported numbers) | bf16 | tf32 (approximate, faster)."),
+    precision: Precision = "fp32",
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the model and Inception (GPU)."),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Use at most N images (demo default 100)."),
-    subset_seed: Optional[int] = subset_seed_option(),
-    halting: Optional[str] = typer.Option(None, "--halting",
-                                          help="official | official-reseeded | seeded | off (default: the checkpoint's)."),
-    workers: int = workers_option(),
-    fid_resize: str = typer.Option("tf1", "--fid-resize", help="tf1 (torch-fidelity), pytorch-fid (official ALIT eval) or clean (clean-fid, PIL bicubic)."),
     fid_ref: Optional[Path] = typer.Option(None, "--fid-ref", help="Reference stats .npz (mu/sigma) instead of the originals."),
-    no_fid: bool = typer.Option(False, "--no-fid", help="Skip Inception features and rFID."),
     kid: bool = typer.Option(False, "--kid", help="Also compute KID."),
     no_compute: bool = typer.Option(False, "--no-compute", help="Skip the FLOP accounting (compute.csv)."),
-    inception_weights: Optional[Path] = typer.Option(None, "--inception-weights", help="FID Inception weights file."),
-    lpips_weights: Optional[Path] = typer.Option(None, "--lpips-weights", help="torchvision AlexNet state_dict for LPIPS."),
     official_truncation: bool = typer.Option(False, "--official-truncation",
                                              help="Truncate to uint8 like the official PNG writer (default: round)."),
     strict: bool = typer.Option(False, "--strict", help="Stop at the first image that cannot be decoded."),
-    heads: Optional[int] = heads_option(),
-    trust_checkpoint: bool = trust_checkpoint_option(),
-    out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default results/fid/<config hash>)."),
-    run_id: Optional[str] = typer.Option(None, "--run-id", help="Run folder name under results/fid/."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a folder holding a different run."),
+    out: Out = None,
 ) -> None:
     """Reconstruct a dataset at several token budgets; write rFID, L1, MSE, PSNR, SSIM (LPIPS) per budget.
 
@@ -66,21 +46,12 @@ def fid(
         alit-eval fid --ckpt alit_small.vqgan_quantized.in100 --data /data/imagenet100/val \\
             --budgets 32,64,128,256 --preprocess center-crop
     """
-    g = get_globals(ctx)
-    if precision not in ("fp32", "bf16", "tf32"):
-        raise AlitEvalError(f"--precision must be fp32, bf16 or tf32; got {precision!r}")
-    from alit_eval.analysis.reconstruction import run
-    from alit_eval.engine.runner import SweepRequest
+    cfg = sweep.config
+    cfg.batch_size, cfg.precision, cfg.compile = parse_batch_size(batch_size), check_precision(precision), compile_
+    cfg.rounding, cfg.strict = ("truncate" if official_truncation else "round"), strict
+    from alit_eval.analysis.fid import run
 
-    req = SweepRequest(
-        ckpt=ckpt, data=data, budgets=parse_budgets(budgets) if budgets else None, preprocess=preprocess,
-        limit=limit, subset_seed=subset_seed, batch_size=parse_batch_size(batch_size), halting=halting, workers=workers,
-        fid=not no_fid, fid_resize=fid_resize, inception_weights=str(inception_weights) if inception_weights else None,
-        lpips_weights=str(lpips_weights) if lpips_weights else None, official_truncation=official_truncation,
-        strict=strict, heads=heads, trust_checkpoint=trust_checkpoint, precision=precision, compile=compile_,
-    )
-    run_dir, metrics = run(req, seed=g.seed, device=g.device, offline=g.offline, results_dir=g.results_dir,
-                           run_id=run_id, overwrite=overwrite, kid=kid, fid_ref=str(fid_ref) if fid_ref else None,
+    run_dir, metrics = run(cfg, **sweep.run_kwargs(), kid=kid, fid_ref=str(fid_ref) if fid_ref else None,
                            out=out, compute=not no_compute)
     if run_dir is None:  # a torchrun worker: rank 0 reports
         return
@@ -98,12 +69,14 @@ def print_table(metrics) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from alit_eval.metrics import specs
+
     wide = metrics.pivot_table(index="budget", columns="metric", values="value", aggfunc="first")
     table = Table(title="reconstruction per token budget")
     table.add_column("tokens", justify="right")
-    cols = [c for c in ("rfid", "l1", "mse", "psnr", "ssim", "lpips", "kid") if c in wide.columns]
+    cols = [c for c in specs.TABLE if c in wide.columns]
     for c in cols:
         table.add_column(c, justify="right")
     for budget, row in wide.iterrows():
-        table.add_row(str(budget), *[f"{row[c]:.4g}" for c in cols])
+        table.add_row(str(budget), *[format(row[c], specs.spec(c).fmt) for c in cols])
     Console().print(table)

@@ -36,7 +36,7 @@ def fid_stats(
         raise AlitEvalError(f"OUT must end in .npz; got {out}")
     if out.exists() and not overwrite:
         raise AlitEvalError(f"{out} already exists; pass --overwrite to replace it")
-    from alit_eval.analysis.reference import compute_reference_stats
+    from alit_eval.analysis.fid_stats import compute_reference_stats
 
     n = compute_reference_stats(
         data, out, size=size, preprocess=preprocess, limit=limit, batch_size=batch_size, workers=workers,

@@ -1,16 +1,27 @@
-"""Option helpers shared by the commands: the global options and parsers for list-valued options.
+"""Options shared by the commands: the global options, list parsers, and the sweep options.
+
+Every option that more than one command has is declared once here as a typed ``Annotated`` alias
+(``ckpt: Ckpt = "demo"``). The options of a sweep are declared once more, as data, in
+`SWEEP_OPTIONS` (and the opt-in groups `MEASURE_OPTIONS`, `LPIPS_OPTIONS`): the `sweep_command`
+decorator adds them to a command's signature and hands the command one `SweepArgs` (the single
+`SweepConfig` plus the run folder options), so a command declares only what is its own, and a
+new sweep option is one entry here.
 
 Stdlib + typer only at import time (``alit-eval --help`` must not import torch).
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Annotated, Any, Callable, Optional, TypeVar
 
 import typer
 
+from alit_eval.engine.config import SweepConfig
 from alit_eval.errors import AlitEvalError
 from alit_eval.paths import DEFAULT_RESULTS_DIR
 
@@ -121,15 +132,171 @@ def parse_floats(text: str, *, option: str) -> list[float]:
     return parse_list(text, float, option=option, what="a number")
 
 
+# ------------------------------------------------------------------ typed option declarations
+
+Ckpt = Annotated[str, typer.Option("--ckpt", help="Checkpoint file or pretrained name (`alit-eval models`).")]
+Data = Annotated[str, typer.Option(
+    "--data", help="Image folder, .txt/.csv file list, glob, or demo split (demo-scenes, ...).")]
+Budgets = Annotated[Optional[str], typer.Option(
+    "--budgets", help="Token budgets, e.g. 32,64,128,256 (default: all the checkpoint has).")]
 PREPROCESS_HELP = (
     "How images become S x S, where S is the tokenizer's input size read from the checkpoint: "
     "resize-center-crop (bicubic resize of the short side to S, then centre crop) or center-crop "
     "(official ALIT evaluation: centre crop at native resolution; an image with a side shorter than S "
     "is zero-padded with black there, and the run warns with the count of padded images)."
 )
+Preprocess = Annotated[Optional[str], typer.Option(
+    "--preprocess", help=PREPROCESS_HELP + " Default: the checkpoint's pretrained entry, else resize-center-crop.")]
+BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Images per batch.")]
+Limit = Annotated[Optional[int], typer.Option(
+    "--limit", min=1, help="Use at most N images (demo splits: 100, or the command's own demo default).")]
+FollowSymlinks = Annotated[bool, typer.Option(
+    "--follow-symlinks", help="Follow symbolic links that lead outside the data folder (skipped by default, "
+                              "with their reason).")]
+SubsetSeed = Annotated[Optional[int], typer.Option("--subset-seed", help="Random subset of --limit images.")]
+Halting = Annotated[Optional[str], typer.Option(
+    "--halting", help="official | official-reseeded | seeded | off (default: the checkpoint's).")]
+Workers = Annotated[int, typer.Option("--workers", min=0, help="DataLoader worker processes.")]
+Heads = Annotated[Optional[int], typer.Option("--heads", min=1, help="Attention heads, if not inferable.")]
+TrustCheckpoint = Annotated[bool, typer.Option(
+    "--trust-checkpoint", help="Allow full unpickling, which can run code from the file. Only for files you trust.")]
+RunId = Annotated[Optional[str], typer.Option(
+    "--run-id", help="Folder name under `results/<command>/` (default: a hash of the config, so reruns resume).")]
+Overwrite = Annotated[bool, typer.Option(
+    "--overwrite", help="Replace an existing run folder that holds a different config.")]
+NoFid = Annotated[bool, typer.Option("--no-fid", help="Skip Inception features and rFID.")]
+FidResize = Annotated[str, typer.Option(
+    "--fid-resize", help="tf1 (torch-fidelity), pytorch-fid (official ALIT eval) or clean (clean-fid, PIL bicubic).")]
+InceptionWeights = Annotated[Optional[Path], typer.Option("--inception-weights", help="FID Inception weights file.")]
+LpipsWeights = Annotated[Optional[Path], typer.Option(
+    "--lpips-weights", help="torchvision AlexNet state_dict for LPIPS.")]
+FromRun = Annotated[Optional[Path], typer.Option(
+    "--from-run", help="Reuse the sweep of an earlier run folder (no reconstruction; the sweep options are "
+                       "then ignored).")]
+Out = Annotated[Optional[Path], typer.Option("--out", help="Run folder (default results/<command>/<config hash>).")]
+Precision = Annotated[str, typer.Option(
+    "--precision", help="fp32 (reported numbers) | bf16 | tf32 (approximate, faster).")]
 
-# Shared option declarations, so every command spells these the same way. Each call returns a
-# fresh Typer OptionInfo: ``run_id: Optional[str] = run_id_option()``.
+
+def check_precision(precision: str) -> str:
+    """Validate ``--precision`` (fp32, bf16 or tf32)."""
+    if precision not in ("fp32", "bf16", "tf32"):
+        raise AlitEvalError(f"--precision must be fp32, bf16 or tf32; got {precision!r}")
+    return precision
+
+
+def _path_text(value: Any) -> str | None:
+    return str(value) if value else None
+
+
+# ------------------------------------------------------------------ the sweep options, declared once
+
+
+@dataclass(frozen=True)
+class SweepOption:
+    """One shared sweep option.
+
+    Attributes:
+        name: the Python parameter name (the option string is in `annotation`).
+        annotation: ``Annotated[type, typer.Option(...)]``.
+        default: the default value shown by ``--help``.
+        field: the `SweepConfig` field it sets, or None for an option of the run folder (`SweepArgs`).
+        convert: turns the option's value into the field's value.
+    """
+
+    name: str
+    annotation: Any
+    default: Any
+    field: str | None
+    convert: Callable[[Any], Any] = lambda value: value
+
+
+# Every sweep command has these (explicit > pretrained entry > default is resolved in engine/config.py).
+SWEEP_OPTIONS: list[SweepOption] = [
+    SweepOption("ckpt", Ckpt, "demo", "ckpt"),
+    SweepOption("data", Data, "demo-scenes", "data"),
+    SweepOption("budgets", Budgets, None, "budgets", lambda v: parse_budgets(v) if v else None),
+    SweepOption("preprocess", Preprocess, None, "preprocess"),
+    SweepOption("batch_size", BatchSize, 16, "batch_size"),
+    SweepOption("limit", Limit, None, "limit"),
+    SweepOption("subset_seed", SubsetSeed, None, "subset_seed"),
+    SweepOption("follow_symlinks", FollowSymlinks, False, "follow_symlinks"),
+    SweepOption("halting", Halting, None, "halting"),
+    SweepOption("workers", Workers, 0, "workers"),
+    SweepOption("heads", Heads, None, "heads"),
+    SweepOption("trust_checkpoint", TrustCheckpoint, False, "trust_checkpoint"),
+    SweepOption("run_id", RunId, None, None),
+    SweepOption("overwrite", Overwrite, False, None),
+]
+# Opt-in groups: the sweep's Inception/LPIPS measures.
+LPIPS_OPTIONS: list[SweepOption] = [SweepOption("lpips_weights", LpipsWeights, None, "lpips_weights", _path_text)]
+MEASURE_OPTIONS: list[SweepOption] = [
+    SweepOption("no_fid", NoFid, False, "fid", lambda v: not v),
+    SweepOption("fid_resize", FidResize, "tf1", "fid_resize"),
+    SweepOption("inception_weights", InceptionWeights, None, "inception_weights", _path_text),
+    *LPIPS_OPTIONS,
+]
+
+
+@dataclass
+class SweepArgs:
+    """What a sweep command gets from the shared options: the sweep config and the run folder options.
+
+    Attributes:
+        config: the one `SweepConfig` (options not given stay None; resolved in `engine.runner.prepare`).
+        run_id: ``--run-id``.
+        overwrite: ``--overwrite``.
+        globals: the global options (seed, device, results folder, offline).
+    """
+
+    config: SweepConfig
+    run_id: str | None = None
+    overwrite: bool = False
+    globals: GlobalOptions = field(default_factory=GlobalOptions)
+
+    def run_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments every analysis ``run`` takes: seed, device, offline, results folder, run."""
+        g = self.globals
+        return {"seed": g.seed, "device": g.device, "offline": g.offline, "results_dir": g.results_dir,
+                "run_id": self.run_id, "overwrite": self.overwrite}
+
+
+def sweep_command(*groups: list[SweepOption]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command every option of `SWEEP_OPTIONS` (and of `groups`), collected into ``sweep: SweepArgs``.
+
+    The command declares ``ctx``, its own options and a ``sweep`` parameter. An option it declares
+    itself under a shared name (e.g. a list-valued ``data``) replaces the shared one and reaches the
+    command as its own argument. The options are read from the lists when the decorator runs, so a
+    new entry in `SWEEP_OPTIONS` appears in every sweep command.
+    """
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        hints = typing.get_type_hints(func, include_extras=True)
+        own = [p.replace(annotation=hints.get(p.name, p.annotation))
+               for p in inspect.signature(func).parameters.values() if p.name != "sweep"]
+        own_names = {p.name for p in own}
+        shared = [o for group in (SWEEP_OPTIONS, *groups) for o in group if o.name not in own_names]
+        params = own + [inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=o.default,
+                                          annotation=o.annotation) for o in shared]
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            values = {o.name: kwargs.pop(o.name, o.default) for o in shared}
+            config = SweepConfig(**{o.field: o.convert(values[o.name]) for o in shared if o.field})
+            ctx = kwargs.get("ctx", args[0] if args else None)
+            sweep = SweepArgs(config, values.get("run_id"), bool(values.get("overwrite", False)),
+                              get_globals(ctx) if ctx is not None else GlobalOptions())
+            return func(*args, sweep=sweep, **kwargs)
+
+        wrapper.__signature__ = inspect.Signature(params, return_annotation=None)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in params}
+        wrapper.sweep_options = [o.name for o in shared]  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate
+
+
+# Option factories kept for commands and tests written against them (``budgets: str = budgets_option()``).
 
 
 def budgets_option(default: str = "32,64,128,256") -> Any:
@@ -147,23 +314,3 @@ def run_id_option() -> Any:
 def overwrite_option() -> Any:
     """``--overwrite``: replace a run folder that holds a different config."""
     return typer.Option(False, "--overwrite", help="Replace an existing run folder that holds a different config.")
-
-
-def workers_option() -> Any:
-    """``--workers``: DataLoader worker processes."""
-    return typer.Option(0, "--workers", min=0, help="DataLoader worker processes.")
-
-
-def heads_option() -> Any:
-    """``--heads``: attention heads of a checkpoint whose head count cannot be inferred."""
-    return typer.Option(None, "--heads", min=1, help="Attention heads, if not inferable.")
-
-
-def trust_checkpoint_option() -> Any:
-    """``--trust-checkpoint``: allow full unpickling of a checkpoint."""
-    return typer.Option(False, "--trust-checkpoint", help="Allow full unpickling, which can run code from the file. Only for files you trust.")
-
-
-def subset_seed_option() -> Any:
-    """``--subset-seed``: draw a random subset of ``--limit`` images."""
-    return typer.Option(None, "--subset-seed", help="Random subset of --limit images.")

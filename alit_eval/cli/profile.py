@@ -2,29 +2,29 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Optional
 
 import typer
 
-from alit_eval.cli.options import get_globals, heads_option, parse_budgets, trust_checkpoint_option
-from alit_eval.errors import AlitEvalError
+from alit_eval.cli.options import (
+    Budgets, Ckpt, Heads, InceptionWeights, NoFid, Overwrite, Precision, RunId, TrustCheckpoint, check_precision,
+    get_globals, parse_budgets,
+)
 
 
 def profile(
     ctx: typer.Context,
-    ckpt: str = typer.Option("demo", "--ckpt", help="Checkpoint file or pretrained name (`alit-eval models`)."),
-    budgets: Optional[str] = typer.Option(None, "--budgets", help="Token budgets, e.g. 32,64,128,256 (default: all)."),
+    ckpt: Ckpt = "demo",
+    budgets: Budgets = None,
     batch_size: int = typer.Option(1, "--batch-size", min=1, help="Images per call (the official eval uses 1)."),
     repeats: int = typer.Option(5, "--repeats", min=1, help="Timed calls per measurement (median reported)."),
     warmup: int = typer.Option(1, "--warmup", min=0, help="Untimed calls before timing."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32 | bf16 (autocast) | tf32 (CUDA matmuls)."),
-    no_fid: bool = typer.Option(False, "--no-fid", help="Skip the FID Inception feature extractor."),
-    inception_weights: Optional[Path] = typer.Option(None, "--inception-weights", help="FID Inception weights file."),
-    heads: Optional[int] = heads_option(),
-    trust_checkpoint: bool = trust_checkpoint_option(),
-    run_id: Optional[str] = typer.Option(None, "--run-id", help="Run folder name under results/profile/."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a folder holding a different run."),
+    precision: Precision = "fp32",
+    no_fid: NoFid = False,
+    inception_weights: InceptionWeights = None,
+    heads: Heads = None,
+    trust_checkpoint: TrustCheckpoint = False,
+    run_id: RunId = None,
+    overwrite: Overwrite = False,
 ) -> None:
     """Count FLOPs and parameters and time the tokenizer per budget: the rollout to each budget (grows
     with the budget), the pixel decode of each budget, one all-budget sweep and the FID features.
@@ -38,9 +38,8 @@ def profile(
         alit-eval --device cuda profile --ckpt alit_small.vqgan_quantized.in100 --budgets 32,64,128,256
     """
     g = get_globals(ctx)
-    if precision not in ("fp32", "bf16", "tf32"):
-        raise AlitEvalError(f"--precision must be fp32, bf16 or tf32; got {precision!r}")
-    from alit_eval.analysis.compute import run
+    check_precision(precision)
+    from alit_eval.analysis.profile import run
 
     run_dir, table, params = run(
         ckpt, parse_budgets(budgets) if budgets else None, device=g.device, seed=g.seed, offline=g.offline,

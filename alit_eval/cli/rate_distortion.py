@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
 import typer
 
-from alit_eval.cli.options import (
-    PREPROCESS_HELP,
-    get_globals, heads_option, parse_budgets, parse_list, subset_seed_option, trust_checkpoint_option,
-)
+from alit_eval.cli.options import MEASURE_OPTIONS, FromRun, SweepArgs, parse_list, sweep_command
 
 
+@sweep_command(MEASURE_OPTIONS)
 def rate_distortion(
     ctx: typer.Context,
-    ckpt: str = typer.Option("demo", "--ckpt", help="Checkpoint file or pretrained name (`alit-eval models`)."),
-    data: str = typer.Option("demo-scenes", "--data", help="Image folder, file list, glob, or demo split."),
+    sweep: SweepArgs,
     codecs: str = typer.Option("jpeg,webp", "--codecs", help="Codecs to compare: jpeg, webp (Pillow)."),
     codec_workers: int = typer.Option(0, "--codec-workers", min=0,
                                       help="Worker processes for the codec search (0: in this process)."),
@@ -27,23 +23,7 @@ def rate_distortion(
     bits_per_token: Optional[float] = typer.Option(
         None, "--bits-per-token", min=0.0,
         help="Override the bits one token costs (default: log2(codebook size), or 16 x token dim if continuous)."),
-    from_run: Optional[Path] = typer.Option(
-        None, "--from-run", help="Reuse the sweep of an earlier run folder (no reconstruction)."),
-    budgets: Optional[str] = typer.Option(None, "--budgets", help="Token budgets to sweep (default: all)."),
-    preprocess: str = typer.Option("resize-center-crop", "--preprocess", help=PREPROCESS_HELP),
-    batch_size: int = typer.Option(16, "--batch-size", min=1),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Use at most N images (demo default 100)."),
-    subset_seed: Optional[int] = subset_seed_option(),
-    halting: Optional[str] = typer.Option(None, "--halting", help="official | official-reseeded | seeded | off (default: the checkpoint's)."),
-    workers: int = typer.Option(0, "--workers", min=0, help="DataLoader worker processes of the sweep."),
-    no_fid: bool = typer.Option(False, "--no-fid", help="Skip Inception features and rFID (tokenizer and codecs)."),
-    fid_resize: str = typer.Option("tf1", "--fid-resize", help="tf1 (torch-fidelity), pytorch-fid (official ALIT eval) or clean (clean-fid, PIL bicubic)."),
-    inception_weights: Optional[Path] = typer.Option(None, "--inception-weights", help="FID Inception weights file."),
-    lpips_weights: Optional[Path] = typer.Option(None, "--lpips-weights", help="AlexNet state_dict for LPIPS."),
-    heads: Optional[int] = heads_option(),
-    trust_checkpoint: bool = trust_checkpoint_option(),
-    run_id: Optional[str] = typer.Option(None, "--run-id", help="Run folder name under results/rate-distortion/."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a folder holding a different run."),
+    from_run: FromRun = None,
 ) -> None:
     """Compare the tokenizer with JPEG and WebP at equal bits per image: for every image and budget each
     codec gets the highest-size quality that does not exceed the tokenizer's bits; L1, PSNR, SSIM and
@@ -57,22 +37,13 @@ def rate_distortion(
 
         alit-eval rate-distortion --ckpt alit_small.vqgan_quantized.in100 --data /data/in100/val --limit 500
     """
-    g = get_globals(ctx)
     from alit_eval.analysis.rate_distortion import run
-    from alit_eval.engine.runner import SweepRequest
 
     names = [c.lower() for c in parse_list(codecs, str, option="--codecs", what="a codec")]
     qualities = parse_list(curve_qualities, int, option="--curve-qualities", what="a whole number")
-    req = SweepRequest(
-        ckpt=ckpt, data=data, budgets=parse_budgets(budgets) if budgets else None, preprocess=preprocess, limit=limit,
-        subset_seed=subset_seed, batch_size=batch_size, halting=halting, workers=workers, fid=not no_fid,
-        fid_resize=fid_resize, inception_weights=str(inception_weights) if inception_weights else None,
-        lpips_weights=str(lpips_weights) if lpips_weights else None, heads=heads, trust_checkpoint=trust_checkpoint,
-    )
-    run_dir, metrics = run(req, from_run=str(from_run) if from_run else None, codecs=names,
-                           codec_workers=codec_workers, curve_qualities=qualities, search=search,
-                           bits_per_token_override=bits_per_token, seed=g.seed, device=g.device, offline=g.offline,
-                           results_dir=g.results_dir, run_id=run_id, overwrite=overwrite)
+    run_dir, metrics = run(sweep.config, **sweep.run_kwargs(), from_run=str(from_run) if from_run else None,
+                           codecs=names, codec_workers=codec_workers, curve_qualities=qualities, search=search,
+                           bits_per_token_override=bits_per_token)
     print_table(metrics)
     typer.echo(f"results: {run_dir.path}")
 

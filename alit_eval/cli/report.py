@@ -33,7 +33,7 @@ def report(
         alit-eval report results/demo --out results/demo/report
     """
     g = get_globals(ctx)
-    from alit_eval.results.report import build_report
+    from alit_eval.results.report_html import build_report
 
     html_path, md_path = build_report(runs, out=out, results_dir=g.results_dir, name=name, title=title)
     typer.echo(f"report: {html_path}")

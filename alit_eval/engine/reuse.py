@@ -22,7 +22,8 @@ from typing import Any, Callable
 import numpy as np
 
 from alit_eval.data.sources import Source, open_source
-from alit_eval.engine.runner import Prepared, SweepRequest, prepare
+from alit_eval.engine.config import SweepConfig
+from alit_eval.engine.runner import Prepared, data_record, prepare
 from alit_eval.engine.store import ShardStore
 from alit_eval.engine.sweep import PIXEL_METRICS, SweepResult, run_sweep
 from alit_eval.errors import AlitEvalError
@@ -44,6 +45,7 @@ class SweepInputs:
         checkpoint: checkpoint facts for meta.json (name, sha256, ...).
         sweep_path: the folder holding the shards.
         from_run: the reused run folder, or None when the sweep ran here.
+        resolved_from: where each defaulted sweep option came from (`engine.config.resolve_defaults`).
     """
 
     result: SweepResult
@@ -54,6 +56,7 @@ class SweepInputs:
     sweep_path: Path
     from_run: str | None = None
     _source: Source | None = field(default=None, repr=False)
+    resolved_from: dict[str, str] = field(default_factory=dict)
 
     def source(self) -> Source:
         """The dataset the sweep saw (re-opened from the config when the sweep was reused).
@@ -76,15 +79,28 @@ class SweepPlan:
     prepared: Prepared | None = None
     loaded: SweepInputs | None = None
 
-    def execute(self, run_path: Path, *, on_batch: Callable[[int], None] | None = None) -> SweepInputs:
-        """Run (or resume) the sweep into ``run_path/shards``, or return the reused one."""
+    def execute(self, run_path: Path, *, on_batch: Callable[[int], None] | None = None, tokenizer: Any = None,
+                dist: Any = None) -> SweepInputs | None:
+        """Run (or resume) the sweep into ``run_path/shards``, or return the reused one.
+
+        `tokenizer` replaces the planned one (a wrapper such as a feature tap); under torchrun
+        (`dist`) ranks other than 0 store their batches and get None.
+        """
         if self.loaded is not None:
             return self.loaded
         p = self.prepared
         assert p is not None
-        result = run_sweep(p.tokenizer, p.source, p.sweep, run_path, on_batch=on_batch)
+        result = run_sweep(tokenizer if tokenizer is not None else p.tokenizer, p.source, p.sweep, run_path,
+                           on_batch=on_batch, dist=dist)
+        if result is None:
+            return None
         return SweepInputs(result, p.config, dataset_label(p.source.name, p.source.kind), p.source.preprocess,
-                           p.checkpoint, Path(run_path), None, p.source)
+                           p.checkpoint, Path(run_path), None, p.source, dict(p.resolved_from))
+
+    @classmethod
+    def of(cls, prepared: Prepared) -> "SweepPlan":
+        """A plan for a sweep already prepared with `engine.runner.prepare`."""
+        return cls(prepared.config, prepared=prepared)
 
 
 def dataset_label(name: str, kind: str) -> str:
@@ -92,7 +108,7 @@ def dataset_label(name: str, kind: str) -> str:
     return name if kind == "demo" else Path(name).name
 
 
-def plan_sweep(req: SweepRequest, from_run: str | Path | None, *, seed: int, device: str, offline: bool,
+def plan_sweep(req: SweepConfig, from_run: str | Path | None, *, seed: int, device: str, offline: bool,
                progress: bool = True) -> SweepPlan:
     """Prepare a fresh sweep of `req`, or load the finished sweep in `from_run` (then `req` is unused).
 
@@ -108,7 +124,7 @@ def plan_sweep(req: SweepRequest, from_run: str | Path | None, *, seed: int, dev
     return SweepPlan(p.config, prepared=p)
 
 
-def plan_sweeps(req: SweepRequest, datas: list[str], *, seed: int, device: str, offline: bool,
+def plan_sweeps(req: SweepConfig, datas: list[str], *, seed: int, device: str, offline: bool,
                 progress: bool = True) -> list[SweepPlan]:
     """Fresh sweeps of one tokenizer over several datasets, loading the tokenizer once.
 
@@ -124,12 +140,11 @@ def plan_sweeps(req: SweepRequest, datas: list[str], *, seed: int, device: str, 
     assert p0 is not None
     plans = [first]
     for data in datas[1:]:
-        source = open_source(data, size=p0.tokenizer.image_size, preprocess=req.preprocess or "resize-center-crop",
-                             limit=req.limit, subset_seed=req.subset_seed)
-        where = data if data.startswith("demo-") else str(Path(data).expanduser().resolve())
-        config = {**p0.config, "data": {"source": where, "kind": source.kind, "preprocess": source.preprocess,
-                                        **source.info}}
-        plans.append(SweepPlan(config, prepared=Prepared(p0.tokenizer, p0.checkpoint, source, p0.sweep, config)))
+        source = open_source(data, size=p0.tokenizer.image_size, preprocess=p0.sweep.preprocess,
+                             limit=req.limit, subset_seed=req.subset_seed, follow_symlinks=req.follow_symlinks)
+        config = {**p0.config, "data": data_record(data, source)}
+        plans.append(SweepPlan(config, prepared=Prepared(p0.tokenizer, p0.checkpoint, source, p0.sweep, config,
+                                                         p0.resolved_from)))
     return plans
 
 
@@ -139,7 +154,6 @@ def load_sweep(run_dir: str | Path) -> SweepInputs:
     Raises:
         AlitEvalError: the folder is missing, unfinished, or holds no shards.
     """
-    import pandas as pd
 
     path = Path(run_dir).expanduser()
     for _ in range(MAX_FOLLOW):
@@ -186,7 +200,8 @@ def load_sweep(run_dir: str | Path) -> SweepInputs:
     name = str(data.get("source", path.name))
     kind = str(data.get("kind", "files"))
     return SweepInputs(result, config, dataset_label(name, kind), str(data.get("preprocess", "unknown")),
-                       {**config.get("checkpoint", {}), **extra.get("checkpoint", {})}, path, _recorded(path))
+                       {**config.get("checkpoint", {}), **extra.get("checkpoint", {})}, path, _recorded(path),
+                       resolved_from=dict(extra.get("resolved_from") or {}))
 
 
 def _recorded(path: Path) -> str:
@@ -238,4 +253,5 @@ def reopen_source(config: dict[str, Any], store: ShardStore | None = None) -> So
     limit = data.get("n") if data.get("kind") == "demo" else data.get("limit")
     preprocess = data.get("preprocess") if data.get("kind") != "demo" else "resize-center-crop"
     return open_source(str(data["source"]), size=int(size), preprocess=preprocess or "resize-center-crop",
-                       limit=limit, subset_seed=data.get("subset_seed"))
+                       limit=limit, subset_seed=data.get("subset_seed"),
+                       follow_symlinks=bool(data.get("follow_symlinks", False)))

@@ -1,94 +1,85 @@
-"""Set up a sweep-based command end to end: tokenizer, data source, run folder, sweep options.
+"""Set up a sweep-based command end to end: tokenizer, data source, run folder config.
 
-Commands (`fid`, `allocate`, `familiarity`, ...) describe what they want in a `SweepRequest`; this
-module turns it into the loaded tokenizer, the opened dataset and the exact config recorded in
-``config.json`` (so a rerun with the same options resumes the same folder).
+Commands (`fid`, `allocate`, `familiarity`, ...) describe what they want in a `SweepConfig`
+(`alit_eval.engine.config`); `prepare` loads the tokenizer, resolves the options left unset
+(`resolve_defaults`), opens the dataset and builds the exact config recorded in ``config.json``
+(so a rerun with the same options resumes the same folder).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from alit_eval.data.sources import Source, open_source
-from alit_eval.engine.sweep import SweepConfig, resolve_device
+from alit_eval.engine.config import SweepConfig, resolve_defaults
+from alit_eval.engine.sweep import resolve_device
+from alit_eval.tokenizers.alit.halting import uses_global_stream
 
-
-@dataclass
-class SweepRequest:
-    """Options shared by every command that runs the sweep."""
-
-    ckpt: str = "demo"
-    data: str = "demo-scenes"
-    budgets: list[int] | None = None
-    preprocess: str | None = None
-    limit: int | None = None
-    subset_seed: int | None = None
-    batch_size: int = 16
-    halting: str | None = None
-    workers: int = 0
-    fid: bool = True
-    fid_resize: str = "tf1"
-    inception_weights: str | None = None
-    lpips_weights: str | None = None
-    official_truncation: bool = False
-    strict: bool = False
-    heads: int | None = None
-    trust_checkpoint: bool = False
-    capture: tuple[str, ...] = ()
-    attention: bool | str = False
-    n_examples: int = 6
-    precision: str = "fp32"
-    compile: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+SweepRequest = SweepConfig  # former name (scripts written against it); new code uses SweepConfig
 
 
 @dataclass
 class Prepared:
+    """A sweep ready to run: the loaded tokenizer, the dataset and the resolved config.
+
+    Attributes:
+        resolved_from: where each defaulted option's value came from (`resolve_defaults`).
+    """
+
     tokenizer: Any
     checkpoint: dict[str, Any]
     source: Source
     sweep: SweepConfig
     config: dict[str, Any]
+    resolved_from: dict[str, str] = field(default_factory=dict)
 
 
-def prepare(req: SweepRequest, *, seed: int, device: str, offline: bool, progress: bool = True) -> Prepared:
-    """Load the tokenizer and data and build the sweep config (nothing is computed yet)."""
+def prepare(req: SweepConfig, *, seed: int, device: str, offline: bool, progress: bool = True) -> Prepared:
+    """Load the tokenizer and data and resolve the sweep config (nothing is computed yet)."""
     from alit_eval.tokenizers.base import check_budgets
-    from alit_eval.tokenizers.pretrained import load_pretrained
+    from alit_eval.tokenizers.pretrained import PRETRAINED, load_pretrained
 
     dev = resolve_device(device)
     tok, info = load_pretrained(req.ckpt, offline=offline, trust_checkpoint=req.trust_checkpoint,
                                 heads=req.heads, halting=req.halting, device=str(dev))
-    budgets = check_budgets(req.budgets or tok.budgets, tok.budgets)
-    preprocess = req.preprocess or "resize-center-crop"
-    source = open_source(req.data, size=tok.image_size, preprocess=preprocess, limit=req.limit,
-                         subset_seed=req.subset_seed)
-    sweep = SweepConfig(
-        budgets=budgets, halting=info["halting"], seed=seed, batch_size=req.batch_size, workers=req.workers,
-        device=str(dev), fid=req.fid, fid_resize=req.fid_resize, inception_weights=req.inception_weights,
-        lpips_weights=req.lpips_weights, rounding="truncate" if req.official_truncation else "round",
-        strict=req.strict, offline=offline, progress=progress, capture=tuple(req.capture),
-        attention=req.attention, n_examples=req.n_examples, precision=req.precision, compile=req.compile,
-    )
+    entry = PRETRAINED.get(req.ckpt) if req.ckpt in PRETRAINED else None
+    sweep, resolved_from = resolve_defaults(
+        replace(req, seed=seed, device=str(dev), offline=offline, progress=progress, capture=tuple(req.capture)),
+        model_budgets=tok.budgets, entry_halting=entry.halting if entry else None,
+        entry_preprocess=info.get("default_preprocess"))
+    sweep.budgets = check_budgets(sweep.budgets, tok.budgets)
+    sweep.halting = info["halting"]  # the policy the model was loaded with (same rule, applied by the loader)
+    source = open_source(req.data, size=tok.image_size, preprocess=sweep.preprocess, limit=req.limit,
+                         subset_seed=req.subset_seed, follow_symlinks=req.follow_symlinks)
+    return Prepared(tok, info, source, sweep, record(sweep, info, source), resolved_from)
+
+
+def record(sweep: SweepConfig, info: dict[str, Any], source: Source) -> dict[str, Any]:
+    """The ``config.json`` of a resolved sweep: every option that changes its numbers."""
     config = {
-        "checkpoint": {"name": info["name"], "sha256": info["sha256"], "heads": req.heads},
-        "data": {"source": _portable(req.data), "kind": source.kind, "preprocess": source.preprocess, **source.info},
-        "budgets": budgets, "halting": sweep.halting, "seed": seed, "fid": req.fid, "fid_resize": req.fid_resize,
-        "inception_weights": req.inception_weights, "lpips_weights": req.lpips_weights,
-        "rounding": sweep.rounding, "strict": req.strict, "precision": req.precision, **req.extra,
+        "checkpoint": {"name": info["name"], "sha256": info["sha256"], "heads": sweep.heads},
+        "data": data_record(sweep.data, source),
+        "budgets": sweep.budgets, "halting": sweep.halting, "seed": sweep.seed, "fid": sweep.fid,
+        "fid_resize": sweep.fid_resize, "inception_weights": sweep.inception_weights,
+        "lpips_weights": sweep.lpips_weights, "rounding": sweep.rounding, "strict": sweep.strict,
+        "precision": sweep.precision, **sweep.extra,
     }
     # Batch size and workers change speed, not numbers (seeded halting); the official halting
     # stream depends on the batch composition, so it is part of the config there.
-    if sweep.halting in ("official", "official-reseeded"):
-        config["batch_size"] = req.batch_size
-    if req.capture:
-        config["capture"] = sorted(req.capture)
-        config["attention"] = req.attention
-    return Prepared(tok, info, source, sweep, config)
+    if uses_global_stream(sweep.halting):
+        config["batch_size"] = sweep.batch_size
+    if sweep.capture:
+        config["capture"] = sorted(sweep.capture)
+        config["attention"] = sweep.attention
+    return config
+
+
+def data_record(data: str, source: Source) -> dict[str, Any]:
+    """The ``data`` entry of config.json: where the images come from and how they were opened."""
+    return {"source": _portable(data), "kind": source.kind, "preprocess": source.preprocess, **source.info}
 
 
 def _portable(data: str) -> str:
     return data if data.startswith("demo-") else str(Path(data).expanduser().resolve())
-

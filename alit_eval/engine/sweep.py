@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 from alit_eval.data.datasets import collate
 from alit_eval.data.sources import Source
 from alit_eval.engine import fastpath
+from alit_eval.engine.config import SweepConfig
 from alit_eval.engine.distributed import DistInfo, barrier, my_batches
 from alit_eval.engine.identity import identify, identity_arrays, verify_resume
 from alit_eval.engine.store import ShardStore
@@ -29,13 +30,13 @@ from alit_eval.errors import AlitEvalError, DataError
 from alit_eval.paths import portable
 from alit_eval.metrics.fid import FeatureStats
 from alit_eval.metrics.pixel import pixel_metrics, to_uint8
+from alit_eval.metrics.specs import PIXEL, RAW
 from alit_eval.tokenizers.alit.halting import per_image_generators, start_global_stream, uses_global_stream
 
 log = logging.getLogger(__name__)
 
-PIXEL_METRICS = ("l1", "mse", "psnr", "ssim")
-# L1 of the raw float reconstruction (unclamped, not quantised), the official encode() criterion's error.
-RAW_METRICS = ("l1_raw",)
+PIXEL_METRICS = PIXEL  # declared in metrics/specs.py
+RAW_METRICS = RAW  # the raw float reconstruction's L1 (the official encode() criterion's error)
 
 # Extra per-image arrays an analysis can ask the sweep to keep, per budget: name -> function of the
 # budget's `BudgetOutput` returning ``[B, ...]``. Stored in the shards as ``cap_<name>_<budget>``.
@@ -52,31 +53,6 @@ CAPTURES: dict[str, Callable[[Any], torch.Tensor]] = {
     "recon_latent_mean": lambda out: out.extras["recon_latent_mean"],  # set by analysis.probe.FeatureTap
 }
 FEATURE_CHUNK = 64  # images per Inception call: bounds memory whatever the batch size
-
-
-@dataclass
-class SweepConfig:
-    """Options of one sweep (everything that changes its numbers is recorded in config.json)."""
-
-    budgets: list[int]
-    halting: str = "seeded"
-    seed: int = 0
-    batch_size: int = 16
-    workers: int = 0
-    device: str = "cpu"
-    fid: bool = True
-    fid_resize: str = "tf1"
-    inception_weights: str | None = None
-    lpips_weights: str | None = None
-    rounding: str = "round"
-    strict: bool = False
-    n_examples: int = 6
-    offline: bool = False
-    progress: bool = True
-    capture: tuple[str, ...] = ()  # names in CAPTURES: extra per-image arrays stored per budget
-    precision: str = "fp32"  # fp32 | bf16 | tf32 (engine/fastpath.py)
-    compile: bool = False
-    attention: bool | str = False  # passed to rollout when a capture needs attention maps
 
 
 @dataclass
@@ -161,6 +137,10 @@ def run_sweep(tokenizer: Any, source: Source, cfg: SweepConfig, run_path: Any, *
         on_batch: called with the number of images after each batch (tests use it to interrupt).
         dist: the process group under torchrun (`alit_eval.engine.distributed`); ranks other than 0
             return None once their batches are stored.
+
+    Kept as one function (over 60 lines) on purpose: the order of its steps (read ``done`` before
+    any rank writes, seed or restore the official RNG stream, write each batch before the next)
+    is what makes a resumed or distributed sweep identical to a single run, and reads best in one place.
     """
 
     dist = dist or DistInfo()
@@ -170,7 +150,7 @@ def run_sweep(tokenizer: Any, source: Source, cfg: SweepConfig, run_path: Any, *
         raise AlitEvalError("the official halting stream needs a single process; use --halting seeded with torchrun")
     store = ShardStore(run_path)
     if dist.main:  # never reuse a damaged shard or the numbers of an image that changed since
-        verify_resume(store, source.dataset, official_stream=cfg.halting == "official")
+        verify_resume(store, source.dataset, official_stream=uses_global_stream(cfg.halting))
     barrier(dist)
     done = store.done()
     # Every rank must read the same `done` before any rank writes a shard, or the batch plans differ.

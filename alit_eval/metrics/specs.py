@@ -1,7 +1,9 @@
 """Each metric's name, direction and level, declared once.
 
-Tables, reports and plots read `METRICS` to know whether a smaller number is better and whether
-a metric is computed per image (and then averaged) or once per image set.
+Tables, reports, plots and the token allocation read `METRICS` (and the views derived from it:
+`PER_IMAGE`, `PIXEL`, `TABLE`, `HEADLINE`) to know a metric's label, unit and display format,
+whether a smaller number is better, and whether it is computed per image (and then averaged) or
+once per image set. A new metric is one `_declare` line here.
 """
 
 from __future__ import annotations
@@ -19,12 +21,18 @@ class MetricSpec:
     """What a metric is, independent of how it is computed.
 
     Attributes:
-        name: short column name used in every results table.
+        name: the metric's name.
         higher_is_better: direction of improvement.
         level: ``"image"`` (one value per image, aggregated by mean) or ``"set"`` (one value
             per image set).
         unit: unit of the value ("" when dimensionless).
         description: one line for tables and `--help`.
+        label: display name in tables, figures and the report.
+        fmt: display format of a value (`format` spec).
+        family: how it is computed: ``pixel`` (`metrics.pixel`), ``perceptual`` (LPIPS),
+            ``inception`` (Inception features) or ``raw`` (the unquantised reconstruction; stored per
+            image for selection criteria, not reported in tables).
+        column: its name in ``metrics.csv`` and the per-image table (default: `name`).
     """
 
     name: str
@@ -32,6 +40,27 @@ class MetricSpec:
     level: Level
     unit: str
     description: str
+    label: str = ""
+    fmt: str = ".4g"
+    family: str = "pixel"
+    column: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.column:
+            object.__setattr__(self, "column", self.name)
+        if not self.label:
+            object.__setattr__(self, "label", self.name.upper())
+
+    @property
+    def direction(self) -> str:
+        """``"higher"`` or ``"lower"`` (is better)."""
+        return "higher" if self.higher_is_better else "lower"
+
+    def axis_label(self, *, with_direction: bool = False) -> str:
+        """Label with the unit, e.g. ``PSNR (dB)``; or ``PSNR dB (higher is better)``."""
+        if with_direction:
+            return f"{self.label}{' ' + self.unit if self.unit else ''} ({self.direction} is better)"
+        return f"{self.label} ({self.unit})" if self.unit else self.label
 
 
 METRICS: Registry[MetricSpec] = Registry("metric")
@@ -41,40 +70,55 @@ def _declare(spec: MetricSpec) -> None:
     METRICS.register(spec.name, spec)
 
 
-_declare(
-    MetricSpec(
-        "l1", False, "image", "", "mean absolute pixel error on [0,1] uint8-quantised images"
-    )
-)
-_declare(
-    MetricSpec(
-        "l1_raw", False, "image", "",
-        "mean absolute error of the raw (unclamped, float) reconstruction: the official encode() L1",
-    )
-)
-_declare(
-    MetricSpec(
-        "mse", False, "image", "", "mean squared pixel error on [0,1] uint8-quantised images"
-    )
-)
-_declare(
-    MetricSpec(
-        "psnr", True, "image", "dB", "peak signal-to-noise ratio, data range 1 (inf if identical)"
-    )
-)
-_declare(
-    MetricSpec("ssim", True, "image", "", "structural similarity, Gaussian 11x11 window, sigma 1.5")
-)
-_declare(
-    MetricSpec("lpips", False, "image", "", "learned perceptual distance (LPIPS, AlexNet backbone)")
-)
-_declare(MetricSpec("fid", False, "set", "", "Frechet Inception distance on 2048-d pool features"))
-_declare(
-    MetricSpec(
-        "kid",
-        False,
-        "set",
-        "",
-        "kernel Inception distance (cubic polynomial kernel, unbiased MMD^2)",
-    )
-)
+_declare(MetricSpec("l1", False, "image", "", "mean absolute pixel error on [0,1] uint8-quantised images",
+                    label="L1"))
+# The official encode() criterion's error: L1 of the raw float reconstruction (unclamped, not quantised).
+# A selection criterion (``--criterion official-l1``), not a reported quality metric.
+_declare(MetricSpec("l1_raw", False, "image", "",
+                    "mean absolute error of the raw (unclamped, float) reconstruction: the official encode() L1",
+                    label="L1 (raw)", family="raw"))
+_declare(MetricSpec("mse", False, "image", "", "mean squared pixel error on [0,1] uint8-quantised images",
+                    label="MSE"))
+_declare(MetricSpec("psnr", True, "image", "dB", "peak signal-to-noise ratio, data range 1 (inf if identical)",
+                    label="PSNR"))
+_declare(MetricSpec("ssim", True, "image", "", "structural similarity, Gaussian 11x11 window, sigma 1.5",
+                    label="SSIM"))
+_declare(MetricSpec("lpips", False, "image", "", "learned perceptual distance (LPIPS, AlexNet backbone)",
+                    label="LPIPS", family="perceptual"))
+# Reconstruction FID: the originals (or a reference .npz) against the reconstructions; "rfid" in tables.
+_declare(MetricSpec("fid", False, "set", "", "Frechet Inception distance on 2048-d pool features",
+                    label="rFID", family="inception", column="rfid"))
+_declare(MetricSpec("kid", False, "set", "", "kernel Inception distance (cubic polynomial kernel, unbiased MMD^2)",
+                    label="KID", family="inception"))
+
+_BY_COLUMN = {spec.column: spec for _, spec in METRICS.items()}
+
+# Derived views; every list of metric names elsewhere reads these.
+PER_IMAGE: tuple[str, ...] = tuple(s.column for _, s in METRICS.items() if s.level == "image" and s.family != "raw")
+RAW: tuple[str, ...] = tuple(s.column for _, s in METRICS.items() if s.family == "raw")
+PIXEL: tuple[str, ...] = tuple(s.column for _, s in METRICS.items() if s.family == "pixel")
+# Table order: the set-level FID first, then the per-image metrics, then the rest.
+TABLE: tuple[str, ...] = ("rfid", *PER_IMAGE, *(s.column for _, s in METRICS.items()
+                                                 if s.level == "set" and s.column != "rfid"))
+HEADLINE: tuple[str, ...] = tuple(c for c in TABLE if c not in ("mse", "kid"))  # figures and the report
+
+
+def spec(column: str) -> MetricSpec:
+    """The spec of a ``metrics.csv`` metric name (``rfid``, ``l1``, ...).
+
+    Raises:
+        AlitEvalError: not a declared metric (with close names).
+    """
+    if column in _BY_COLUMN:
+        return _BY_COLUMN[column]
+    return METRICS.get(column)
+
+
+def label(column: str, default: str | None = None) -> str:
+    """Display name of a metric column; `default` (or the column itself) when it is not declared."""
+    return _BY_COLUMN[column].label if column in _BY_COLUMN else (default if default is not None else column)
+
+
+def direction(column: str) -> str:
+    """``"higher"`` or ``"lower"`` (is better) of a declared metric column."""
+    return spec(column).direction

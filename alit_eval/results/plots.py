@@ -8,14 +8,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from alit_eval.metrics import specs
+
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
-LABELS = {"rfid": "rFID", "l1": "L1", "mse": "MSE", "psnr": "PSNR (dB)", "ssim": "SSIM", "lpips": "LPIPS"}
+
+def _title(metric: str) -> str:
+    """A declared metric's label with its unit (``PSNR (dB)``); other names as they are."""
+    return specs.spec(metric).axis_label() if metric in specs.TABLE else metric
 
 
 def set_theme() -> None:
+    """The seaborn theme of every figure; set once by the CLI before a command that draws."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -24,7 +30,7 @@ def set_theme() -> None:
     sns.set_theme(context="paper", style="whitegrid")
 
 
-def metrics_vs_tokens(metrics: "pd.DataFrame", metrics_order: Sequence[str] = ("rfid", "l1", "psnr", "ssim", "lpips"),
+def metrics_vs_tokens(metrics: "pd.DataFrame", metrics_order: Sequence[str] = specs.HEADLINE,
                       hue: str | None = None) -> "Figure":
     """One panel per metric: value (with its 95% CI when present) against the number of tokens.
 
@@ -45,7 +51,7 @@ def metrics_vs_tokens(metrics: "pd.DataFrame", metrics_order: Sequence[str] = ("
             if d["ci_low"].notna().any():
                 ax.fill_between(x, d["ci_low"].to_numpy(float), d["ci_high"].to_numpy(float), alpha=0.2)
         ax.set_xlabel("tokens")
-        ax.set_title(LABELS.get(m, m))
+        ax.set_title(_title(m))
         if len(groups) > 1:
             ax.legend(fontsize="small")
     fig.tight_layout()

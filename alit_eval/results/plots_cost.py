@@ -7,15 +7,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Sequence
 
+from alit_eval.metrics import specs
+
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
 COMPONENT_LABELS = {"base_encoder": "base 2D encoder", "encoder_transformer": "recurrent encoder",
                     "alit_decoder": "latent decoder", "base_decoder": "base 2D decoder", "other": "other"}
-METRIC_LABELS = {"l1": "L1 (lower is better)", "psnr": "PSNR dB (higher is better)",
-                 "ssim": "SSIM (higher is better)", "rfid": "rFID (lower is better)",
-                 "lpips": "LPIPS (lower is better)", "mse": "MSE (lower is better)"}
 
 
 def cost_structure(table: "pd.DataFrame") -> "Figure":
@@ -23,7 +22,7 @@ def cost_structure(table: "pd.DataFrame") -> "Figure":
     that budget beside it. Right: latency per image of the same two stages.
 
     Args:
-        table: the `alit_eval.analysis.compute.compute_table` output.
+        table: the `alit_eval.analysis.flops.compute_table` output.
     """
     import matplotlib.pyplot as plt
     import numpy as np
@@ -117,7 +116,7 @@ def rate_distortion(points: "pd.DataFrame", curves: "pd.DataFrame",
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("bits per pixel")
-        ax.set_title(METRIC_LABELS.get(m, m), fontsize=9)
+        ax.set_title(specs.spec(m).axis_label(with_direction=True) if m in specs.TABLE else m, fontsize=9)
     if present:
         axes[0][0].legend(fontsize="x-small")
     fig.tight_layout()

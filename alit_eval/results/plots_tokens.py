@@ -2,7 +2,7 @@
 
 Like `alit_eval.results.plots`, every function takes tables (or ready-made arrays for image panels)
 and returns a Figure; nothing here computes a metric. Attention maps arrive already upsampled and
-min-max normalised (`alit_eval.analysis.attention.overlay_maps`).
+min-max normalised (`alit_eval.analysis.attention_maps.overlay_maps`).
 """
 
 from __future__ import annotations

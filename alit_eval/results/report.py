@@ -1,4 +1,5 @@
-"""`alit-eval report`: gather run folders into one report (what is in it; `report_html` draws it).
+"""`alit-eval report`: gather run folders into one report (what is in it; `report_html` draws it
+and holds `build_report`, so this module never imports the renderer).
 
 A report holds, per run: provenance (config.json, meta.json), a headline table per dataset
 (rFID, L1, PSNR, SSIM, LPIPS per budget), the selected tokens per threshold when the run allocated
@@ -21,12 +22,12 @@ from typing import Any, Iterable
 import pandas as pd
 
 from alit_eval.errors import AlitEvalError
-from alit_eval.results.io import writing
 from alit_eval.results.readers import read_json, read_table, safe_figures
+from alit_eval.metrics import specs
 from alit_eval.results.schema import pandas_dtypes, parse_condition
 
-HEADLINE = ("rfid", "l1", "psnr", "ssim", "lpips")
-LABELS = {"rfid": "rFID", "l1": "L1", "psnr": "PSNR", "ssim": "SSIM", "lpips": "LPIPS", "mse": "MSE"}
+HEADLINE = specs.HEADLINE
+LABELS = {m: specs.label(m) for m in specs.TABLE}
 BASE_CONDITIONS = ("dataset", "dataset_size", "preprocess")
 FID_CONDITIONS = ("fid_reference", "fid_resize")
 CONDITIONS = BASE_CONDITIONS + FID_CONDITIONS
@@ -447,37 +448,3 @@ def collect(paths: Iterable[str | Path]) -> Report:
     groups = group_series(series)
     warnings = [(r.label, w) for r in runs for w in run_warnings(r)]
     return Report(runs, series, groups, differing(series), warnings, notes)
-
-
-def default_name(runs: list[Path]) -> str:
-    """Report folder name: ``<command>-<run_id>`` for one run, ``compare-<hash>`` for several."""
-    from alit_eval.results.io import config_hash
-
-    if len(runs) == 1:
-        return f"{runs[0].parent.name}-{runs[0].name}"
-    return "compare-" + config_hash({"runs": [str(p.resolve()) for p in runs]})
-
-
-def build_report(paths: Iterable[str | Path], *, out: str | Path | None = None, results_dir: str | Path = "results",
-                 name: str | None = None, title: str | None = None) -> tuple[Path, Path]:
-    """Write ``report.html`` (self-contained) and ``report.md`` (+ ``figures/``) for the runs.
-
-    Args:
-        paths: run folders (or folders of runs, see `expand`).
-        out: output folder; default ``<results_dir>/report/<name>``.
-        results_dir: results root (``--results-dir``).
-        name: report folder name; default `default_name`.
-        title: page title.
-
-    Returns:
-        Paths of the HTML page and the Markdown summary.
-    """
-    from alit_eval.results import plots
-    from alit_eval.results.report_html import write_report
-
-    folders = expand(paths)
-    plots.set_theme()  # the report draws comparison figures
-    report = collect(folders)
-    folder = Path(out) if out is not None else Path(results_dir) / "report" / (name or default_name(folders))
-    with writing(folder):  # a read-only or full output folder is one error line
-        return write_report(report, folder, title=title or "alit-eval report")

@@ -1,5 +1,8 @@
 """Draw a `report.Report` as one self-contained HTML page and a Markdown summary beside it.
 
+`build_report` (what `alit-eval report` calls) collects the runs with `report` and draws them here;
+`report` never imports this module, so the two form no import cycle.
+
 The HTML page embeds every figure as a base64 PNG and needs no network: plain HTML, a little
 inline CSS and a tiny inline script that sorts a table when a header is clicked. The Markdown
 file references copies of the figures under ``figures/`` by relative path. Tables carry
@@ -16,13 +19,13 @@ import re
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import pandas as pd
 
 from alit_eval import __version__
 from alit_eval.results import report as rp
-from alit_eval.results.io import write_bytes
+from alit_eval.results.io import config_hash, write_bytes, writing
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1240px;
@@ -251,3 +254,31 @@ def _run_section(d: _Doc, run: rp.Run, i: int, figs: Path) -> None:
             shutil.copyfile(p, target)
             d.figure(p, str(rel.with_suffix("")), f"{run.label}/{rel.with_suffix('')}",
                      f"figures/{sub.name}/{target.name}")
+
+
+def default_name(runs: list[Path]) -> str:
+    """Report folder name: ``<command>-<run_id>`` for one run, ``compare-<hash>`` for several."""
+    if len(runs) == 1:
+        return f"{runs[0].parent.name}-{runs[0].name}"
+    return "compare-" + config_hash({"runs": [str(p.resolve()) for p in runs]})
+
+
+def build_report(paths: Iterable[str | Path], *, out: str | Path | None = None, results_dir: str | Path = "results",
+                 name: str | None = None, title: str | None = None) -> tuple[Path, Path]:
+    """Write ``report.html`` (self-contained) and ``report.md`` (+ ``figures/``) for the runs.
+
+    Args:
+        paths: run folders (or folders of runs, see `expand`).
+        out: output folder; default ``<results_dir>/report/<name>``.
+        results_dir: results root (``--results-dir``).
+        name: report folder name; default `default_name`.
+        title: page title.
+
+    Returns:
+        Paths of the HTML page and the Markdown summary.
+    """
+    folders = rp.expand(paths)
+    report = rp.collect(folders)
+    folder = Path(out) if out is not None else Path(results_dir) / "report" / (name or default_name(folders))
+    with writing(folder):  # a read-only or full output folder is one error line
+        return write_report(report, folder, title=title or "alit-eval report")

@@ -10,7 +10,7 @@ at the tokenizer's size), all budgets in one `rollout` per batch with the ``seed
 the batch size). Reconstructions are rounded to uint8 (`metrics.pixel.to_uint8`, "round") before the per-image L1. Baselines: per-image
 mean/median colour, 8-px patch means (a fixed 8x8-pixel patch) and the base VQGAN's own hard-code
 reconstruction (the ceiling for ALIT). Allocation: the official L1 criterion per image
-(`analysis.allocation.select_official`, the smallest budget with L1 < threshold, otherwise the budget with
+(`analysis.token_selection.select_official`, the smallest budget with L1 < threshold, otherwise the budget with
 the lowest L1, counted as "never reached").
 """
 
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from alit_eval.analysis.allocation import select_official
+from alit_eval.analysis.token_selection import select_official
 from alit_eval.data.demo import EVAL_SEED, generate, sample_id
 from alit_eval.metrics.pixel import l1 as pixel_l1
 from alit_eval.metrics.pixel import to_uint8

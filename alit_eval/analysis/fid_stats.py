@@ -1,4 +1,4 @@
-"""Reference FID statistics of a dataset (``alit-eval fid-stats``), through the sweep engine.
+"""`alit-eval fid-stats`: reference FID statistics of a dataset, through the sweep engine.
 
 A reference-only sweep (no tokenizer, no budgets) stores the originals' Inception features in a
 resumable run folder under ``results/fid-stats/``; the mean and covariance are then written as an
@@ -9,16 +9,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from alit_eval.analysis.skeleton import CommandRun, skipped_images
+from alit_eval.data.sources import open_source
+from alit_eval.engine.config import SweepConfig
+from alit_eval.engine.reuse import SweepPlan
+from alit_eval.engine.runner import Prepared
+from alit_eval.engine.sweep import accumulate, resolve_device
+from alit_eval.metrics.fid import save_stats_npz
+
 
 def compute_reference_stats(data: str, out: str | Path, *, size: int, preprocess: str, limit: int | None,
                             batch_size: int, workers: int, fid_resize: str, inception_weights: str | None,
                             device: str, offline: bool, results_dir: str | Path) -> int:
     """Compute and save reference statistics; return the number of images used."""
-    from alit_eval.data.sources import open_source
-    from alit_eval.engine.sweep import SweepConfig, accumulate, resolve_device, run_sweep
-    from alit_eval.metrics.fid import save_stats_npz
-    from alit_eval.results.io import open_run
-
     source = open_source(data, size=size, preprocess=preprocess, limit=limit)
     dev = resolve_device(device)
     cfg = SweepConfig(budgets=[], halting="off", batch_size=batch_size, workers=workers, device=str(dev),
@@ -27,14 +30,11 @@ def compute_reference_stats(data: str, out: str | Path, *, size: int, preprocess
     config = {"data": data if data.startswith("demo-") else str(Path(data).resolve()), "size": size,
               "preprocess": source.preprocess, "limit": limit, "fid_resize": fid_resize,
               "inception_weights": inception_weights}
-    run = open_run(results_dir, "fid-stats", config=config)
-    try:
-        result = run_sweep(None, source, cfg, run.path)
-        stats = accumulate(result.store, ["feat_ref"])["feat_ref"]
+    plan = SweepPlan(config, prepared=Prepared(None, {}, source, cfg, config))
+    with CommandRun("fid-stats", config, plan, results_dir=results_dir) as run:
+        stats = accumulate(run.sweep().result.store, ["feat_ref"])["feat_ref"]
         save_stats_npz(out, stats.mean(), stats.cov(), stats.n)
-        run.finish(seed=None, device=str(dev), extra={"out": str(Path(out).name), "n": stats.n,
-                                                      "inception": result.info.get("inception"),
-                                                      "skipped_images": [{"id": i, "error": e} for i, e in result.failed]})
-    finally:
-        run.release()
+        run.finish(None, {"out": str(Path(out).name), "n": stats.n,
+                          "inception": run.inputs.result.info.get("inception"),
+                          "skipped_images": skipped_images(run.inputs)}, device=str(dev), standard=False)
     return int(stats.n)

@@ -12,31 +12,29 @@ FID, of the stored Inception features); nothing runs the tokenizer.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
+import pandas as pd
+import torch
 
+from alit_eval.engine.store import ShardStore
 from alit_eval.errors import AlitEvalError
+from alit_eval.metrics.fid import FeatureStats
+from alit_eval.metrics.specs import PER_IMAGE, direction
 
-if TYPE_CHECKING:
-    import pandas as pd
 
-    from alit_eval.engine.store import ShardStore
-    from alit_eval.metrics.fid import FeatureStats
-
-# criterion -> (per-image column, direction). An image "reaches" a threshold when its value is
-# strictly below it (lower is better) or strictly above it (higher is better), as the official `<`.
-# ``official-l1`` is the official encode() error: L1 of the raw, unclamped float reconstruction
-# (``l1_raw``); ``l1`` is measured on the clamped uint8 reconstruction the other metrics see, which
-# picks another iteration in 5/8 (VQGAN) and 7/8 (VAE) of the official fixture's tsc.json cases
-# (measured with the engine's rounding; `official-l1` matches all 16).
+# criterion -> (per-image column, direction), from the metric specs. An image "reaches" a threshold
+# when its value is strictly below it (lower is better) or strictly above it (higher is better), as
+# the official `<`. ``official-l1`` is the official encode() error: L1 of the raw, unclamped float
+# reconstruction (``l1_raw``); ``l1`` is measured on the clamped uint8 reconstruction the other
+# metrics see, which picks another iteration in 5/8 (VQGAN) and 7/8 (VAE) of the official fixture's
+# tsc.json cases (measured with the engine's rounding; `official-l1` matches all 16).
 CRITERIA: dict[str, tuple[str, str]] = {
-    "l1": ("l1", "lower"), "official-l1": ("l1_raw", "lower"), "mse": ("mse", "lower"),
-    "psnr": ("psnr", "higher"), "ssim": ("ssim", "higher"), "lpips": ("lpips", "lower"),
-}
+    **{m: (m, direction(m)) for m in PER_IMAGE}, "official-l1": ("l1_raw", direction("l1_raw"))}
 FALLBACKS: tuple[str, ...] = ("min-error", "max-budget")
 OFFICIAL_L1_THRESHOLD = 0.07  # README default of the official encode()
-QUALITY = ("l1", "mse", "psnr", "ssim", "lpips")
+QUALITY = PER_IMAGE
 
 
 def select_official(values: Sequence[float], threshold: float) -> tuple[int, str]:
@@ -190,8 +188,6 @@ def selection_table(per_image: "pd.DataFrame", thresholds: Sequence[tuple[str, f
         the quality metrics at the selected budget, and label/complexity columns when the per-image table
         has them.
     """
-    import pandas as pd
-
     column, _ = criterion_spec(criterion)
     images, budgets, values = metric_matrix(per_image, column)
     quality = {m: metric_matrix(per_image, m)[2] for m in dict.fromkeys((*QUALITY, column))
@@ -273,10 +269,6 @@ def variable_token_stats(store: "ShardStore", selections: Mapping[Any, Mapping[i
     Returns:
         key -> `FeatureStats`, plus ``"ref"``.
     """
-    import torch
-
-    from alit_eval.metrics.fid import FeatureStats
-
     used = sorted({int(b) for sel in selections.values() for b in sel.values()})
     keys = ["index", "feat_ref", *(f"feat_{b}" for b in used)]
     out: dict[Any, FeatureStats] = {}

@@ -1,4 +1,4 @@
-"""Compute accounting: FLOPs, parameter counts and latency per token budget (`alit-eval profile`).
+"""Compute accounting: FLOPs, parameter counts and latency per token budget (a primitive).
 
 The cost structure of an adaptive tokenizer is what decides whether "fewer tokens" saves anything:
 
@@ -16,6 +16,7 @@ the counter does not know are added here: PyTorch's CPU flash attention and the 
 ``_native_multi_head_attention`` fast path of `nn.MultiheadAttention`. FLOPs are split by component
 with forward hooks on ALIT's sub-modules (anything outside them, e.g. the VQ distance matmul, is
 ``other``). Latency is the median wall time of repeated calls after warm-up, per image.
+Used by `alit-eval profile` (`alit_eval.analysis.profile`) and by `fid` (FLOPs only).
 """
 
 from __future__ import annotations
@@ -26,9 +27,16 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
+
+from alit_eval.engine import fastpath
+from alit_eval.metrics.inception import InceptionFeatures
+from alit_eval.tokenizers.alit.halting import per_image_generators, uses_global_stream
+from alit_eval.tokenizers.base import check_budgets
+
 
 FLOP_COMPONENTS = ("base_encoder", "encoder_transformer", "alit_decoder", "base_decoder", "other")
 PARAM_COMPONENTS = ("encoder_transformer", "alit_decoder", "base_encoder", "base_decoder", "base_codebook",
@@ -152,8 +160,6 @@ def param_table(tokenizer: nn.Module) -> "Any":
         DataFrame with columns component, params, share (of the total), in `PARAM_COMPONENTS`
         order, plus a final ``total`` row; components with no parameters are left out.
     """
-    import pandas as pd
-
     counts = dict.fromkeys(PARAM_COMPONENTS, 0)
     for name, p in tokenizer.named_parameters():
         comp = next((c for c, rule in _PARAM_RULES if rule(name)), "other")
@@ -188,8 +194,6 @@ def time_call(fn: Callable[[], Any], device: torch.device, *, repeats: int = 5, 
 
 @contextmanager
 def _numerics(precision: str, device: torch.device) -> Iterator[None]:
-    from alit_eval.engine import fastpath
-
     with fastpath.precision(precision, device):
         yield
 
@@ -197,12 +201,10 @@ def _numerics(precision: str, device: torch.device) -> Iterator[None]:
 def _halting_generator(tokenizer: Any, images: torch.Tensor, seed: int) -> Any:
     """Generators for one rollout: per image for ``seeded``; one local generator for ``official``
     (never the global RNG: the draws do not change the cost, only which tokens are masked)."""
-    from alit_eval.tokenizers.alit.halting import per_image_generators
-
     policy = getattr(tokenizer, "halting", None)
     if policy == "seeded":
         return per_image_generators(seed, [str(i) for i in range(len(images))])
-    if policy in ("official", "official-reseeded"):
+    if uses_global_stream(policy):
         cfg = getattr(tokenizer, "cfg", None)
         # VQGAN draws Bernoulli masks on the images' device; the VAE noise is drawn on the CPU.
         on = images.device if cfg is not None and cfg.base.kind == "vqgan" else torch.device("cpu")
@@ -243,74 +245,20 @@ def compute_table(tokenizer: Any, budgets: Sequence[int], device: str | torch.de
         one ``sweep`` row (all budgets, one rollout) and one ``fid_features`` row; FLOPs in GFLOPs
         per image, latency in ms per image.
     """
-    import pandas as pd
-
-    from alit_eval.tokenizers.base import check_budgets
-
     dev = torch.device(device)
     budgets = check_budgets(budgets, tokenizer.budgets)
     if hasattr(tokenizer, "to"):
         tokenizer = tokenizer.to(dev)
     if hasattr(tokenizer, "eval"):
         tokenizer.eval()
-    g = torch.Generator().manual_seed(seed)
-    size = int(tokenizer.image_size)
-    images = torch.rand(batch_size, 3, size, size, generator=g).to(dev)
-    comps = flop_components(tokenizer)
-    base_row = {"repeats": repeats if latency else 0, "batch_size": batch_size, "device": str(dev),
-                "precision": precision}
+    prof = _Profiler(tokenizer, dev, batch_size=batch_size, repeats=repeats, warmup=warmup, precision=precision,
+                     latency=latency, seed=seed)
     rows: list[dict[str, Any]] = []
-
-    def rollout(bs: Sequence[int], decode: bool) -> Callable[[], Any]:
-        def call() -> Any:
-            with _numerics(precision, dev):
-                return tokenizer.rollout(images, list(bs), decode=decode,
-                                         generator=_halting_generator(tokenizer, images, seed))
-        return call
-
-    def measure(stage: str, budget: int | None, fn: Callable[[], Any]) -> dict[str, Any]:
-        flops = count_flops(fn, comps)
-        row: dict[str, Any] = {"stage": stage, "budget": budget, "gflops": flops["total"] / 1e9 / batch_size}
-        for c in FLOP_COMPONENTS:
-            row[f"gflops_{c}"] = flops.get(c, 0) / 1e9 / batch_size if comps or c == "other" else float("nan")
-        if latency:
-            t = time_call(fn, dev, repeats=repeats, warmup=warmup)
-            row["latency_ms"] = 1e3 * statistics.median(t) / batch_size
-            row["latency_ms_min"] = 1e3 * min(t) / batch_size
-        return {**row, **base_row}
-
-    direct_decode = hasattr(tokenizer, "to_pixels")
     for b in budgets:
-        rows.append(measure("rollout", b, rollout([b], decode=False)))
-        if direct_decode:
-            with torch.no_grad():
-                out = _decoder_output(rollout([b], decode=False)()[b])
-
-            def decode(out: torch.Tensor = out) -> Any:
-                with _numerics(precision, dev):
-                    return tokenizer.to_pixels(out)
-
-            rows.append(measure("pixel_decode", b, decode))
-        else:  # another tokenizer: decoding = rollout with pixels minus rollout without
-            with_px = measure("pixel_decode", b, rollout([b], decode=True))
-            without = rows[-1]
-            rows.append({k: (v - without[k] if k.startswith(("gflops", "latency")) else v) for k, v in with_px.items()})
-    rows.append(measure("sweep", None, rollout(budgets, decode=True)))
+        rows += prof.budget_rows(b)
+    rows.append(prof.measure("sweep", None, prof.rollout(budgets, decode=True)))
     if fid:
-        if inception is None:
-            from alit_eval.metrics.inception import InceptionFeatures
-
-            inception = InceptionFeatures(None, "tf1", dev)
-        images_u8 = (images * 255).round().to(torch.uint8)
-
-        def features() -> Any:
-            with _numerics(precision, dev):
-                return inception(images_u8)
-
-        row = measure("fid_features", None, features)
-        for c in FLOP_COMPONENTS:  # the tokenizer's components do not apply to Inception
-            row[f"gflops_{c}"] = float("nan")
-        rows.append(row)
+        rows.append(prof.fid_row(inception if inception is not None else InceptionFeatures(None, "tf1", dev)))
     df = pd.DataFrame(rows)
     for col in COLUMNS:
         if col not in df:
@@ -320,76 +268,65 @@ def compute_table(tokenizer: Any, budgets: Sequence[int], device: str | torch.de
     return df
 
 
-def metrics_rows(table: "Any", params: "Any", *, dataset: str = "random-inputs") -> list[dict[str, Any]]:
-    """Long-format metric rows (`alit_eval.results.schema`) of a compute table and a param table."""
-    import pandas as pd
+class _Profiler:
+    """The measurements of `compute_table`: one random batch, FLOPs by component and latency per call."""
 
-    from alit_eval.results.schema import format_condition
+    def __init__(self, tokenizer: Any, dev: torch.device, *, batch_size: int, repeats: int, warmup: int,
+                 precision: str, latency: bool, seed: int) -> None:
+        self.tokenizer, self.dev, self.batch_size = tokenizer, dev, batch_size
+        self.repeats, self.warmup, self.precision, self.latency, self.seed = repeats, warmup, precision, latency, seed
+        size = int(tokenizer.image_size)
+        self.images = torch.rand(batch_size, 3, size, size, generator=torch.Generator().manual_seed(seed)).to(dev)
+        self.comps = flop_components(tokenizer)
+        self.base_row = {"repeats": repeats if latency else 0, "batch_size": batch_size, "device": str(dev),
+                         "precision": precision}
 
-    base = {"command": "profile", "dataset": dataset, "preprocess": "none", "n": 1}
-    rows = []
-    for r in table.itertuples(index=False):
-        budget = None if pd.isna(r.budget) else int(r.budget)
-        rows.append({**base, "budget": budget, "metric": "gflops", "value": float(r.gflops),
-                     "condition": format_condition(stage=r.stage)})
-        if not np.isnan(r.latency_ms):
-            rows.append({**base, "budget": budget, "metric": "latency_ms", "value": float(r.latency_ms),
-                         "n": int(r.repeats), "condition": format_condition(
-                             stage=r.stage, device=r.device, precision=r.precision, batch_size=r.batch_size)})
-    for r in params.itertuples(index=False):
-        rows.append({**base, "metric": "params", "value": float(r.params),
-                     "condition": format_condition(component=r.component)})
-    return rows
+    def rollout(self, bs: Sequence[int], decode: bool) -> Callable[[], Any]:
+        """A call of the rollout to budgets `bs` (with pixels when `decode`)."""
+        def call() -> Any:
+            with _numerics(self.precision, self.dev):
+                return self.tokenizer.rollout(self.images, list(bs), decode=decode,
+                                              generator=_halting_generator(self.tokenizer, self.images, self.seed))
+        return call
 
+    def measure(self, stage: str, budget: int | None, fn: Callable[[], Any]) -> dict[str, Any]:
+        """One table row: GFLOPs (total and per component) and latency per image of `fn`."""
+        flops = count_flops(fn, self.comps)
+        n = self.batch_size
+        row: dict[str, Any] = {"stage": stage, "budget": budget, "gflops": flops["total"] / 1e9 / n}
+        for c in FLOP_COMPONENTS:
+            row[f"gflops_{c}"] = flops.get(c, 0) / 1e9 / n if self.comps or c == "other" else float("nan")
+        if self.latency:
+            t = time_call(fn, self.dev, repeats=self.repeats, warmup=self.warmup)
+            row["latency_ms"] = 1e3 * statistics.median(t) / n
+            row["latency_ms_min"] = 1e3 * min(t) / n
+        return {**row, **self.base_row}
 
-def run(ckpt: str, budgets: Sequence[int] | None, *, device: str, seed: int, offline: bool, results_dir: Any,
-        batch_size: int = 1, repeats: int = 5, warmup: int = 1, precision: str = "fp32", fid: bool = True,
-        inception_weights: str | None = None, heads: int | None = None, trust_checkpoint: bool = False,
-        run_id: str | None = None, overwrite: bool = False) -> tuple[Any, Any, Any]:
-    """`alit-eval profile` end to end; returns ``(run_dir, compute table, param table)``.
+    def budget_rows(self, b: int) -> list[dict[str, Any]]:
+        """The ``rollout`` and ``pixel_decode`` rows of budget `b`."""
+        roll = self.measure("rollout", b, self.rollout([b], decode=False))
+        if hasattr(self.tokenizer, "to_pixels"):
+            with torch.no_grad():
+                out = _decoder_output(self.rollout([b], decode=False)()[b])
 
-    Writes ``compute.csv`` (the `compute_table`), ``params.csv`` (`param_table`), ``metrics.csv``
-    (`metrics_rows`), ``figures/cost_structure`` and ``meta.json`` under
-    ``<results_dir>/profile/<run_id>/``.
-    """
-    from alit_eval.engine.sweep import resolve_device
-    from alit_eval.results import plots, plots_cost
-    from alit_eval.results.io import open_run, write_csv
-    from alit_eval.results.schema import metrics_frame
-    from alit_eval.tokenizers.base import check_budgets
-    from alit_eval.tokenizers.pretrained import load_pretrained
+            def decode(out: torch.Tensor = out) -> Any:
+                with _numerics(self.precision, self.dev):
+                    return self.tokenizer.to_pixels(out)
 
-    dev = resolve_device(device)
-    tok, info = load_pretrained(ckpt, offline=offline, trust_checkpoint=trust_checkpoint, heads=heads,
-                                device=str(dev))
-    chosen = check_budgets(budgets or tok.budgets, tok.budgets)
-    inception = None
-    if fid:
-        from alit_eval.metrics.inception import InceptionFeatures
+            return [roll, self.measure("pixel_decode", b, decode)]
+        # another tokenizer: decoding = rollout with pixels minus rollout without
+        with_px = self.measure("pixel_decode", b, self.rollout([b], decode=True))
+        return [roll, {k: (v - roll[k] if k.startswith(("gflops", "latency")) else v) for k, v in with_px.items()}]
 
-        inception = InceptionFeatures(inception_weights, "tf1", dev, offline=offline)
-    # Latency depends on the device, so the device is part of the config (and of the default run id).
-    config = {"checkpoint": {"name": info["name"], "sha256": info["sha256"], "heads": heads}, "budgets": chosen,
-              "batch_size": batch_size, "repeats": repeats, "warmup": warmup, "precision": precision,
-              "fid": fid, "device": str(dev), "seed": seed, "halting": info["halting"]}
-    run_dir = open_run(results_dir, "profile", run_id=run_id, config=config, overwrite=overwrite)
-    try:
-        table = compute_table(tok, chosen, dev, batch_size=batch_size, repeats=repeats, warmup=warmup,
-                              precision=precision, fid=fid, inception=inception, seed=seed)
-        params = param_table(tok)
-        write_csv(table, run_dir.file("compute.csv"))
-        write_csv(params, run_dir.file("params.csv"))
-        run_dir.write_metrics(metrics_frame(metrics_rows(table, params)))
-        plots.set_theme()
-        plots.save(plots_cost.cost_structure(table), run_dir.figures, "cost_structure")
-        extra = {"checkpoint": info, "precision": precision, "approximate_precision": precision != "fp32",
-                 "torch_threads": torch.get_num_threads(), "inputs": "random uniform images (cost is content-free)",
-                 "halting": info["halting"],
-                 "inception": {"path": str(inception.weights.path), "sha256": inception.weights.sha256}
-                 if inception is not None else None}
-        if dev.type == "cuda":
-            extra["device_name"] = torch.cuda.get_device_name(dev)
-        run_dir.finish(seed=seed, device=str(dev), extra=extra)
-    finally:
-        run_dir.release()
-    return run_dir, table, params
+    def fid_row(self, inception: Any) -> dict[str, Any]:
+        """The ``fid_features`` row: the Inception features of the batch."""
+        images_u8 = (self.images * 255).round().to(torch.uint8)
+
+        def features() -> Any:
+            with _numerics(self.precision, self.dev):
+                return inception(images_u8)
+
+        row = self.measure("fid_features", None, features)
+        for c in FLOP_COMPONENTS:  # the tokenizer's components do not apply to Inception
+            row[f"gflops_{c}"] = float("nan")
+        return row

@@ -1,21 +1,26 @@
-"""Decoder attention of 1D tokens over the 2D grid: the maps, their geometry, and figures.
+"""Decoder attention of 1D tokens over the 2D grid: the maps and their geometry (a primitive).
 
 The maps come from ``rollout(..., attention=...)``: ``[B, layers, N, gh, gw]``, the head-averaged
 attention paid by each 2D-grid query of the ALIT decoder to latent token j (alit_official.md §3).
 For `alit-eval attention-viz` each map is upsampled bilinearly to the image, min-max normalised and
 clipped to 1, then drawn in jet at alpha 0.4 over the image (the official notebook's recipe), for
 the second-to-last decoder layer by default (the notebook's layer 6 of 8). The object-discovery
-score built on the argmax of these maps is in `alit_eval.analysis.discovery`.
+score built on the argmax of these maps is in `alit_eval.analysis.discovery`; the figures of
+`alit-eval attention-viz` are drawn by `alit_eval.analysis.attention_viz`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from alit_eval.errors import AlitEvalError
+from alit_eval.metrics.pixel import to_uint8
+from alit_eval.tokenizers.alit.halting import per_image_generators, uses_global_stream
+
 
 INDEXING = ("corrected", "official-notebook")
 
@@ -47,9 +52,6 @@ def overlay_maps(maps: Any, size: int) -> np.ndarray:
     Returns:
         float32 ``[N, size, size]`` in [0, 1] (a constant map becomes all 0).
     """
-    import torch
-    import torch.nn.functional as F
-
     m = torch.as_tensor(np.asarray(maps, dtype=np.float32))[None]
     up = F.interpolate(m, size=(size, size), mode="bilinear", align_corners=False)[0]
     lo = up.flatten(1).min(1).values[:, None, None]
@@ -100,17 +102,12 @@ def attention_views(tokenizer: Any, image: Any, image_id: str, budgets: Sequence
         ``{"layer", "n_layers", "raw": {b: [N, gh, gw]}, "maps": {b: [N, S, S] in [0,1]},
         "argmax": {b: [S, S]}, "recon": {b: uint8 [S, S, 3]}, "image": uint8 [S, S, 3]}``.
     """
-    import torch
-
-    from alit_eval.metrics.pixel import to_uint8
-    from alit_eval.tokenizers.alit.halting import per_image_generators
-
     policy = getattr(tokenizer, "halting", "off")
     dev = getattr(tokenizer, "device", torch.device("cpu"))
     gen: Any = None
     if policy == "seeded":
         gen = per_image_generators(seed, [image_id])
-    elif policy in ("official", "official-reseeded"):
+    elif uses_global_stream(policy):
         gen = torch.Generator(device=dev).manual_seed(seed)
     x = image.float().div(255.0)[None]
     r = tokenizer.rollout(x, budgets, decode=True, attention=indexing, generator=gen)
@@ -127,66 +124,3 @@ def attention_views(tokenizer: Any, image: Any, image_id: str, budgets: Sequence
         out["argmax"][b] = upsample_labels(a.argmax(0), size)
         out["recon"][b] = to_uint8(r[b].reconstruction)[0].permute(1, 2, 0).cpu().numpy()
     return out
-
-
-def render_attention(paths: Sequence[str], *, ckpt: str = "demo", budgets: Sequence[int] | None = None,
-                     tokens: Sequence[int] | None = None, layer: int | None = None, indexing: str = "corrected",
-                     show_budget: bool = False, out_dir: str | Path, seed: int = 0, device: str = "cpu",
-                     offline: bool = False, heads: int | None = None, trust_checkpoint: bool = False) -> list[Path]:
-    """`alit-eval attention-viz`: one figure (PNG + PDF), its raw maps (.npz) and a .json per image.
-
-    Images are preprocessed like the official custom-image path (``resize-center-crop``). With no
-    path, the first `demo-scenes` image is drawn. Returns the written files.
-    """
-    import io
-
-    import torch
-
-    from alit_eval.data.decode import load_image
-    from alit_eval.data.transforms import preprocess
-    from alit_eval.engine.sweep import resolve_device
-    from alit_eval.results import plots, plots_tokens
-    from alit_eval.results.io import write_bytes, write_json
-    from alit_eval.tokenizers.base import check_budgets
-    from alit_eval.tokenizers.pretrained import load_pretrained
-
-    if indexing not in INDEXING:
-        raise AlitEvalError(f"--indexing must be one of {', '.join(INDEXING)}, got {indexing!r}")
-    dev = resolve_device(device)
-    tok, info = load_pretrained(ckpt, offline=offline, trust_checkpoint=trust_checkpoint, heads=heads,
-                                device=str(dev))
-    bs = check_budgets(budgets or tok.budgets, tok.budgets)
-    cols = list(tokens) if tokens else list(range(min(32, max(bs))))
-    if max(cols) >= max(bs) or min(cols) < 0:
-        raise AlitEvalError(f"--tokens {cols}: token indices must lie in 0..{max(bs) - 1} for budgets {bs}")
-    items = []
-    for path in paths:
-        img = preprocess(load_image(path), "resize-center-crop", tok.image_size)
-        items.append((Path(path).stem, img))
-    if not items:
-        from alit_eval.data.demo import generate
-
-        s = generate("demo-scenes", 0, size=tok.image_size)
-        items.append((s.id, torch.from_numpy(s.image).permute(2, 0, 1).contiguous()))
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    plots.set_theme()
-    written: list[Path] = []
-    for stem, img in items:
-        v = attention_views(tok, img.to(dev), stem, bs, layer=layer, indexing=indexing, seed=seed)
-        name = f"{stem}_layer{v['layer']}_{indexing}"
-        title = (f"{stem}: decoder layer {v['layer']} of {v['n_layers']} ({indexing} indexing), "
-                 f"{info['name']}; jet = attention to token t, min-max per map")
-        fig = plots_tokens.attention_grid(v["image"], v["maps"], cols, v["argmax"],
-                                          v["recon"] if show_budget else None, title=title)
-        written += plots.save(fig, out, name)
-        buf = io.BytesIO()
-        np.savez_compressed(buf, image=v["image"], **{f"attention_{b}": a for b, a in v["raw"].items()})
-        written.append(write_bytes(buf.getvalue(), out / f"{name}.npz"))
-        written.append(write_json({"image": stem, "checkpoint": info["name"], "sha256": info.get("sha256"),
-                                   "layer": v["layer"], "n_layers": v["n_layers"], "indexing": indexing,
-                                   "budgets": bs, "tokens": cols, "preprocess": "resize-center-crop",
-                                   "halting": getattr(tok, "halting", None), "seed": seed,
-                                   "npz": "attention_<budget>: [N, gh, gw] head-averaged decoder attention"},
-                                  out / f"{name}.json"))
-    return written

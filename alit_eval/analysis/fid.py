@@ -1,0 +1,89 @@
+"""`alit-eval fid`: reconstruction quality and rFID per budget, the headline table.
+
+One sweep (`alit_eval.analysis.skeleton`), then `alit_eval.analysis.quality.summarize` for the
+metric rows, the metrics-vs-tokens figure, example reconstructions, and (unless ``--no-compute``)
+the FLOP table of `alit_eval.analysis.flops`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from PIL import Image
+
+from alit_eval.analysis.flops import compute_table
+from alit_eval.analysis.quality import summarize
+from alit_eval.analysis.skeleton import CommandRun
+from alit_eval.engine import distributed
+from alit_eval.engine.reuse import SweepPlan
+from alit_eval.engine.runner import prepare
+from alit_eval.engine.sweep import run_sweep
+from alit_eval.metrics.fid import load_stats_npz
+from alit_eval.results import plots
+from alit_eval.results.io import write_csv
+
+def write_examples(result: Any, folder: Any) -> "Any":
+    """Save the stored example reconstructions as PNGs; return the index table for the figure."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for shard in result.store.iter():
+        if "example_index" not in shard:
+            continue
+        ids = dict(zip(shard["index"].tolist(), shard["id"].tolist()))
+        for k, idx in enumerate(shard["example_index"].tolist()):
+            for col in ["ref", *result.budgets]:
+                arr = shard[f"example_{col}"][k].transpose(1, 2, 0)
+                name = "original" if col == "ref" else int(col)
+                path = folder / f"{idx:05d}_{name}.png"
+                Image.fromarray(arr).save(path)
+                rows.append({"image_id": ids[idx], "column": name, "path": str(path)})
+    return pd.DataFrame(rows, columns=["image_id", "column", "path"])
+
+
+def run(req: Any, *, seed: int, device: str, offline: bool, results_dir: Any, run_id: str | None = None,
+        overwrite: bool = False, kid: bool = False, fid_ref: str | None = None, out: Any = None,
+        progress: bool = True, on_batch: Any = None, compute: bool = False) -> tuple[Any, Any]:
+    """`alit-eval fid` end to end; returns ``(run_dir, metrics)`` (``(None, None)`` on torchrun workers)."""
+    dist = distributed.init(device)
+    p = prepare(req, seed=seed, device=distributed.device_for(device, dist), offline=offline, progress=progress)
+    ref = load_stats_npz(fid_ref) if fid_ref else None
+    p.config.update(kid=kid, fid_reference=("npz:" + Path(fid_ref).name) if fid_ref else "originals")
+    if not dist.main:  # workers under torchrun: store their batches in rank 0's run folder, then stop
+        path = distributed.broadcast_object(None, dist)
+        run_sweep(p.tokenizer, p.source, p.sweep, path, dist=dist)
+        return None, None
+    with CommandRun("fid", p.config, SweepPlan.of(p), results_dir=results_dir, run_id=run_id,
+                    overwrite=overwrite, out=out) as run:
+        distributed.broadcast_object(run.dir.path, dist)
+        inputs = run.sweep(on_batch=on_batch, dist=dist)
+        result = inputs.result
+        metrics = summarize(result, command="fid", dataset=inputs.dataset, preprocess=inputs.preprocess, seed=seed,
+                            fid_ref=ref, kid=kid, fid=req.fid)
+        run.dir.write_metrics(metrics)
+        run.dir.write_per_image(result.per_image)
+        write_figures(run.dir, result, metrics)
+        if compute:
+            # FLOPs per image and stage (no timing: the sweep's own wall time is in meta.json).
+            table = compute_table(p.tokenizer, result.budgets, result.info["device"], latency=False,
+                                  fid=req.fid, inception=None, seed=seed)
+            write_csv(table, run.dir.path / "compute.csv")
+        info = result.info
+        run.finish(seed, {
+            "fid_reference": p.config["fid_reference"], "precision": info["precision"],
+            "approximate_precision": info["approximate"], "batch_size": info["batch_size"],
+            "oom_chunk": info["oom_chunk"], "processes": dist.world,
+        })
+    return run.dir, metrics
+
+
+def write_figures(run_dir: Any, result: Any, metrics: Any) -> None:
+    """Metrics against tokens, and the strip of example reconstructions (PNGs under ``examples/``)."""
+    plots.save(plots.metrics_vs_tokens(metrics), run_dir.figures, "metrics_vs_tokens")
+    examples = write_examples(result, run_dir.path / "examples")
+    if len(examples):
+        write_csv(examples.assign(path=[str(Path(x).relative_to(run_dir.path)) for x in examples["path"]]),
+                  run_dir.path / "examples" / "examples.csv")
+        plots.save(plots.example_strip(examples), run_dir.figures, "examples")
