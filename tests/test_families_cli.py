@@ -146,3 +146,28 @@ def test_engine_analysis_and_cli_name_no_family():
     # and the scan would catch one
     assert FAMILY_NAMES.search("from alit_eval.tokenizers.karl.model import KarlTokenizer")
     assert FAMILY_NAMES.search('if fam == "titok":')
+
+
+@needs
+def test_allocate_epsilon_is_karls_own_criterion(tmp_path, capsys, one_torch_thread):
+    result = runner.invoke(app, ["--device", "cpu", "--results-dir", str(tmp_path), "allocate", "--ckpt", str(KARL_VQ),
+                                 "--limit", "2", "--no-fid", "--budgets", "16,24", "--criterion", "epsilon",
+                                 "--thresholds", "0.03,0.09"])
+    assert result.exit_code == 0, result.output
+    (run,) = (tmp_path / "allocate").iterdir()
+    summary = pd.read_csv(run / "allocation_summary.csv")
+    assert summary["threshold"].tolist() == [0.03, 0.09] and (summary["budget"] == 24).all()
+    assert summary["mean_tokens"].between(0, 24).all()
+    selection = pd.read_parquet(run / "selection.parquet")
+    assert len(selection) == 4 and (selection["tokens"] <= 24).all()
+    assert sorted(p.name for p in (run / "sweeps").iterdir()) == ["epsilon_0.03", "epsilon_0.09"]
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert set(metrics[metrics["metric"] == "tokens"]["condition"]) == {
+        "criterion=epsilon;threshold=0.03", "criterion=epsilon;threshold=0.09"}
+    # a family whose model has no such criterion: one line naming the family that has it
+    with pytest.raises(SystemExit) as info:
+        main(["--device", "cpu", "--results-dir", str(tmp_path), "allocate", "--ckpt", str(ODP_TINY), "--heads", "4",
+              "--limit", "2", "--no-fid", "--budgets", "4", "--criterion", "epsilon"])
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2 and err == ("error: --criterion epsilon is applied by the tokenizer itself, which only "
+                                            "karl does; this checkpoint is One-D-Piece (use l1, psnr, ... instead)")
