@@ -117,7 +117,7 @@ def test_bad_checkpoints(tiny_ckpt, tmp_path, capsys):
     with open(evil, "wb") as f:
         pickle.dump({"ema": {}, "x": _Payload(str(marker))}, f)
     cases = {tmp_path / "missing.pth": "not found", cut: "truncated or not a valid safetensors",
-             other: "not an ALIT checkpoint", evil: "not a readable PyTorch checkpoint|refusing to unpickle"}
+             other: "not a checkpoint of a known tokenizer family .alit, karl, one_d_piece, titok.; if it is one of them, pass --family NAME", evil: "not a readable PyTorch checkpoint|refusing to unpickle"}
     for ckpt, message in cases.items():
         code, _, err = _cli(_fid(tmp_path, ckpt, data), capsys)
         assert code == 2, (ckpt, err)
