@@ -216,23 +216,67 @@ def _guard(func: Callable[..., Any], *, theme: bool = False) -> Callable[..., An
 
         set_theme()
 
+    def before_run() -> None:  # a sweep command, its options checked: heavy imports are fine now
+        from alit_eval.analysis.skeleton import CommandRun
+
+        CommandRun.reuse_finished = True  # a rerun of a finished run prints it instead of recomputing
+        if theme:
+            set_theme()
+
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        skeleton = sys.modules.get("alit_eval.analysis.skeleton")
+        if skeleton is not None:
+            skeleton.take_summary()  # a summary left by an earlier run in this process is not ours
         try:
             ctx = kwargs.get("ctx")
-            if theme and hasattr(func, "sweep_options") and hasattr(ctx, "meta"):
-                ctx.meta[BEFORE_RUN] = set_theme  # a sweep command: after its options are checked
+            if hasattr(func, "sweep_options") and hasattr(ctx, "meta"):
+                ctx.meta[BEFORE_RUN] = before_run
             elif theme:
                 set_theme()
-            return func(*args, **kwargs)
+            out = func(*args, **kwargs)
         except KeyboardInterrupt as exc:
             raise _Interrupted() from exc
+        except Exception as exc:
+            if not getattr(exc, "finished_run", False):
+                raise
+            show_finished(exc.path, exc.summary())
+            return None
+        skeleton = sys.modules.get("alit_eval.analysis.skeleton")
+        if skeleton is not None:
+            print_summary(skeleton.take_summary())
+        return out
 
     return wrapper
 
 
 for _name, _target in COMMANDS.items():
     app.command(_name)(_guard(resolve_target(_target), theme=_name in DRAWS_FIGURES))
+
+
+def print_summary(lines: list[str]) -> None:
+    """Print a run's summary (`alit_eval.analysis.skeleton.summary_lines`); warnings go to stderr."""
+    for line in lines:
+        if line.startswith("warning:"):
+            typer.secho(line, fg="yellow", err=True)
+        else:
+            typer.echo(line)
+
+
+def show_finished(path: Path, summary: list[str]) -> None:
+    """A rerun of a finished run: its stored table and summary, nothing recomputed."""
+    typer.echo(f"{path} already holds this finished run; showing it (--overwrite recomputes it)")
+    metrics = path / "metrics.csv"
+    if metrics.is_file():
+        import pandas as pd
+
+        from alit_eval.cli.fid import print_table
+
+        table = pd.read_csv(metrics)
+        if {"budget", "metric", "value"} <= set(table.columns) and table["budget"].notna().any():
+            print_table(table)
+    print_summary(summary)
+    typer.echo(f"results: {path}")
 
 
 def _one_line(exc: BaseException) -> str:
