@@ -355,16 +355,16 @@ class _progress:
             print(f"{self.label}: {text}", file=self.stream, flush=True)
 
         say(f"{self.total} images to process" + (f" ({self.already} already done)" if self.already else ""))
-        state = {"done": 0, "last_t": self.t0, "last_share": 0.0}
+        step = max(1, round(self.total * PLAIN_EVERY_SHARE))  # in images: no float drift between marks
+        state = {"done": 0, "last_t": self.t0, "next_at": step}
 
         def advance(n: int) -> None:
             state["done"] += n
             now = time.perf_counter()
             share = state["done"] / max(self.total, 1)
-            if (share - state["last_share"] < PLAIN_EVERY_SHARE and now - state["last_t"] < PLAIN_EVERY_S
-                    and state["done"] < self.total):
+            if state["done"] < state["next_at"] and now - state["last_t"] < PLAIN_EVERY_S:
                 return
-            state["last_t"], state["last_share"] = now, share
+            state["last_t"], state["next_at"] = now, (state["done"] // step + 1) * step
             rate = state["done"] / max(now - self.t0, 1e-9)
             left = (self.total - state["done"]) / rate if rate > 0 else 0.0
             say(f"{state['done']}/{self.total} images ({100 * share:.0f}%), {rate:.1f} img/s, "
