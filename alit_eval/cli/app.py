@@ -242,7 +242,10 @@ def _guard(func: Callable[..., Any], *, theme: bool = False) -> Callable[..., An
                 raise
             show_finished(exc.path, exc.summary())
             return None
-        skeleton = sys.modules.get("alit_eval.analysis.skeleton")
+        finally:
+            skeleton = sys.modules.get("alit_eval.analysis.skeleton")
+            if skeleton is not None:  # Python callers in this process get runs recomputed again
+                skeleton.CommandRun.reuse_finished = False
         if skeleton is not None:
             print_summary(skeleton.take_summary())
         return out
