@@ -190,12 +190,16 @@ def test_batch_size_auto_in_every_sweep_command(tiny_ckpt, tmp_path):
     for name in sweeps:
         assert "batch_size" in resolve_target(COMMANDS[name]).sweep_options, name
     assert options.parse_batch_size("auto") == 0 and options.parse_batch_size("8") == 8
-    res = CliRunner().invoke(app, ["--results-dir", str(tmp_path), "--device", "cpu", "allocate", "--ckpt",
-                                   str(tiny_ckpt), "--limit", "4", "--batch-size", "auto", "--no-fid",
-                                   "--no-gallery", "--thresholds", "0.5", "--budgets", "4,16", "--run-id", "a"])
+    args = ["--results-dir", str(tmp_path), "--device", "cpu", "allocate", "--ckpt", str(tiny_ckpt), "--limit", "4",
+            "--batch-size", "auto", "--no-fid", "--no-gallery", "--thresholds", "0.5", "--budgets", "4,16",
+            "--run-id", "a"]
+    res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     meta = json.loads((tmp_path / "allocate" / "a" / "meta.json").read_text())
     assert meta["extra"]["rollout_calls"] == 1  # auto on CPU starts at 16 images: one batch of 4
+    again = CliRunner().invoke(app, args)  # finished: allocate's own table, shown at once
+    assert again.exit_code == 0, again.output
+    assert "already holds this finished run" in again.output and "token allocation (l1 criterion)" in again.output
 
 
 def test_report_skips_incomplete_runs_in_a_folder(tmp_path):
