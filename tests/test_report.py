@@ -271,6 +271,7 @@ def test_expand_reads_a_whole_results_tree(tmp_path):
     for run in ("fid/aaa", "fid/bbb", "allocate/ccc"):
         (tree / run).mkdir(parents=True)
         (tree / run / "config.json").write_text("{}")
+        (tree / run / "meta.json").write_text("{}")  # complete: incomplete runs are skipped (test_cli_ux.py)
     (tree / "attention-viz").mkdir()
     Image.new("RGB", (4, 4)).save(tree / "attention-viz" / "maps.png")
     (tree / "report" / "figures").mkdir(parents=True)  # a report written into the tree: not a run

@@ -72,7 +72,8 @@ def run(req: Any, *, seed: int, device: str, offline: bool, results_dir: Any, ru
             write_csv(table, run.dir.path / "compute.csv")
         info = result.info
         run.finish(seed, {
-            "fid_reference": p.config["fid_reference"], "precision": info["precision"],
+            "fid_reference": p.config["fid_reference"], "fid_reference_n": ref.n if ref is not None else None,
+            "precision": info["precision"],
             "approximate_precision": info["approximate"], "batch_size": info["batch_size"],
             "oom_chunk": info["oom_chunk"], "processes": dist.world,
         })

@@ -11,15 +11,57 @@ earlier run for ``--from-run``), adds its own entries to the config, then::
 `standard_meta` is the one place the fields every sweep-based run records are built (checkpoint,
 dataset, preprocess and where each defaulted option came from, skipped images, ...); `RunDir.finish`
 adds config, seed, package versions and wall time. The lock is released however the block ends.
+
+Console summary: `finish` also builds the run's short summary (`summary_lines`: images used and
+skipped, preprocess and resolution, padded and duplicate images, the FID reference and its size,
+a warning when rFID rests on few images), records it in meta.json and leaves it for the CLI
+(`take_summary`), which prints it once after the command's own output.
+
+A finished run is not recomputed: when the CLI asks for it (`CommandRun.reuse_finished`), a run
+folder that already holds a complete run (``meta.json``) of the same config, whose images are
+unchanged (`alit_eval.engine.identity.verify_resume`) and all handled, raises `RunFinished` on
+entry; the CLI prints the stored table and summary at once.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Callable
 
 from alit_eval.engine.reuse import SweepInputs, SweepPlan
 from alit_eval.results.io import RunDir, open_run
+
+RFID_MIN_IMAGES = 2048  # below this, rFID is strongly biased upwards (Inception features are 2048-d)
+FIRST_REASONS = 3  # how many skipped images the summary names
+_pending_summary: list[str] = []  # the last finished run's summary, for the CLI (`take_summary`)
+
+
+class RunFinished(Exception):
+    """The run folder already holds this finished run: nothing is recomputed (see the module docstring).
+
+    Attributes:
+        path: the run folder.
+        meta: its meta.json.
+    """
+
+    finished_run = True  # what the CLI looks for (it does not import this module to catch it)
+
+    def __init__(self, path: Path, meta: dict[str, Any]) -> None:
+        super().__init__(f"{path} holds this finished run")
+        self.path, self.meta = path, meta
+
+    def summary(self) -> list[str]:
+        """The summary recorded when the run finished."""
+        extra = self.meta.get("extra") if isinstance(self.meta.get("extra"), dict) else {}
+        return [str(line) for line in extra.get("summary") or []]
+
+
+def take_summary() -> list[str]:
+    """The summary of the run finished last in this process (then forgotten)."""
+    lines = list(_pending_summary)
+    _pending_summary.clear()
+    return lines
 
 
 def open_command_run(command: str, config: dict[str, Any], *, results_dir: Any, run_id: str | None = None,
@@ -48,6 +90,52 @@ def standard_meta(inputs: SweepInputs) -> dict[str, Any]:
     }
 
 
+def image_size(inputs: SweepInputs) -> int | None:
+    """The side of the images the tokenizer saw (None when the run does not say)."""
+    source = inputs._source
+    size = getattr(getattr(source, "dataset", None), "size", None) if source is not None else None
+    return int(size) if size else (inputs.config.get("image_size") or inputs.config.get("data", {}).get("size"))
+
+
+def summary_lines(inputs: SweepInputs, extra: dict[str, Any]) -> list[str]:
+    """The run's console summary; a line starting with ``warning:`` is a warning.
+
+    Args:
+        inputs: the sweep the run consumed.
+        extra: the command's meta.json fields (``fid_reference``, ``fid_reference_n``, ...).
+    """
+    failed = inputs.result.failed
+    used = int(inputs.result.per_image["image_id"].nunique()) if len(inputs.result.per_image) else 0
+    line = f"images: {used} used, {len(failed)} skipped"
+    if failed:
+        reasons = "; ".join(f"{i}: {e}" for i, e in failed[:FIRST_REASONS])
+        line += f" ({reasons}{'; ...' if len(failed) > FIRST_REASONS else ''})"
+    lines = [line]
+    size = image_size(inputs)
+    lines.append(f"preprocess: {inputs.preprocess}" + (f" to {size}x{size} px" if size else ""))
+    source = inputs._source
+    if source is not None:
+        lines += [f"warning: {w}" for w in source.warnings]
+    fid_on = bool(inputs.config.get("fid", inputs.config.get("sweep", {}).get("fid", False)))
+    if fid_on and inputs.result.info.get("inception") is not None:
+        reference = extra.get("fid_reference") or "originals"
+        n_ref = extra.get("fid_reference_n") if reference != "originals" else used
+        lines.append(f"FID reference: {reference} ({n_ref if n_ref is not None else 'unknown number of'} images)")
+        fewest = min(used, n_ref) if isinstance(n_ref, int) else used
+        if fewest < RFID_MIN_IMAGES:
+            lines.append(f"warning: rFID rests on {fewest} images (< {RFID_MIN_IMAGES}): it is biased upwards and "
+                         "not comparable with published 50k-image numbers")
+    return lines
+
+
+def data_checks_meta(inputs: SweepInputs) -> dict[str, Any]:
+    """meta.json fields of the data source's checks: padded and duplicate image counts."""
+    source = inputs._source
+    if source is None:
+        return {}
+    return {"padded_images": len(source.padded), "duplicate_images": len(source.duplicates)}
+
+
 def dataset_meta(inputs: SweepInputs) -> dict[str, Any]:
     """Per-dataset meta.json fields of a run over several sweeps (`familiarity`)."""
     return {"source": inputs.config.get("data", {}).get("source"), "from_run": inputs.from_run,
@@ -64,7 +152,13 @@ class CommandRun:
         config: everything that determines the outputs (config.json; its hash is the default run id).
         plan: the sweep to run or reuse; None for a command without a sweep (`profile`).
         results_dir, run_id, overwrite, out: where the run folder is (`open_command_run`).
+
+    Attributes:
+        reuse_finished: raise `RunFinished` on entry when the folder holds this finished run (set by
+            the CLI; off for Python callers, which get the run recomputed from its shards).
     """
+
+    reuse_finished = False
 
     def __init__(self, command: str, config: dict[str, Any], plan: SweepPlan | None = None, *, results_dir: Any,
                  run_id: str | None = None, overwrite: bool = False, out: Any = None) -> None:
@@ -75,7 +169,30 @@ class CommandRun:
 
     def __enter__(self) -> "CommandRun":
         self.dir = open_command_run(self.command, self.config, **self._where)
+        if self.reuse_finished and self._finished():
+            meta = self.dir.previous_meta or {}
+            self.dir.release()
+            raise RunFinished(self.dir.path, meta)
         return self
+
+    def _finished(self) -> bool:
+        """Whether the folder holds this finished run, with every image unchanged and handled."""
+        run = self.dir
+        prepared = self.plan.prepared if self.plan is not None else None
+        if run is None or not run.resumed or not run.previous_meta or prepared is None:
+            return False
+        if os.environ.get("WORLD_SIZE", "1") != "1":  # torchrun: every rank must take the same path
+            return False
+        from alit_eval.engine.identity import verify_resume
+        from alit_eval.engine.store import ShardStore
+        from alit_eval.tokenizers.alit.halting import uses_global_stream
+
+        store = ShardStore(run.path)
+        dataset = prepared.source.dataset
+        # Changed images or damaged shards are dropped here and recomputed by the sweep that follows.
+        if verify_resume(store, dataset, official_stream=uses_global_stream(prepared.sweep.halting)):
+            return False
+        return len(store.done()) >= len(dataset)
 
     def sweep(self, *, on_batch: Callable[[int], None] | None = None, tokenizer: Any = None,
               dist: Any = None) -> SweepInputs:
@@ -89,6 +206,11 @@ class CommandRun:
         """Write meta.json: `standard_meta` of the sweep (unless ``standard=False``), then `extra`."""
         assert self.dir is not None
         fields = standard_meta(self.inputs) if standard and self.inputs is not None else {}
+        if self.inputs is not None:
+            fields.update(data_checks_meta(self.inputs))
+            summary = summary_lines(self.inputs, {**fields, **extra})
+            fields["summary"] = summary
+            _pending_summary[:] = summary
         if device is None and self.inputs is not None:
             device = self.inputs.result.info.get("device")
         return self.dir.finish(seed=seed, device=device, extra={**fields, **extra})

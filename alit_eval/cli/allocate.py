@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from alit_eval.cli.options import MEASURE_OPTIONS, FromRun, SweepArgs, parse_list, sweep_command
+from alit_eval.cli.options import MEASURE_OPTIONS, FromRun, SweepArgs, check_threshold, parse_list, sweep_command
 
 # KARL Tab. 2/6 thresholds; 0.07 is the official default
 DEFAULT_THRESHOLDS = {"l1": "0.03,0.05,0.07,0.09", "official-l1": "0.03,0.05,0.07,0.09",
@@ -52,10 +52,10 @@ def allocate(
 
         alit-eval allocate --from-run results/fid/<run_id> --criterion psnr --thresholds 20,25
     """
-    from alit_eval.analysis.allocate import run
+    specs = parse_list(thresholds or DEFAULT_THRESHOLDS.get(criterion, QUANTILE_THRESHOLDS), check_threshold,
+                       option="--thresholds", what="a number, auto or qP (0 <= P <= 1)")
+    from alit_eval.analysis.allocate import run  # after the checks: a typo fails before torch is imported
 
-    specs = parse_list(thresholds or DEFAULT_THRESHOLDS.get(criterion, QUANTILE_THRESHOLDS), str,
-                       option="--thresholds", what="a threshold")
     run_dir, _, _ = run(sweep.config, **sweep.run_kwargs(), from_run=str(from_run) if from_run else None,
                         thresholds=specs, criterion=criterion, fallback=fallback, batch_criterion=batch_criterion,
                         gallery=not no_gallery)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import sys
 import traceback
 import warnings
@@ -22,7 +23,7 @@ from typing import Any, Callable
 import typer
 
 from alit_eval import __version__
-from alit_eval.cli.options import GlobalOptions, parse_device
+from alit_eval.cli.options import BEFORE_RUN, GlobalOptions, parse_device
 from alit_eval.errors import AlitEvalError
 from alit_eval.paths import DEFAULT_RESULTS_DIR, env_offline
 from alit_eval.registry import resolve_target
@@ -58,12 +59,102 @@ class _Interrupted(Exception):
     """Ctrl-C inside a command, carried past Typer (which would turn it into a silent exit 130)."""
 
 
+# The global options (declared on `_global_options`): name -> whether it takes a value. They are also
+# accepted after the command name (`alit-eval fid --device cpu`): `AlitGroup` moves them in front.
+GLOBAL_OPTIONS = {"--device": True, "--seed": True, "--results-dir": True, "--offline": False,
+                  "--verbose": False, "-v": False}
+_CODE_SPAN = re.compile(r"(`[^`]*`)")
+
+
+def escape_markup(text: str | None) -> str | None:
+    """Escape ``<`` and ``_`` for the Markdown help renderer, which drops ``<command>`` as inline HTML
+    and reads ``a_<L>_b`` as emphasis.
+
+    Indented lines (code blocks) and backtick spans show them as they are and are left alone.
+    """
+    if not text or ("<" not in text and "_" not in text):
+        return text
+    lines = []
+    for line in text.split("\n"):
+        if not line.startswith("    "):
+            line = "".join(part if part.startswith("`") else re.sub(r"(?<!\\)([<_])", r"\\\1", part)
+                           for part in _CODE_SPAN.split(line))
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _tidy_help(command: Any) -> None:
+    """Flags render as flags (no ``<bool>`` type column) and help text keeps its ``<...>``."""
+    command.help = escape_markup(command.help)
+    get_help_option = command.get_help_option
+
+    def help_option(ctx: Any) -> Any:  # click builds --help lazily: tidy it when it is made
+        option = get_help_option(ctx)
+        if option is not None and option.metavar is None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = help_option
+    for param in command.params:
+        if getattr(param, "is_flag", False) and not getattr(param, "count", False) and param.metavar is None:
+            param.metavar = ""  # typer shows the metavar instead of its "<bool>" type label
+        if getattr(param, "help", None):
+            param.help = escape_markup(param.help)
+
+
+def move_global_options(args: list[str], commands: Any) -> list[str]:
+    """Move global options given after the command name in front of it.
+
+    ``alit-eval fid --device cpu --budgets 4`` becomes ``alit-eval --device cpu fid --budgets 4``.
+    Nothing after a ``--`` is touched, and no command declares an option of the same name.
+    """
+    at, i = None, 0
+    while i < len(args) and at is None:  # the command is the first word that is not a global option's value
+        if args[i] in commands:
+            at = i
+        i += 2 if GLOBAL_OPTIONS.get(args[i], False) else 1
+    if at is None:
+        return args
+    head, command, tail = args[:at], args[at], args[at + 1:]
+    moved: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(tail):
+        arg = tail[i]
+        if arg == "--":
+            rest += tail[i:]
+            break
+        name = arg.split("=", 1)[0]
+        if name in GLOBAL_OPTIONS or re.fullmatch(r"-v+", arg):
+            takes_value = GLOBAL_OPTIONS.get(name, False) and "=" not in arg
+            moved += tail[i:i + 1 + int(takes_value)]
+            i += 1 + int(takes_value)
+            continue
+        rest.append(arg)
+        i += 1
+    return [*head, *moved, command, *rest]
+
+
+class AlitGroup(typer.core.TyperGroup):
+    """The top-level group: global options accepted after the command too; tidy help (see `_tidy_help`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _tidy_help(self)
+        for command in self.commands.values():
+            _tidy_help(command)
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, move_global_options(list(args), self.commands))
+
+
 app = typer.Typer(
+    cls=AlitGroup,
     name="alit-eval",
     help=(
         "Evaluate adaptive-length image tokenizers (ALIT and friends): reconstruction quality and "
         "rFID per token budget, and the paper's analyses.\n\n"
-        "Global options go before the command, e.g.:\n\n"
+        "Global options go before the command (or after it), e.g.:\n\n"
         "    alit-eval --device cpu --seed 0 models"
     ),
     no_args_is_help=True,
@@ -120,22 +211,90 @@ def _guard(func: Callable[..., Any], *, theme: bool = False) -> Callable[..., An
     """Let Ctrl-C inside a command reach `main` as `_Interrupted` (Typer would swallow it); set the
     plot theme first when the command draws figures (`theme`)."""
 
+    def set_theme() -> None:
+        from alit_eval.results.plots import set_theme
+
+        set_theme()
+
+    def before_run() -> None:  # a sweep command, its options checked: heavy imports are fine now
+        from alit_eval.analysis.skeleton import CommandRun
+
+        CommandRun.reuse_finished = True  # a rerun of a finished run prints it instead of recomputing
+        if theme:
+            set_theme()
+
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        skeleton = sys.modules.get("alit_eval.analysis.skeleton")
+        if skeleton is not None:
+            skeleton.take_summary()  # a summary left by an earlier run in this process is not ours
         try:
-            if theme:
-                from alit_eval.results.plots import set_theme
-
+            ctx = kwargs.get("ctx")
+            if hasattr(func, "sweep_options") and hasattr(ctx, "meta"):
+                ctx.meta[BEFORE_RUN] = before_run
+            elif theme:
                 set_theme()
-            return func(*args, **kwargs)
+            out = func(*args, **kwargs)
         except KeyboardInterrupt as exc:
             raise _Interrupted() from exc
+        except Exception as exc:
+            if not getattr(exc, "finished_run", False):
+                raise
+            show_finished(exc.path, exc.summary())
+            return None
+        finally:
+            skeleton = sys.modules.get("alit_eval.analysis.skeleton")
+            if skeleton is not None:  # Python callers in this process get runs recomputed again
+                skeleton.CommandRun.reuse_finished = False
+        if skeleton is not None:
+            print_summary(skeleton.take_summary())
+        return out
 
     return wrapper
 
 
 for _name, _target in COMMANDS.items():
     app.command(_name)(_guard(resolve_target(_target), theme=_name in DRAWS_FIGURES))
+
+
+def print_summary(lines: list[str]) -> None:
+    """Print a run's summary (`alit_eval.analysis.skeleton.summary_lines`); warnings go to stderr."""
+    for line in lines:
+        if line.startswith("warning:"):
+            typer.secho(line, fg="yellow", err=True)
+        else:
+            typer.echo(line)
+
+
+def show_finished(path: Path, summary: list[str]) -> None:
+    """A rerun of a finished run: its stored table and summary, nothing recomputed."""
+    typer.echo(f"{path} already holds this finished run; showing it (--overwrite recomputes it)")
+    metrics, allocation = path / "metrics.csv", path / "allocation_summary.csv"
+    if allocation.is_file():  # allocate's own table
+        import json
+
+        from alit_eval.cli.allocate import print_summary as print_allocation
+
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        print_allocation(allocation, str(config.get("allocate", {}).get("criterion", "l1")))
+        import pandas as pd
+
+        from alit_eval.analysis.signal import flat_note
+
+        note = flat_note(pd.read_csv(allocation))  # the flat-signal warning, as on the first run
+        if note:
+            typer.secho(note, fg="red", err=True)
+    elif metrics.is_file():  # the per-budget table every other sweep command writes
+        import pandas as pd
+
+        from alit_eval.cli.fid import print_table
+
+        table = pd.read_csv(metrics)
+        if {"budget", "metric", "value"} <= set(table.columns) and table["budget"].notna().any():
+            table = table[table["budget"].notna()].astype({"budget": "int64"})
+            print_table(table)
+    print_summary(summary)
+    typer.echo(f"results: {path}")
 
 
 def _one_line(exc: BaseException) -> str:

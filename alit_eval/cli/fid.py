@@ -7,24 +7,14 @@ from typing import Optional
 
 import typer
 
-from alit_eval.cli.options import MEASURE_OPTIONS, Out, Precision, SweepArgs, check_precision, sweep_command
-from alit_eval.errors import AlitEvalError
-
-
-def parse_batch_size(text: str) -> int:
-    """A positive integer, or ``auto`` (0 internally)."""
-    if text == "auto":
-        return 0
-    if text.isdigit() and int(text) > 0:
-        return int(text)
-    raise AlitEvalError(f"--batch-size must be a positive integer or 'auto'; got {text!r}")
+from alit_eval.cli.options import (  # noqa: F401 (parse_batch_size: its former home)
+    MEASURE_OPTIONS, Out, Precision, SweepArgs, check_precision, parse_batch_size, sweep_command)
 
 
 @sweep_command(MEASURE_OPTIONS)
 def fid(
     ctx: typer.Context,
     sweep: SweepArgs,
-    batch_size: str = typer.Option("16", "--batch-size", help="Images per batch, or 'auto' (back off on out-of-memory)."),
     precision: Precision = "fp32",
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the model and Inception (GPU)."),
     fid_ref: Optional[Path] = typer.Option(None, "--fid-ref", help="Reference stats .npz (mu/sigma) instead of the originals."),
@@ -47,7 +37,7 @@ def fid(
             --budgets 32,64,128,256 --preprocess center-crop
     """
     cfg = sweep.config
-    cfg.batch_size, cfg.precision, cfg.compile = parse_batch_size(batch_size), check_precision(precision), compile_
+    cfg.precision, cfg.compile = check_precision(precision), compile_
     cfg.rounding, cfg.strict = ("truncate" if official_truncation else "round"), strict
     from alit_eval.analysis.fid import run
 

@@ -144,6 +144,61 @@ def parse_floats(text: str, *, option: str) -> list[float]:
     return parse_list(text, float, option=option, what="a number")
 
 
+# Names the engine accepts, repeated here (stdlib only) so that a typo fails before torch is imported;
+# tests/test_fast_errors.py checks they equal the engine's registries.
+PREPROCESS_MODES = ("center-crop", "resize-center-crop")  # data/transforms.py PREPROCESS
+HALTING_POLICIES = ("official", "official-reseeded", "seeded", "off")  # tokenizers/alit/halting.py
+FID_RESIZE_MODES = ("tf1", "pytorch-fid", "clean")  # metrics/inception.py RESIZE_MODES
+PRECISIONS = ("fp32", "bf16", "tf32")  # engine/fastpath.py PRECISIONS
+
+
+def check_choice(value: str | None, choices: tuple[str, ...], *, option: str) -> str | None:
+    """Return `value` if it is one of `choices` (None passes: "not given"), else one error line."""
+    if value is not None and value not in choices:
+        raise AlitEvalError(f"{option} {value!r} is not known; use one of: {', '.join(choices)}")
+    return value
+
+
+def parse_batch_size(text: str | int) -> int:
+    """A positive integer, or ``auto`` (0 internally: a device-dependent start, halved on out-of-memory)."""
+    text = str(text).strip()
+    if text == "auto":
+        return 0
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    raise AlitEvalError(f"--batch-size must be a positive integer or 'auto'; got {text!r}")
+
+
+def check_threshold(text: str) -> str:
+    """Validate one ``--thresholds`` item: a number, ``auto`` or ``qP`` with 0 <= P <= 1."""
+    item = text.strip()
+    if item == "auto":
+        return item
+    try:
+        value = float(item[1:]) if item.startswith("q") else float(item)
+    except ValueError:
+        raise ValueError(item) from None
+    if item.startswith("q") and not 0.0 <= value <= 1.0:
+        raise ValueError(item)
+    return item
+
+
+def check_applies(config: SweepConfig, *, from_run: Any = None) -> None:
+    """Reject an option that would be ignored: ``--preprocess`` on a generated demo split or with ``--from-run``.
+
+    Raises:
+        AlitEvalError: one line naming the option and what to do.
+    """
+    if config.preprocess is None:
+        return
+    if from_run is not None:
+        raise AlitEvalError("--preprocess does not apply with --from-run (the earlier run's images are reused); "
+                            "drop --preprocess")
+    if isinstance(config.data, str) and config.data.startswith("demo-"):
+        raise AlitEvalError(f"--preprocess does not apply to the demo split {config.data} (generated at the "
+                            "model's size); drop it, or pass --data with your image folder")
+
+
 # ------------------------------------------------------------------ typed option declarations
 
 Ckpt = Annotated[str, typer.Option("--ckpt", help="Checkpoint file or pretrained name (`alit-eval models`).")]
@@ -167,7 +222,8 @@ PREPROCESS_HELP = (
 )
 Preprocess = Annotated[Optional[str], typer.Option(
     "--preprocess", help=PREPROCESS_HELP + " Default: the checkpoint's pretrained entry, else resize-center-crop.")]
-BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Images per batch.")]
+BatchSize = Annotated[str, typer.Option(
+    "--batch-size", help="Images per batch, or 'auto' (start from a device-dependent size, halve on out-of-memory).")]
 Limit = Annotated[Optional[int], typer.Option(
     "--limit", min=1, help="Use at most N images (demo splits: 100, or the command's own demo default).")]
 FollowSymlinks = Annotated[bool, typer.Option(
@@ -201,7 +257,7 @@ Precision = Annotated[str, typer.Option(
 
 def check_precision(precision: str) -> str:
     """Validate ``--precision`` (fp32, bf16 or tf32)."""
-    if precision not in ("fp32", "bf16", "tf32"):
+    if precision not in PRECISIONS:
         raise AlitEvalError(f"--precision must be fp32, bf16 or tf32; got {precision!r}")
     return precision
 
@@ -238,12 +294,13 @@ SWEEP_OPTIONS: list[SweepOption] = [
     SweepOption("data", Data, "demo-scenes", "data"),
     SweepOption("budgets", Budgets, None, "budgets", budget_text),
     SweepOption("family", Family, None, "family"),
-    SweepOption("preprocess", Preprocess, None, "preprocess"),
-    SweepOption("batch_size", BatchSize, 16, "batch_size"),
+    SweepOption("preprocess", Preprocess, None, "preprocess",
+                lambda v: check_choice(v, PREPROCESS_MODES, option="--preprocess")),
+    SweepOption("batch_size", BatchSize, "16", "batch_size", parse_batch_size),
     SweepOption("limit", Limit, None, "limit"),
     SweepOption("subset_seed", SubsetSeed, None, "subset_seed"),
     SweepOption("follow_symlinks", FollowSymlinks, False, "follow_symlinks"),
-    SweepOption("halting", Halting, None, "halting"),
+    SweepOption("halting", Halting, None, "halting", lambda v: check_choice(v, HALTING_POLICIES, option="--halting")),
     SweepOption("epsilon", Epsilon, None, "epsilon"),
     SweepOption("workers", Workers, 0, "workers"),
     SweepOption("heads", Heads, None, "heads"),
@@ -255,10 +312,15 @@ SWEEP_OPTIONS: list[SweepOption] = [
 LPIPS_OPTIONS: list[SweepOption] = [SweepOption("lpips_weights", LpipsWeights, None, "lpips_weights", _path_text)]
 MEASURE_OPTIONS: list[SweepOption] = [
     SweepOption("no_fid", NoFid, False, "fid", lambda v: not v),
-    SweepOption("fid_resize", FidResize, "tf1", "fid_resize"),
+    SweepOption("fid_resize", FidResize, "tf1", "fid_resize",
+                lambda v: check_choice(v, FID_RESIZE_MODES, option="--fid-resize")),
     SweepOption("inception_weights", InceptionWeights, None, "inception_weights", _path_text),
     *LPIPS_OPTIONS,
 ]
+
+
+# Key of `typer.Context.meta` under which the CLI leaves a callable for `SweepArgs.before_run`.
+BEFORE_RUN = "alit_eval.before_run"
 
 
 @dataclass
@@ -270,15 +332,20 @@ class SweepArgs:
         run_id: ``--run-id``.
         overwrite: ``--overwrite``.
         globals: the global options (seed, device, results folder, offline).
+        before_run: called once by `run_kwargs`, i.e. after every option was checked (the CLI sets the
+            plot theme here, so a bad option fails before seaborn or torch is imported).
     """
 
     config: SweepConfig
     run_id: str | None = None
     overwrite: bool = False
     globals: GlobalOptions = field(default_factory=GlobalOptions)
+    before_run: list[Callable[[], None]] = field(default_factory=list)
 
     def run_kwargs(self) -> dict[str, Any]:
         """The keyword arguments every analysis ``run`` takes: seed, device, offline, results folder, run."""
+        while self.before_run:
+            self.before_run.pop(0)()
         g = self.globals
         return {"seed": g.seed, "device": g.device, "offline": g.offline, "results_dir": g.results_dir,
                 "run_id": self.run_id, "overwrite": self.overwrite}
@@ -306,9 +373,13 @@ def sweep_command(*groups: list[SweepOption]) -> Callable[[Callable[..., Any]], 
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             values = {o.name: kwargs.pop(o.name, o.default) for o in shared}
             config = SweepConfig(**{o.field: o.convert(values[o.name]) for o in shared if o.field})
+            check_applies(config, from_run=kwargs.get("from_run"))
             ctx = kwargs.get("ctx", args[0] if args else None)
             sweep = SweepArgs(config, values.get("run_id"), bool(values.get("overwrite", False)),
                               get_globals(ctx) if ctx is not None else GlobalOptions())
+            hook = ctx.meta.pop(BEFORE_RUN, None) if hasattr(ctx, "meta") else None
+            if hook is not None:
+                sweep.before_run.append(hook)
             return func(*args, sweep=sweep, **kwargs)
 
         wrapper.__signature__ = inspect.Signature(params, return_annotation=None)  # type: ignore[attr-defined]

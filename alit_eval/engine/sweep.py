@@ -10,6 +10,7 @@ table and streaming feature statistics; they never loop over images themselves.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from pathlib import Path
 from dataclasses import dataclass, field
@@ -180,7 +181,9 @@ def run_sweep(tokenizer: Any, source: Source, cfg: SweepConfig, run_path: Any, *
     if batches:
         loader = DataLoader(identify(source.dataset), batch_sampler=batches, num_workers=cfg.workers,
                             collate_fn=_collate_with_positions, pin_memory=device.type == "cuda")
-        with _progress(cfg.progress and dist.main, sum(map(len, batches)), len(done)) as advance:
+        label = "reconstruction + Inception" if measures.inception is not None and budgets else (
+            "Inception" if measures.inception is not None else "reconstruction")
+        with _progress(cfg.progress and dist.main, sum(map(len, batches)), len(done), label) as advance:
             for batch in loader:
                 arrays = {**process(batch), **batch["file_arrays"]}
                 calls += int(len(batch["ids"]) > 0 and bool(budgets))
@@ -304,20 +307,45 @@ def _table(store: ShardStore, budgets: list[int], source: Source):
     return df, failed
 
 
-class _progress:
-    """A rich progress bar with images/s and ETA (no-op when disabled)."""
+PLAIN_EVERY_S = 30.0  # without a terminal: a progress line at least this often...
+PLAIN_EVERY_SHARE = 0.1  # ...and at every 10% of the images
 
-    def __init__(self, enabled: bool, total: int, already: int) -> None:
-        self.enabled, self.total, self.already = enabled, total, already
+
+def _eta(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+class _progress:
+    """Progress of the sweep (reconstruction and, with FID, Inception features): a rich bar with images/s
+    and ETA on a terminal; plain lines (every 10% or 30 s) when stdout is a file or a pipe; nothing
+    when disabled.
+
+    Args:
+        enabled: show progress at all.
+        total: images to process in this run.
+        already: images done by an earlier, interrupted run.
+        label: what each image goes through (the bar's title).
+        stream: where plain lines go (default stdout, where the tables go too).
+    """
+
+    def __init__(self, enabled: bool, total: int, already: int, label: str = "sweep", stream: Any = None) -> None:
+        self.enabled, self.total, self.already, self.label = enabled, total, already, label
+        self.stream = stream if stream is not None else sys.stdout
+        self.plain = not (hasattr(self.stream, "isatty") and self.stream.isatty())
 
     def __enter__(self) -> Callable[[int], None]:
         self.t0 = time.perf_counter()
         if not self.enabled:
             return lambda n: None
+        if self.plain:
+            return self._plain()
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                    TimeRemainingColumn)
 
-        self.bar = Progress(TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(),
+        self.bar = Progress(TextColumn(f"[bold]{self.label}"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("{task.fields[rate]} img/s"), TimeRemainingColumn(), transient=False)
         self.bar.start()
         self.task = self.bar.add_task("sweep", total=self.total, rate="-")
@@ -332,6 +360,29 @@ class _progress:
 
         return advance
 
+    def _plain(self) -> Callable[[int], None]:
+        """Plain progress lines: a file or a pipe shows no live bar, so say something every 10% or 30 s."""
+        def say(text: str) -> None:
+            print(f"{self.label}: {text}", file=self.stream, flush=True)
+
+        say(f"{self.total} images to process" + (f" ({self.already} already done)" if self.already else ""))
+        step = max(1, round(self.total * PLAIN_EVERY_SHARE))  # in images: no float drift between marks
+        state = {"done": 0, "last_t": self.t0, "next_at": step}
+
+        def advance(n: int) -> None:
+            state["done"] += n
+            now = time.perf_counter()
+            share = state["done"] / max(self.total, 1)
+            if state["done"] < state["next_at"] and now - state["last_t"] < PLAIN_EVERY_S:
+                return
+            state["last_t"], state["next_at"] = now, (state["done"] // step + 1) * step
+            rate = state["done"] / max(now - self.t0, 1e-9)
+            left = (self.total - state["done"]) / rate if rate > 0 else 0.0
+            say(f"{state['done']}/{self.total} images ({100 * share:.0f}%), {rate:.1f} img/s, "
+                f"{'done in ' + _eta(now - self.t0) if state['done'] >= self.total else 'ETA ' + _eta(left)}")
+
+        return advance
+
     def __exit__(self, *exc: object) -> None:
-        if self.enabled:
+        if self.enabled and not self.plain:
             self.bar.stop()

@@ -15,6 +15,7 @@ is listed, so nothing is put side by side silently.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -111,13 +112,32 @@ def expand(paths: Iterable[str | Path]) -> list[Path]:
         inner = sorted(q for q in p.iterdir() if q.is_dir() and (q / "config.json").is_file())
         if not inner:
             inner = _tree_runs(p)
-        if inner:
-            out += inner
+        complete = _complete(inner)
+        if inner and not complete:
+            raise AlitEvalError(f"{p} holds only incomplete runs (no meta.json); finish them by rerunning their "
+                                "command, or name a run folder to report it anyway")
+        if complete:
+            out += complete
         elif any(p.rglob("*.png")):
             out.append(p)
         else:
             raise AlitEvalError(f"{p} is not an alit-eval run folder (no config.json) and holds no figures")
     return list(dict.fromkeys(out))
+
+
+def _complete(runs: list[Path]) -> list[Path]:
+    """The runs found inside a folder that finished (``meta.json``); each skipped one gets a one-line note.
+
+    A failed or interrupted run leaves its folder without meta.json; it is only reported when named
+    on its own (then with an "incomplete run" warning)."""
+    out = []
+    for run in runs:
+        if (run / "config.json").is_file() and not (run / "meta.json").is_file():
+            warnings.warn(f"skipping incomplete run {run} (no meta.json: interrupted, failed or still running)",
+                          stacklevel=3)
+            continue
+        out.append(run)
+    return out
 
 
 def _tree_runs(root: Path) -> list[Path]:

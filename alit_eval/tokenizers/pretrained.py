@@ -174,6 +174,8 @@ PRETRAINED.register("demo", PretrainedEntry(
     halting="seeded", preprocess="resize-center-crop",
     licence="Apache-2.0 (as alit-eval)", notes="tiny CPU-friendly tokenizer for the demo run",
     bundled="demo_tokenizer.safetensors",
+    # sha256 of the bundled file (tests/test_cli_ux.py checks it against the file).
+    sha256="8673150eb8a4b10f2e42a7374b97949aeff4b437f74247f539d41b04d159c8f6",
 ))
 
 # KARL (karl_official.md §1): the README table and kolmogorov_tokenizers/pretrained_models/download.py of
