@@ -1,6 +1,6 @@
 """Tests of the CLI skeleton: startup cost, global options, `models`, `convert` wiring and errors.
 
-`convert_checkpoint` is replaced by a fake module in ``sys.modules``, so these tests check the
+`convert_any` is replaced by a fake module in ``sys.modules``, so these tests check the
 command's wiring, not the conversion (tested with the checkpoint code).
 """
 
@@ -47,18 +47,18 @@ def isolated(monkeypatch, tmp_path):
 
 @pytest.fixture
 def fake_convert(monkeypatch):
-    """Install a fake `alit_eval.tokenizers.checkpoints` module; return the list of its calls."""
+    """Install a fake `alit_eval.tokenizers.families` module (its `convert_any`); return its calls."""
     calls: list[dict] = []
-    module = types.ModuleType("alit_eval.tokenizers.checkpoints")
+    module = types.ModuleType("alit_eval.tokenizers.families")
 
-    def convert_checkpoint(src, dst, *, trust_checkpoint=False, heads=None):
+    def convert_any(src, dst, *, family=None, trust_checkpoint=False, heads=None):
         calls.append({"src": Path(src), "dst": Path(dst), "trust_checkpoint": trust_checkpoint, "heads": heads})
         Path(dst).write_bytes(b"converted")
-        return {"config": {"width": 1024, "depth": 8, "heads": heads or 8}, "num_params": 262_000_000,
-                "source_sha256": "cd" * 32, "sha256": "ab" * 32, "path": str(dst)}
+        return {"family": family or "alit", "config": {"width": 1024, "depth": 8, "heads": heads or 8},
+                "num_params": 262_000_000, "source_sha256": "cd" * 32, "sha256": "ab" * 32, "path": str(dst)}
 
-    module.convert_checkpoint = convert_checkpoint
-    monkeypatch.setitem(sys.modules, "alit_eval.tokenizers.checkpoints", module)
+    module.convert_any = convert_any
+    monkeypatch.setitem(sys.modules, "alit_eval.tokenizers.families", module)
     return calls
 
 
@@ -263,7 +263,7 @@ def test_ctrl_c_exits_130_with_resume_hint(tmp_path, capsys, monkeypatch, fake_c
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(sys.modules["alit_eval.tokenizers.checkpoints"], "convert_checkpoint", interrupted)
+    monkeypatch.setattr(sys.modules["alit_eval.tokenizers.families"], "convert_any", interrupted)
     src = tmp_path / "ckpt.pth"
     src.write_bytes(b"pickle")
     code, _, err = run_main(["convert", str(src), str(tmp_path / "o.safetensors")], capsys)

@@ -19,7 +19,8 @@ import torch.nn.functional as F
 
 from alit_eval.errors import AlitEvalError
 from alit_eval.metrics.pixel import to_uint8
-from alit_eval.tokenizers.alit.halting import per_image_generators, uses_global_stream
+from alit_eval.tokenizers.families import attention_for, inference_kwargs
+from alit_eval.tokenizers.generators import per_image_generators, uses_global_stream
 
 
 INDEXING = ("corrected", "official-notebook")
@@ -90,12 +91,12 @@ def attention_views(tokenizer: Any, image: Any, image_id: str, budgets: Sequence
     """One image's maps at one decoder layer, ready to draw.
 
     Args:
-        tokenizer: an ALIT tokenizer.
+        tokenizer: a tokenizer whose family has decoder attention (`Family.attention_text` says what a map is).
         image: uint8 ``[3, S, S]`` preprocessed image.
         image_id: seeds the per-image halting generator (``seeded`` policy).
         budgets: budgets to show.
         layer: decoder layer (None = `default_layer`).
-        indexing: ``corrected`` or ``official-notebook``.
+        indexing: ``corrected`` (every family) or ``official-notebook`` (ALIT).
         seed: halting seed.
 
     Returns:
@@ -110,7 +111,8 @@ def attention_views(tokenizer: Any, image: Any, image_id: str, budgets: Sequence
     elif uses_global_stream(policy):
         gen = torch.Generator(device=dev).manual_seed(seed)
     x = image.float().div(255.0)[None]
-    r = tokenizer.rollout(x, budgets, decode=True, attention=indexing, generator=gen)
+    r = tokenizer.rollout(x, budgets, decode=True, attention=attention_for(tokenizer, indexing),
+                          **inference_kwargs(tokenizer, {"generator": gen}))
     size = int(image.shape[-1])
     out: dict[str, Any] = {"raw": {}, "maps": {}, "argmax": {}, "recon": {},
                            "image": image.permute(1, 2, 0).cpu().numpy()}

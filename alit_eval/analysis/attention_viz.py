@@ -21,14 +21,15 @@ from alit_eval.engine.sweep import resolve_device
 from alit_eval.errors import AlitEvalError
 from alit_eval.results import plots, plots_tokens
 from alit_eval.results.io import write_bytes, write_json
-from alit_eval.tokenizers.base import check_budgets
+from alit_eval.tokenizers.families import budgets_for, family_of
 from alit_eval.tokenizers.pretrained import load_pretrained
 
 
 def render_attention(paths: Sequence[str], *, ckpt: str = "demo", budgets: Sequence[int] | None = None,
                      tokens: Sequence[int] | None = None, layer: int | None = None, indexing: str = "corrected",
                      show_budget: bool = False, out_dir: str | Path, seed: int = 0, device: str = "cpu",
-                     offline: bool = False, heads: int | None = None, trust_checkpoint: bool = False) -> list[Path]:
+                     offline: bool = False, heads: int | None = None, trust_checkpoint: bool = False,
+                     family: str | None = None) -> list[Path]:
     """`alit-eval attention-viz`: one figure (PNG + PDF), its raw maps (.npz) and a .json per image.
 
     Images are preprocessed like the official custom-image path (``resize-center-crop``). With no
@@ -38,8 +39,9 @@ def render_attention(paths: Sequence[str], *, ckpt: str = "demo", budgets: Seque
         raise AlitEvalError(f"--indexing must be one of {', '.join(INDEXING)}, got {indexing!r}")
     dev = resolve_device(device)
     tok, info = load_pretrained(ckpt, offline=offline, trust_checkpoint=trust_checkpoint, heads=heads,
-                                device=str(dev))
-    bs = check_budgets(budgets or tok.budgets, tok.budgets)
+                                device=str(dev), family=family)
+    family_of(tok).attention_arg(indexing)  # one line when the family has no maps or not this indexing
+    bs = budgets_for(tok, budgets, info.get("default_budgets"))
     cols = list(tokens) if tokens else list(range(min(32, max(bs))))
     if max(cols) >= max(bs) or min(cols) < 0:
         raise AlitEvalError(f"--tokens {cols}: token indices must lie in 0..{max(bs) - 1} for budgets {bs}")

@@ -34,8 +34,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from alit_eval.engine import fastpath
 from alit_eval.metrics.inception import InceptionFeatures
-from alit_eval.tokenizers.alit.halting import per_image_generators, uses_global_stream
 from alit_eval.tokenizers.base import check_budgets
+from alit_eval.tokenizers.families import family_or_none, inference_kwargs
+from alit_eval.tokenizers.generators import per_image_generators, uses_global_stream
 
 
 FLOP_COMPONENTS = ("base_encoder", "encoder_transformer", "alit_decoder", "base_decoder", "other")
@@ -130,7 +131,11 @@ def _base(tokenizer: Any) -> nn.Module | None:
 
 
 def flop_components(tokenizer: Any) -> dict[str, list[nn.Module]]:
-    """ALIT's sub-modules per FLOP component (empty for tokenizers with another structure)."""
+    """Sub-modules per FLOP component: the tokenizer family's own split (`Family.components`), else
+    the encoder/decoder/base split of tokenizers built like ALIT (empty for another structure)."""
+    fam = family_or_none(tokenizer)
+    if fam is not None and fam.flop_components:
+        return fam.components(tokenizer)
     base = _base(tokenizer)
     if base is None or not hasattr(tokenizer, "encoder") or not hasattr(tokenizer, "decoder"):
         return {}
@@ -205,9 +210,9 @@ def _halting_generator(tokenizer: Any, images: torch.Tensor, seed: int) -> Any:
     if policy == "seeded":
         return per_image_generators(seed, [str(i) for i in range(len(images))])
     if uses_global_stream(policy):
-        cfg = getattr(tokenizer, "cfg", None)
+        base = getattr(getattr(tokenizer, "cfg", None), "base", None)
         # VQGAN draws Bernoulli masks on the images' device; the VAE noise is drawn on the CPU.
-        on = images.device if cfg is not None and cfg.base.kind == "vqgan" else torch.device("cpu")
+        on = images.device if getattr(base, "kind", None) == "vqgan" else torch.device("cpu")
         g = torch.Generator(device=on)
         g.manual_seed(seed)
         return g
@@ -260,10 +265,12 @@ def compute_table(tokenizer: Any, budgets: Sequence[int], device: str | torch.de
     if fid:
         rows.append(prof.fid_row(inception if inception is not None else InceptionFeatures(None, "tf1", dev)))
     df = pd.DataFrame(rows)
-    for col in COLUMNS:
+    # The component columns are the tokenizer family's own (ALIT: FLOP_COMPONENTS); see `flop_components`.
+    columns = [*COLUMNS[:3], *(f"gflops_{c}" for c in prof.components), *COLUMNS[3 + len(FLOP_COMPONENTS):]]
+    for col in columns:
         if col not in df:
             df[col] = np.nan
-    df = df[COLUMNS]
+    df = df[columns]
     df["budget"] = pd.array(df["budget"].to_numpy(dtype=object), dtype="Int64")
     return df
 
@@ -278,6 +285,7 @@ class _Profiler:
         size = int(tokenizer.image_size)
         self.images = torch.rand(batch_size, 3, size, size, generator=torch.Generator().manual_seed(seed)).to(dev)
         self.comps = flop_components(tokenizer)
+        self.components = (*self.comps, "other") if self.comps else FLOP_COMPONENTS
         self.base_row = {"repeats": repeats if latency else 0, "batch_size": batch_size, "device": str(dev),
                          "precision": precision}
 
@@ -285,8 +293,9 @@ class _Profiler:
         """A call of the rollout to budgets `bs` (with pixels when `decode`)."""
         def call() -> Any:
             with _numerics(self.precision, self.dev):
+                gen = _halting_generator(self.tokenizer, self.images, self.seed)
                 return self.tokenizer.rollout(self.images, list(bs), decode=decode,
-                                              generator=_halting_generator(self.tokenizer, self.images, self.seed))
+                                              **inference_kwargs(self.tokenizer, {"generator": gen}))
         return call
 
     def measure(self, stage: str, budget: int | None, fn: Callable[[], Any]) -> dict[str, Any]:
@@ -294,7 +303,7 @@ class _Profiler:
         flops = count_flops(fn, self.comps)
         n = self.batch_size
         row: dict[str, Any] = {"stage": stage, "budget": budget, "gflops": flops["total"] / 1e9 / n}
-        for c in FLOP_COMPONENTS:
+        for c in self.components:
             row[f"gflops_{c}"] = flops.get(c, 0) / 1e9 / n if self.comps or c == "other" else float("nan")
         if self.latency:
             t = time_call(fn, self.dev, repeats=self.repeats, warmup=self.warmup)
@@ -327,6 +336,6 @@ class _Profiler:
                 return inception(images_u8)
 
         row = self.measure("fid_features", None, features)
-        for c in FLOP_COMPONENTS:  # the tokenizer's components do not apply to Inception
+        for c in self.components:  # the tokenizer's components do not apply to Inception
             row[f"gflops_{c}"] = float("nan")
         return row

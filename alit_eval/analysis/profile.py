@@ -19,7 +19,7 @@ from alit_eval.metrics.inception import InceptionFeatures
 from alit_eval.results import plots, plots_cost
 from alit_eval.results.io import write_csv
 from alit_eval.results.schema import format_condition, metrics_frame
-from alit_eval.tokenizers.base import check_budgets
+from alit_eval.tokenizers.families import budgets_for
 from alit_eval.tokenizers.pretrained import load_pretrained
 
 
@@ -44,7 +44,7 @@ def metrics_rows(table: "Any", params: "Any", *, dataset: str = "random-inputs")
 def run(ckpt: str, budgets: Sequence[int] | None, *, device: str, seed: int, offline: bool, results_dir: Any,
         batch_size: int = 1, repeats: int = 5, warmup: int = 1, precision: str = "fp32", fid: bool = True,
         inception_weights: str | None = None, heads: int | None = None, trust_checkpoint: bool = False,
-        run_id: str | None = None, overwrite: bool = False) -> tuple[Any, Any, Any]:
+        run_id: str | None = None, overwrite: bool = False, family: str | None = None) -> tuple[Any, Any, Any]:
     """`alit-eval profile` end to end; returns ``(run_dir, compute table, param table)``.
 
     Writes ``compute.csv`` (the `compute_table`), ``params.csv`` (`param_table`), ``metrics.csv``
@@ -53,8 +53,8 @@ def run(ckpt: str, budgets: Sequence[int] | None, *, device: str, seed: int, off
     """
     dev = resolve_device(device)
     tok, info = load_pretrained(ckpt, offline=offline, trust_checkpoint=trust_checkpoint, heads=heads,
-                                device=str(dev))
-    chosen = check_budgets(budgets or tok.budgets, tok.budgets)
+                                device=str(dev), family=family)
+    chosen = budgets_for(tok, budgets, info.get("default_budgets"))
     inception = None
     if fid:
         inception = InceptionFeatures(inception_weights, "tf1", dev, offline=offline)

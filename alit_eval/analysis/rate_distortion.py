@@ -186,12 +186,18 @@ def _token_rate(plan: Any, override: float | None) -> tuple[float, str]:
     """Bits per token: the given override, else from the tokenizer's config (`bits_per_token`)."""
     if override is not None:
         return float(override), "given"
-    model_cfg = (plan.prepared.tokenizer.cfg.to_dict() if plan.prepared is not None and
-                 hasattr(plan.prepared.tokenizer, "cfg") else (plan.loaded.checkpoint.get("config")
-                                                              if plan.loaded is not None else None))
+    checkpoint = (plan.prepared.checkpoint if plan.prepared is not None else
+                  plan.loaded.checkpoint if plan.loaded is not None else None) or {}
+    model_cfg = checkpoint.get("config")
     if not model_cfg:
         raise AlitEvalError("cannot tell how many bits a token costs (no tokenizer config recorded); "
                             "pass --bits-per-token")
+    if checkpoint.get("family"):  # the family's own rate (runs recorded before families use the config keys)
+        from alit_eval.tokenizers.families import bits_from_record
+
+        bits = bits_from_record(checkpoint["family"], model_cfg)
+        if bits is not None:
+            return bits, f"vq{round(2 ** bits)}"
     return bits_per_token(model_cfg)
 
 

@@ -43,7 +43,7 @@ def select_official(values: Sequence[float], threshold: float) -> tuple[int, str
     Returns:
         ``(index, how)`` with ``how`` either ``"first_below_threshold"`` or ``"fallback_min_l1"``.
     """
-    from alit_eval.tokenizers.alit.selection import official_decision
+    from alit_eval.tokenizers.criteria import official_decision
 
     return official_decision(values, threshold)
 

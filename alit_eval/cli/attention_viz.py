@@ -7,23 +7,26 @@ from typing import List, Optional
 
 import typer
 
-from alit_eval.cli.options import Ckpt, Heads, TrustCheckpoint, get_globals, parse_budgets, parse_list
+from alit_eval.cli.options import Ckpt, Family, Heads, TrustCheckpoint, budget_text, get_globals, parse_list
 
 
 def attention_viz(
     ctx: typer.Context,
     images: Optional[List[Path]] = typer.Argument(None, help="Image files (default: the first demo-scenes image)."),
     ckpt: Ckpt = "demo",
-    budgets: Optional[str] = typer.Option(None, "--budgets", help="Rows: token budgets (default: every iteration)."),
+    budgets: Optional[str] = typer.Option(
+        None, "--budgets", help="Rows: token budgets, in the --budgets syntax of the sweeps (default: the checkpoint's)."),
     tokens: Optional[str] = typer.Option(None, "--tokens", help="Columns: token indices, e.g. 0,5,9 (default: first 32)."),
     layer: Optional[int] = typer.Option(None, "--layer",
                                         help="Decoder layer (default: second to last, the official 6 of 8; -1 = last)."),
     indexing: str = typer.Option("corrected", "--indexing",
-                                 help="corrected (key of token j) or official-notebook (the notebook's off-by-one)."),
+                                 help="corrected (key of token j; every family) or official-notebook (ALIT: the "
+                                      "notebook's off-by-one)."),
     show_budget: bool = typer.Option(False, "--show-budget", help="Add each budget's reconstruction beside its maps."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default <results-dir>/attention-viz)."),
     heads: Heads = None,
     trust_checkpoint: TrustCheckpoint = False,
+    family: Family = None,
 ) -> None:
     """Draw each token's decoder attention over the 2D grid, overlaid on the image (jet, alpha 0.4),
     with rows = budgets and an argmax map (each pixel coloured by the token it attends to most).
@@ -42,11 +45,11 @@ def attention_viz(
     from alit_eval.analysis.attention_viz import render_attention
 
     files = render_attention(
-        [str(p) for p in images or []], ckpt=ckpt, budgets=parse_budgets(budgets) if budgets else None,
+        [str(p) for p in images or []], ckpt=ckpt, budgets=budget_text(budgets),
         tokens=parse_list(tokens, int, option="--tokens", what="a token index") if tokens else None,
         layer=layer, indexing=indexing, show_budget=show_budget,
         out_dir=out if out is not None else Path(g.results_dir) / "attention-viz", seed=g.seed,
-        device=g.device, offline=g.offline, heads=heads, trust_checkpoint=trust_checkpoint,
+        device=g.device, offline=g.offline, heads=heads, trust_checkpoint=trust_checkpoint, family=family,
     )
     for f in files:
         if f.suffix == ".png":

@@ -1,4 +1,4 @@
-"""``alit-eval convert``: official ALIT ``.pth`` checkpoint -> alit-eval ``.safetensors``."""
+"""``alit-eval convert``: an official checkpoint of any tokenizer family -> alit-eval ``.safetensors``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from alit_eval.cli.options import get_globals
+from alit_eval.cli.options import Family, get_globals
 from alit_eval.errors import AlitEvalError
 
 
@@ -24,8 +24,10 @@ def convert(
         help="Allow full unpickling, which can run code from the file. Only for files you trust.",
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
+    family: Family = None,
 ) -> None:
-    """Convert an official ALIT checkpoint to alit-eval safetensors (weights + config).
+    """Convert an official checkpoint (ALIT, KARL, One-D-Piece, TiTok) to alit-eval safetensors
+    (weights + config + family).
 
     Reads the file safely (no arbitrary unpickling unless --trust-checkpoint), drops the
     training-only gan_losses, infers the architecture and writes one .safetensors file that
@@ -49,9 +51,9 @@ def convert(
         raise AlitEvalError(f"OUT {out} is the input file itself; choose another name")
     out.parent.mkdir(parents=True, exist_ok=True)
 
-    from alit_eval.tokenizers.checkpoints import convert_checkpoint
+    from alit_eval.tokenizers.families import convert_any
 
-    summary = convert_checkpoint(src, out, trust_checkpoint=trust_checkpoint, heads=heads)
+    summary = convert_any(src, out, family=family, trust_checkpoint=trust_checkpoint, heads=heads)
     _print_summary(src, out, summary)
 
 
@@ -59,7 +61,7 @@ def _print_summary(src: Path, out: Path, summary: dict) -> None:
     from rich.console import Console
 
     console = Console(highlight=False)
-    console.print(f"converted {src} -> {out}")
+    console.print(f"converted {src} -> {out}" + (f" ({summary['family']})" if summary.get("family") else ""))
     config = summary.get("config")
     if isinstance(config, dict):
         console.print("config: " + ", ".join(f"{k}={v}" for k, v in config.items()))

@@ -127,6 +127,18 @@ def parse_budgets(text: str, *, option: str = "--budgets") -> list[int]:
     return sorted(set(parse_list(text, positive_int, option=option, what="a positive whole number")))
 
 
+def budget_text(text: str | None, *, option: str = "--budgets") -> list[int] | str | None:
+    """Read a ``--budgets`` value now (syntax errors are one line): the sorted budgets when the text
+    is self-contained (``32,64``, ``8-256:8``, ``1,2,...,16``), else the text itself (``1,2,4,...``,
+    ``all``), which is expanded against the tokenizer once it is loaded."""
+    if not text:
+        return None
+    from alit_eval.budgets import parse_budget_spec
+
+    spec = parse_budget_spec(text, option=option)
+    return text if spec.everything or spec.open_ends else spec.fixed(option=option)
+
+
 def parse_floats(text: str, *, option: str) -> list[float]:
     """Parse a comma-separated list of numbers like ``"0.05,0.07"`` (order kept)."""
     return parse_list(text, float, option=option, what="a number")
@@ -137,8 +149,16 @@ def parse_floats(text: str, *, option: str) -> list[float]:
 Ckpt = Annotated[str, typer.Option("--ckpt", help="Checkpoint file or pretrained name (`alit-eval models`).")]
 Data = Annotated[str, typer.Option(
     "--data", help="Image folder, .txt/.csv file list, glob, or demo split (demo-scenes, ...).")]
-Budgets = Annotated[Optional[str], typer.Option(
-    "--budgets", help="Token budgets, e.g. 32,64,128,256 (default: all the checkpoint has).")]
+BUDGETS_HELP = ("Token budgets: a list 32,64,128,256, a range 8-256:8, a progression continued to the "
+                "tokenizer's largest budget 1,2,4,... (or up to an end: 32,64,...,256), or all. Default: the "
+                "checkpoint's pretrained entry, else the tokenizer's default budgets.")
+Budgets = Annotated[Optional[str], typer.Option("--budgets", help=BUDGETS_HELP)]
+Family = Annotated[Optional[str], typer.Option(
+    "--family", help="Tokenizer family of --ckpt (alit, karl, one_d_piece, titok; see `alit-eval models`); "
+                     "default: recognised from the checkpoint's keys.")]
+Epsilon = Annotated[Optional[float], typer.Option(
+    "--epsilon", help="KARL only: desired reconstruction error (L1) that conditions the tokenizer; 0 = the "
+                      "official fixed-budget protocol (default: the checkpoint's, else 0).")]
 PREPROCESS_HELP = (
     "How images become S x S, where S is the tokenizer's input size read from the checkpoint: "
     "resize-center-crop (bicubic resize of the short side to S, then centre crop) or center-crop "
@@ -155,7 +175,8 @@ FollowSymlinks = Annotated[bool, typer.Option(
                               "with their reason).")]
 SubsetSeed = Annotated[Optional[int], typer.Option("--subset-seed", help="Random subset of --limit images.")]
 Halting = Annotated[Optional[str], typer.Option(
-    "--halting", help="official | official-reseeded | seeded | off (default: the checkpoint's).")]
+    "--halting", help="official | official-reseeded | seeded | off (default: the checkpoint's); ALIT and KARL "
+                      "only (KARL: official | seeded | off).")]
 Workers = Annotated[int, typer.Option("--workers", min=0, help="DataLoader worker processes.")]
 Heads = Annotated[Optional[int], typer.Option("--heads", min=1, help="Attention heads, if not inferable.")]
 TrustCheckpoint = Annotated[bool, typer.Option(
@@ -215,13 +236,15 @@ class SweepOption:
 SWEEP_OPTIONS: list[SweepOption] = [
     SweepOption("ckpt", Ckpt, "demo", "ckpt"),
     SweepOption("data", Data, "demo-scenes", "data"),
-    SweepOption("budgets", Budgets, None, "budgets", lambda v: parse_budgets(v) if v else None),
+    SweepOption("budgets", Budgets, None, "budgets", budget_text),
+    SweepOption("family", Family, None, "family"),
     SweepOption("preprocess", Preprocess, None, "preprocess"),
     SweepOption("batch_size", BatchSize, 16, "batch_size"),
     SweepOption("limit", Limit, None, "limit"),
     SweepOption("subset_seed", SubsetSeed, None, "subset_seed"),
     SweepOption("follow_symlinks", FollowSymlinks, False, "follow_symlinks"),
     SweepOption("halting", Halting, None, "halting"),
+    SweepOption("epsilon", Epsilon, None, "epsilon"),
     SweepOption("workers", Workers, 0, "workers"),
     SweepOption("heads", Heads, None, "heads"),
     SweepOption("trust_checkpoint", TrustCheckpoint, False, "trust_checkpoint"),

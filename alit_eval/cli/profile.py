@@ -6,8 +6,8 @@ from __future__ import annotations
 import typer
 
 from alit_eval.cli.options import (
-    Budgets, Ckpt, Heads, InceptionWeights, NoFid, Overwrite, Precision, RunId, TrustCheckpoint, check_precision,
-    get_globals, parse_budgets,
+    Budgets, Ckpt, Family, Heads, InceptionWeights, NoFid, Overwrite, Precision, RunId, TrustCheckpoint, budget_text,
+    check_precision, get_globals,
 )
 
 
@@ -25,6 +25,7 @@ def profile(
     trust_checkpoint: TrustCheckpoint = False,
     run_id: RunId = None,
     overwrite: Overwrite = False,
+    family: Family = None,
 ) -> None:
     """Count FLOPs and parameters and time the tokenizer per budget: the rollout to each budget (grows
     with the budget), the pixel decode of each budget, one all-budget sweep and the FID features.
@@ -42,10 +43,10 @@ def profile(
     from alit_eval.analysis.profile import run
 
     run_dir, table, params = run(
-        ckpt, parse_budgets(budgets) if budgets else None, device=g.device, seed=g.seed, offline=g.offline,
+        ckpt, budget_text(budgets), device=g.device, seed=g.seed, offline=g.offline,
         results_dir=g.results_dir, batch_size=batch_size, repeats=repeats, warmup=warmup, precision=precision,
         fid=not no_fid, inception_weights=str(inception_weights) if inception_weights else None, heads=heads,
-        trust_checkpoint=trust_checkpoint, run_id=run_id, overwrite=overwrite,
+        trust_checkpoint=trust_checkpoint, run_id=run_id, overwrite=overwrite, family=family,
     )
     print_tables(table, params)
     typer.echo(f"results: {run_dir.path}")
@@ -58,7 +59,10 @@ def print_tables(table, params) -> None:
 
     console = Console()
     t = Table(title="compute per image")
-    for name in ("stage", "tokens", "GFLOPs", "recurrent enc.", "latent dec.", "base dec.", "latency ms"):
+    # One column per FLOP component of the tokenizer's family (the compute table's gflops_<component>).
+    comps = [c for c in table.columns if c.startswith("gflops_") and table[c].notna().any()]
+    for name in ("stage", "tokens", "GFLOPs", *(c.removeprefix("gflops_").replace("_", " ") for c in comps),
+                 "latency ms"):
         t.add_column(name, justify="left" if name == "stage" else "right")
 
     def fmt(v, spec=".4g") -> str:
@@ -66,8 +70,7 @@ def print_tables(table, params) -> None:
 
     for r in table.itertuples(index=False):
         budget = "all" if r.stage == "sweep" else ("" if str(r.budget) == "<NA>" else str(r.budget))
-        t.add_row(r.stage, budget, fmt(r.gflops), fmt(r.gflops_encoder_transformer), fmt(r.gflops_alit_decoder),
-                  fmt(r.gflops_base_decoder), fmt(r.latency_ms, ".1f"))
+        t.add_row(r.stage, budget, fmt(r.gflops), *(fmt(getattr(r, c)) for c in comps), fmt(r.latency_ms, ".1f"))
     console.print(t)
     p = Table(title="parameters")
     p.add_column("component")

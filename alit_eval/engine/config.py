@@ -32,7 +32,9 @@ class SweepConfig:
 
     ckpt: str = "demo"
     data: str = "demo-scenes"
-    budgets: list[int] | None = None
+    budgets: list[int] | str | None = None  # a string in the budget syntax is expanded against the tokenizer
+    family: str | None = None  # --family: force the tokenizer family (default: recognised from the keys)
+    epsilon: float | None = None  # a family inference option (KARL); None: the checkpoint's/family's default
     preprocess: str | None = None
     limit: int | None = None
     subset_seed: int | None = None

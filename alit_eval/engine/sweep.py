@@ -31,12 +31,16 @@ from alit_eval.paths import portable
 from alit_eval.metrics.fid import FeatureStats
 from alit_eval.metrics.pixel import pixel_metrics, to_uint8
 from alit_eval.metrics.specs import PIXEL, RAW
-from alit_eval.tokenizers.alit.halting import per_image_generators, start_global_stream, uses_global_stream
+from alit_eval.tokenizers.families import attention_for, inference_kwargs, tokens_used
+from alit_eval.tokenizers.generators import per_image_generators, start_global_stream, uses_global_stream
 
 log = logging.getLogger(__name__)
 
 PIXEL_METRICS = PIXEL  # declared in metrics/specs.py
 RAW_METRICS = RAW  # the raw float reconstruction's L1 (the official encode() criterion's error)
+# LPIPS, the 2D positions masked by halting between iterations, and the tokens the model kept at
+# each budget (fewer than the budget where the model drops slots itself; `families.tokens_used`).
+OTHER_COLUMNS = ("lpips", "halted_2d", "tokens_used")
 
 # Extra per-image arrays an analysis can ask the sweep to keep, per budget: name -> function of the
 # budget's `BudgetOutput` returning ``[B, ...]``. Stored in the shards as ``cap_<name>_<budget>``.
@@ -221,10 +225,12 @@ def _process(tokenizer, batch, budgets, cfg, measures, device) -> dict[str, np.n
         if budgets:  # no budgets: a reference-only sweep (originals' features, e.g. fid-stats)
             x = ref.float().div_(255.0)
             gens = per_image_generators(cfg.seed, batch["ids"]) if cfg.halting == "seeded" else None
+            # The family's inference options reach only tokenizers whose rollout takes them.
+            options = inference_kwargs(tokenizer, {"generator": gens, "halting": cfg.halting, "epsilon": cfg.epsilon})
             with fastpath.precision(cfg.precision, device):
-                rollout = tokenizer.rollout(x, budgets, decode=True, generator=gens, halting=cfg.halting,
-                                            attention=cfg.attention)
-        metrics: dict[str, list[np.ndarray]] = {m: [] for m in PIXEL_METRICS + RAW_METRICS + ("lpips", "halted_2d")}
+                rollout = tokenizer.rollout(x, budgets, decode=True, attention=attention_for(tokenizer, cfg.attention),
+                                            **options)
+        metrics: dict[str, list[np.ndarray]] = {m: [] for m in PIXEL_METRICS + RAW_METRICS + OTHER_COLUMNS}
         recons = []
         for b in budgets:
             out = rollout[b]  # noqa: F821 (bound whenever budgets is non-empty)
@@ -241,6 +247,7 @@ def _process(tokenizer, batch, budgets, cfg, measures, device) -> dict[str, np.n
             mask = out.halting_mask
             metrics["halted_2d"].append(
                 (mask.sum(1).cpu().numpy() if mask is not None else np.zeros(len(rec))).astype(np.float64))
+            metrics["tokens_used"].append(tokens_used(out).cpu().numpy().astype(np.float64))
         for name, cols in (metrics.items() if budgets else ()):
             if cols:
                 arrays[name] = np.stack(cols, axis=1)
@@ -268,7 +275,7 @@ def _table(store: ShardStore, budgets: list[int], source: Source):
 
     failed: list[tuple[str, str]] = []
     parts = []
-    keys = ("index", "id", "failed_id", "failed_error", *PIXEL_METRICS, *RAW_METRICS, "lpips", "halted_2d")
+    keys = ("index", "id", "failed_id", "failed_error", *PIXEL_METRICS, *RAW_METRICS, *OTHER_COLUMNS)
     for shard in store.iter(keys):
         failed += list(zip(shard["failed_id"].tolist(), shard["failed_error"].tolist()))
         n, nb = len(shard["index"]), len(budgets)
@@ -276,7 +283,7 @@ def _table(store: ShardStore, budgets: list[int], source: Source):
             continue
         cols = {"image_id": np.repeat(shard["id"].astype(object), nb), "index": np.repeat(shard["index"], nb),
                 "budget": np.tile(np.asarray(budgets, dtype=np.int64), n)}
-        for m in (*PIXEL_METRICS, *RAW_METRICS, "lpips", "halted_2d"):
+        for m in (*PIXEL_METRICS, *RAW_METRICS, *OTHER_COLUMNS):
             if m in shard:
                 cols[m] = shard[m].reshape(-1)  # [n, nb] row-major matches repeat/tile above
         parts.append(pd.DataFrame(cols))
@@ -284,6 +291,8 @@ def _table(store: ShardStore, budgets: list[int], source: Source):
         return pd.DataFrame(columns=["image_id", "index", "budget", "label"]), failed
     df = pd.concat(parts, ignore_index=True).sort_values(["index", "budget"], kind="stable").reset_index(drop=True)
     df["halted_2d"] = df["halted_2d"].astype("int64")
+    if "tokens_used" in df:  # absent from sweeps stored before the column existed
+        df["tokens_used"] = df["tokens_used"].astype("int64")
     labels: dict[str, Any] = {}
     if getattr(source.dataset, "records", None) is not None:
         labels = {r.id: r.label for r in source.dataset.records}

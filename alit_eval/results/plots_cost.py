@@ -34,11 +34,13 @@ def cost_structure(table: "pd.DataFrame") -> "Figure":
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
     ax = axes[0]
     bottom = np.zeros(len(budgets))
-    comps = [c for c in COMPONENT_LABELS if f"gflops_{c}" in roll and roll[f"gflops_{c}"].notna().any()]
+    # Every gflops_<component> column, in table order (each tokenizer family has its own components).
+    comps = [c.removeprefix("gflops_") for c in roll.columns
+             if c.startswith("gflops_") and roll[c].notna().any()]
     if comps:
         for c in comps:
             v = roll[f"gflops_{c}"].to_numpy(float)
-            ax.bar(x - 0.2, v, 0.4, bottom=bottom, label=f"rollout: {COMPONENT_LABELS[c]}")
+            ax.bar(x - 0.2, v, 0.4, bottom=bottom, label=f"rollout: {COMPONENT_LABELS.get(c, c.replace('_', ' '))}")
             bottom += v
     else:
         ax.bar(x - 0.2, roll["gflops"].to_numpy(float), 0.4, label="rollout")

@@ -403,10 +403,8 @@ def budgets_for(tokenizer: Any, given: str | list[int] | None = None, default: s
     space = BudgetSpace.of(tokenizer.budgets)
     if given is not None and not isinstance(given, str):
         given = ",".join(str(int(b)) for b in given)
-    try:
-        fam_default = family_of(tokenizer).default_budgets
-    except AlitEvalError:
-        fam_default = None
+    fam = family_or_none(tokenizer)
+    fam_default = fam.default_budgets if fam else None
     text = given or default or fam_default
     if text:
         out = parse_budget_spec(text, option=option).resolve(space, option=option)
@@ -447,3 +445,27 @@ def convert_any(src: str | Path, dst: str | Path, *, family: str | None = None, 
     return {"family": model.family, "config": model.cfg.to_dict(),
             "num_params": sum(p.numel() for p in model.parameters()), "source_sha256": src_hash,
             "sha256": sha256_file(out), "path": str(out)}
+
+
+def family_or_none(tokenizer: Any) -> Family | None:
+    """`family_of`, or None for a tokenizer of no registered family (a test double, a wrapper)."""
+    try:
+        return family_of(tokenizer)
+    except AlitEvalError:
+        return None
+
+
+def attention_for(tokenizer: Any, requested: bool | str | None) -> bool | str:
+    """The ``rollout(attention=...)`` value for `tokenizer` (`Family.attention_arg`; as given when the
+    tokenizer belongs to no registered family)."""
+    fam = family_or_none(tokenizer)
+    if fam is None:
+        return requested if requested is not None else False
+    return fam.attention_arg(requested)
+
+
+def bits_from_record(family: str, config: Mapping[str, Any]) -> float | None:
+    """Bits per token of a recorded tokenizer (meta.json ``checkpoint``: family name + config dict);
+    None when its tokens have no code rate (continuous)."""
+    fam = get_family(family)
+    return fam.bits(fam.config_cls().from_dict(config))
