@@ -149,6 +149,15 @@ def test_cli_compare_tiny_end_to_end_naive_checks_and_resume(two_tiny, tmp_path)
     assert again.exit_code == 0, again.output
     meta2 = json.loads((folder / "meta.json").read_text())["extra"]
     assert {n: t["rollout_calls"] for n, t in meta2["tokenizers"].items()} == {"a": 0, "bb": 0}
+    # the report shows the run as one comparison section
+    from alit_eval.results.report_html import build_report
+
+    html, md = build_report([folder], out=tmp_path / "rep")
+    page = html.read_text()
+    for k in range(4):
+        assert f'data-table="compare/compare/t/{k}"' in page
+    assert "Tokenizer comparison" in page and "absent" in page and "L1 · bb" in page
+    assert "lacks 20" in md.read_text()
 
 
 def test_cli_compare_no_budget_producible(two_tiny, tmp_path, capsys):
