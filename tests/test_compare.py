@@ -88,9 +88,11 @@ def test_budget_subsets_labels_and_bad_input():
                                                              (None, "z.pth", None)]
     assert assign_labels(specs, ["x", "checkpoint", "checkpoint"], ["alit", "alit", "karl"]) == [
         "a", "alit-checkpoint", "karl-checkpoint"]
-    for ckpts, fams in ((["only.pth"], []), (["a=x", "a=y"], []), (["x", "y"], ["nope=karl"]), (["x", "y"], ["karl"])):
+    assert parse_tokenizers(["a=x", "b=y"], heads=["b=4"])[1].heads == 4
+    for ckpts, fams, heads in ((["only.pth"], [], []), (["a=x", "a=y"], [], []), (["x", "y"], ["nope=karl"], []),
+                               (["x", "y"], ["karl"], []), (["a=x", "b=y"], [], ["b=four"])):
         with pytest.raises(AlitEvalError):
-            parse_tokenizers(ckpts, fams)
+            parse_tokenizers(ckpts, fams, heads)
 
 
 @pytest.fixture(scope="module")
@@ -195,3 +197,26 @@ def test_cli_compare_alit_vs_karl_fixtures(tmp_path):
     assert {n: t["family"] for n, t in meta["tokenizers"].items()} == fam
     for name in ("quality_vs_tokens", "quality_vs_bits", "matched_tokens"):
         assert (folder / "figures" / f"{name}.png").is_file()
+
+
+ODP_FIX = FIXTURES / "official_one_d_piece" / "one_d_piece_tiny" / "pytorch_model.bin"
+
+
+@pytest.mark.skipif(not (ALIT_FIX.is_file() and ODP_FIX.is_file()), reason="official ALIT/One-D-Piece fixtures not found")
+def test_cli_compare_alit_vs_one_d_piece_fixtures(tmp_path):
+    # --heads and --halting reach only the tokenizer/family that has them (One-D-Piece has no halting).
+    res = CliRunner().invoke(app, ["--results-dir", str(tmp_path), "--device", "cpu", "compare", "--ckpt",
+                                   f"alit={ALIT_FIX}", "--ckpt", f"odp={ODP_FIX}", "--heads", "odp=4", "--halting", "off",
+                                   "--data", "demo-scenes", "--limit", "2", "--batch-size", "2", "--no-fid",
+                                   "--budgets", "16,32,64", "--n-boot", "20", "--run-id", "fo"])
+    assert res.exit_code == 0, res.output
+    assert "alit lacks 16" in res.output
+    folder = tmp_path / "compare" / "fo"
+    meta = json.loads((folder / "meta.json").read_text())["extra"]["tokenizers"]
+    assert (meta["alit"]["family"], meta["odp"]["family"]) == ("alit", "one_d_piece")
+    assert meta["odp"]["budgets"] == [16, 32, 64] and meta["alit"]["lacking"] == [16]
+    configs = json.loads((folder / "config.json").read_text())["tokenizers"]
+    assert configs["alit"]["halting"] == "off" and configs["odp"]["checkpoint"]["heads"] == 4
+    table = pd.read_csv(folder / "compare.csv")
+    odp = table[(table.tokenizer == "odp") & (table.metric == "l1")]
+    assert (odp["bits_per_image"] == odp["tokens"] * 12.0).all()  # log2(4096) bits per token

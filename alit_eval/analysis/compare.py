@@ -50,11 +50,13 @@ CENSORING = ("an image whose criterion never reaches the threshold at any swept 
 
 @dataclass(frozen=True)
 class TokenizerSpec:
-    """One tokenizer of the comparison: a label (None: from the checkpoint), the checkpoint, a family override."""
+    """One tokenizer of the comparison: a label (None: from the checkpoint), the checkpoint, and its own
+    family and attention-heads overrides (``--family``/``--heads`` apply to one checkpoint each)."""
 
     label: str | None
     ckpt: str
     family: str | None = None
+    heads: int | None = None
 
 
 def _split(text: str) -> tuple[str | None, str]:
@@ -65,24 +67,27 @@ def _split(text: str) -> tuple[str | None, str]:
     return None, text.strip()
 
 
-def parse_tokenizers(ckpts: Sequence[str], families: Sequence[str] = ()) -> list[TokenizerSpec]:
-    """``--ckpt [LABEL=]CKPT`` (repeated) and ``--family LABEL=FAMILY`` values as `TokenizerSpec`s.
+def parse_tokenizers(ckpts: Sequence[str], families: Sequence[str] = (), heads: Sequence[str] = ()) -> list[TokenizerSpec]:
+    """``--ckpt [LABEL=]CKPT`` (repeated), ``--family LABEL=FAMILY`` and ``--heads LABEL=N`` as `TokenizerSpec`s.
 
     Raises:
-        AlitEvalError: fewer than two checkpoints, a repeated label, or a family for no checkpoint.
+        AlitEvalError: fewer than two checkpoints, a repeated label, or an override for no checkpoint.
     """
     specs = [TokenizerSpec(*_split(c)) for c in ckpts]
     if len(specs) < 2:
         raise AlitEvalError("compare needs at least two tokenizers; pass --ckpt twice or more")
-    for text in families:
-        key, fam = _split(text)
-        if key is None:
-            raise AlitEvalError(f"--family {text!r}: write LABEL=FAMILY (LABEL: a --ckpt label or checkpoint)")
-        hits = [i for i, s in enumerate(specs) if key in (s.label, s.ckpt)]
-        if not hits:
-            raise AlitEvalError(f"--family {text!r}: no --ckpt is labelled or named {key!r}")
-        for i in hits:
-            specs[i] = replace(specs[i], family=fam)
+    for option, field, values in (("--family", "family", families), ("--heads", "heads", heads)):
+        for text in values:
+            key, value = _split(text)
+            if key is None:
+                raise AlitEvalError(f"{option} {text!r}: write LABEL=VALUE (LABEL: a --ckpt label or checkpoint)")
+            hits = [i for i, s in enumerate(specs) if key in (s.label, s.ckpt)]
+            if not hits:
+                raise AlitEvalError(f"{option} {text!r}: no --ckpt is labelled or named {key!r}")
+            if field == "heads" and not (value.isdigit() and int(value) > 0):
+                raise AlitEvalError(f"{option} {text!r}: the number of heads must be a positive whole number")
+            for i in hits:
+                specs[i] = replace(specs[i], **{field: int(value) if field == "heads" else value})
     labels = [s.label for s in specs if s.label]
     dup = sorted({n for n in labels if labels.count(n) > 1})
     if dup:
@@ -137,7 +142,7 @@ def split_budgets(requested: str | None, space: Sequence[int]) -> tuple[list[int
 def _plan(req: Any, spec: TokenizerSpec, **kw: Any) -> Any:
     """Plan one tokenizer's sweep; a family inference option (--halting, --epsilon) is dropped for a
     family that lacks it (it applies to the tokenizers that have it)."""
-    r = replace(req, ckpt=spec.ckpt, budgets=None)
+    r = replace(req, ckpt=spec.ckpt, budgets=None, heads=spec.heads)
     if spec.family is not None:
         if not hasattr(r, "family"):
             raise AlitEvalError("--family needs the family registry's sweep option; update alit-eval")

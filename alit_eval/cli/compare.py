@@ -24,6 +24,8 @@ def compare(
              "Default: each tokenizer's own."),
     family: Optional[List[str]] = typer.Option(
         None, "--family", help="Force a tokenizer's family as LABEL=FAMILY (LABEL: its --ckpt label or text)."),
+    heads: Optional[List[str]] = typer.Option(
+        None, "--heads", help="Attention heads of one tokenizer whose weights do not determine them, as LABEL=N."),
     thresholds: str = typer.Option(
         "auto", "--thresholds",
         help="Matched-quality thresholds of the criterion: numbers, `auto` or `qP` (resolved on the first "
@@ -47,7 +49,7 @@ def compare(
     """
     from alit_eval.analysis.compare import parse_tokenizers, run
 
-    specs = parse_tokenizers(list(ckpt), list(family or []))
+    specs = parse_tokenizers(list(ckpt), list(family or []), list(heads or []))
     run_dir, _, summary, tests, lacking = run(
         sweep.config, **sweep.run_kwargs(), tokenizers=specs, budgets=budgets,
         thresholds=parse_list(thresholds, str, option="--thresholds", what="a threshold"),
