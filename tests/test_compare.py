@@ -74,6 +74,10 @@ def test_matched_tokens_against_a_naive_loop():
         assert row["mean_tokens"] == pytest.approx(np.mean(need)) and row["n_censored"] == cens
         assert row["median_tokens"] == pytest.approx(np.median(need))
         assert row["censored_share"] == pytest.approx(cens / 12) and row["max_budget"] == max(budgets[name])
+        # min-error fallback: a censored image's quality is its lowest L1 (its selected budget is not the largest)
+        want = [float(g.loc[g["budget"] == n, "l1"].iloc[0]) if (g["l1"] < thr).any() else float(g["l1"].min())
+                for n, (_, g) in zip(need, t.groupby("image_id"))]
+        assert row["l1_selected"] == pytest.approx(np.mean(want))
     assert set(sel.columns) >= {"tokenizer", "image_id", "required_tokens", "censored"}
 
 

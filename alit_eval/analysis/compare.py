@@ -329,6 +329,8 @@ def selection_rows(summary: pd.DataFrame, tests: pd.DataFrame, *, dataset: str, 
                   "ci_high": r["ci_high"], "n": r["n"], "condition": cond},
                  {**base, "metric": "median_tokens", "value": r["median_tokens"], "n": r["n"], "condition": cond},
                  {**base, "metric": "censored_share", "value": r["censored_share"], "n": r["n"], "condition": cond}]
+        rows += [{**base, "metric": k[:-len("_selected")], "value": v, "n": r["n"], "condition": cond}
+                 for k, v in r.items() if k.endswith("_selected") and pd.notna(v)]
     for r in tests.to_dict("records"):
         cond = {"tokenizer": r["tokenizer"], "reference": r["reference"], "test": "wilcoxon"}
         if r["quantity"] == "tokens":

@@ -27,8 +27,10 @@ import numpy as np
 import pandas as pd
 
 from alit_eval.analysis import token_selection as al
+from alit_eval.analysis.quality import PSNR_CAP_DB
 from alit_eval.analysis.stats import bootstrap_mean_ci
 
+SELECTED = ("l1", "psnr", "ssim", "lpips")  # quality at the selected budgets, averaged per threshold
 PAIRED_TEST = ("Wilcoxon signed-rank test, two-sided, on per-image paired differences (scipy.stats.wilcoxon, "
                "zero_method='wilcox': zero differences dropped)")
 
@@ -103,7 +105,8 @@ def matched_tokens(per_image: Mapping[str, pd.DataFrame], thresholds: Sequence[t
         and ``max_budget``; ``required_tokens`` is the selected budget, or the tokenizer's largest
         swept budget when ``censored``. summary: one row per (tokenizer, threshold): threshold,
         threshold_spec, criterion, mean_tokens, ci_low, ci_high, median_tokens, n, n_censored,
-        censored_share, max_budget.
+        censored_share, max_budget, and ``<metric>_selected``: the mean of each quality metric at the
+        images' selected budgets (KARL Tab. 2's LPIPS/SSIM at the tokens used).
     """
     selections, rows = [], []
     for name, table in per_image.items():
@@ -120,5 +123,7 @@ def matched_tokens(per_image: Mapping[str, pd.DataFrame], thresholds: Sequence[t
             rows.append({"tokenizer": name, "threshold": float(thr), "threshold_spec": spec, "criterion": criterion,
                          "mean_tokens": float(tokens.mean()), "ci_low": lo, "ci_high": hi,
                          "median_tokens": float(np.median(tokens)), "n": len(tokens), "n_censored": cens,
-                         "censored_share": cens / len(tokens), "max_budget": max_budget})
+                         "censored_share": cens / len(tokens), "max_budget": max_budget,
+                         **{f"{m}_selected": float(np.mean(np.minimum(g[m].to_numpy(np.float64), PSNR_CAP_DB)))
+                            for m in SELECTED if m in g and g[m].notna().all()}})
     return pd.concat(selections, ignore_index=True), pd.DataFrame(rows)
