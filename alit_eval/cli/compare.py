@@ -34,6 +34,8 @@ def compare(
     fallback: str = typer.Option("min-error", "--fallback", help="Selection for censored images: min-error or "
                                  "max-budget (token statistics count them at the largest budget)."),
     n_boot: int = typer.Option(1000, "--n-boot", min=0, help="Bootstrap resamples for the 95% CIs."),
+    official_truncation: bool = typer.Option(False, "--official-truncation",
+                                             help="Truncate to uint8 like the official PNG writer (default: round)."),
 ) -> None:
     """Compare tokenizers on the same images: rFID, L1, PSNR, SSIM against tokens and bits per image,
     tokens needed per image at matched thresholds, and paired tests (Wilcoxon signed-rank) per image.
@@ -49,6 +51,7 @@ def compare(
     """
     from alit_eval.analysis.compare import parse_tokenizers, run
 
+    sweep.config.rounding = "truncate" if official_truncation else "round"
     specs = parse_tokenizers(list(ckpt), list(family or []), list(heads or []))
     run_dir, _, summary, tests, lacking = run(
         sweep.config, **sweep.run_kwargs(), tokenizers=specs, budgets=budgets,
