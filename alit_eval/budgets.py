@@ -92,13 +92,7 @@ class BudgetSpec:
         out = set(self.values)
         for terms, kind in self.open_ends:
             out.update(_continue(terms, kind, space.max))
-        bad = sorted(b for b in out if b not in space)
-        if bad:
-            shown = ", ".join(map(str, bad[:5])) + (f" (+{len(bad) - 5} more)" if len(bad) > 5 else "")
-            raise BudgetSyntaxError(
-                f"{option} {self.text!r}: budget(s) {shown} not available; this tokenizer produces {space.describe()}"
-            )
-        return sorted(out)
+        return check_budgets_in(out, space, option=f"{option} {self.text!r}")
 
     def fixed(self, *, option: str = "--budgets") -> list[int]:
         """The budgets without a tokenizer (the string must not need one: no ``all``, no open ``...``)."""
@@ -107,6 +101,20 @@ class BudgetSpec:
                 f"{option} {self.text!r} continues up to the tokenizer's largest budget; give the end (e.g. 1,2,4,...,256)"
             )
         return sorted(set(self.values))
+
+
+def check_budgets_in(budgets: Iterable[int], space: BudgetSpace | Sequence[int], *,
+                     option: str = "--budgets") -> list[int]:
+    """Sorted distinct `budgets`, or one line naming those outside `space` and what it holds."""
+    space = space if isinstance(space, BudgetSpace) else BudgetSpace.of(space)
+    out = sorted({int(b) for b in budgets})
+    bad = [b for b in out if b not in space]
+    if bad or not out:
+        shown = ", ".join(map(str, bad[:5])) + (f" (+{len(bad) - 5} more)" if len(bad) > 5 else "")
+        raise BudgetSyntaxError(
+            f"{option}: budget(s) {shown or 'none'} not available; this tokenizer produces {space.describe()}"
+        )
+    return out
 
 
 def _continue(terms: Sequence[int], kind: str, stop: int) -> list[int]:

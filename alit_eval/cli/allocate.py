@@ -10,7 +10,8 @@ import typer
 from alit_eval.cli.options import MEASURE_OPTIONS, FromRun, SweepArgs, parse_list, sweep_command
 
 # KARL Tab. 2/6 thresholds; 0.07 is the official default
-DEFAULT_THRESHOLDS = {"l1": "0.03,0.05,0.07,0.09", "official-l1": "0.03,0.05,0.07,0.09"}
+DEFAULT_THRESHOLDS = {"l1": "0.03,0.05,0.07,0.09", "official-l1": "0.03,0.05,0.07,0.09",
+                      "epsilon": "0.03,0.05,0.09"}  # epsilon: the KARL paper's Tab. 2 conditions
 QUANTILE_THRESHOLDS = "q0.25,q0.5,q0.75"
 
 
@@ -24,7 +25,9 @@ def allocate(
              "or `qP` (its P-quantile). Default: 0.03,0.05,0.07,0.09 for l1, q0.25,q0.5,q0.75 otherwise."),
     criterion: str = typer.Option("l1", "--criterion",
                                   help="l1 | official-l1 | mse | lpips (stay below) or psnr | ssim (exceed). "
-                                       "official-l1 = the official encode() rule (unclamped-reconstruction L1)."),
+                                       "official-l1 = the official encode() rule (unclamped-reconstruction L1). "
+                                       "epsilon = the tokenizer's own choice under the condition 'L1 about "
+                                       "epsilon' (KARL; one pass per threshold at the largest budget)."),
     fallback: str = typer.Option(
         "min-error", "--fallback",
         help="Budget of images that never reach the threshold: min-error (official) or max-budget."),
@@ -73,12 +76,14 @@ def print_summary(path: Path, criterion: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from alit_eval.analysis.allocation import CRITERIA
+    from alit_eval.analysis.token_selection import CRITERIA
 
     s = pd.read_csv(path)
     table = Table(title=f"token allocation ({criterion} criterion)")
     cols = [("threshold", "threshold"), ("mean_tokens", "mean tok"), ("median_tokens", "median"),
-            ("censored_share", "censored"), (f"adaptive_{CRITERIA[criterion][0]}", criterion),
+            ("censored_share", "censored"),
+            (f"adaptive_{CRITERIA[criterion][0]}" if criterion in CRITERIA else "adaptive_l1",
+             criterion if criterion in CRITERIA else "l1"),
             ("variable_rfid", "var. rFID"), ("shuffled_rfid", "shuffled rFID"),
             ("fixed_budget_equivalent", "fixed equiv."), ("token_saving_pct", "saving %")]
     cols = [(c, name) for c, name in cols if c in s]

@@ -398,11 +398,11 @@ def budgets_for(tokenizer: Any, given: str | list[int] | None = None, default: s
     Raises:
         AlitEvalError: a budget the tokenizer cannot produce (one line naming its range), bad syntax.
     """
-    from alit_eval.budgets import BudgetSpace, parse_budget_spec
+    from alit_eval.budgets import BudgetSpace, check_budgets_in, parse_budget_spec
 
     space = BudgetSpace.of(tokenizer.budgets)
-    if given is not None and not isinstance(given, str):
-        given = ",".join(str(int(b)) for b in given)
+    if given is not None and not isinstance(given, str):  # already expanded by the CLI
+        return check_budgets_in(given, space, option=option)
     fam = family_or_none(tokenizer)
     fam_default = fam.default_budgets if fam else None
     text = given or default or fam_default
