@@ -5,14 +5,16 @@ One `alit-eval compare` run evaluates every tokenizer on the same images with th
 (a sweep per tokenizer at 32, 64, ..., 256 tokens; KARL at its evaluate.py setting, epsilon = 0),
 then per image the smallest budget whose L1 is below epsilon = 0.03/0.05/0.09 (mean tokens, LPIPS
 and SSIM there: the Tab. 2 rows of ALIT and One-D-Piece, which KARL obtained by searching the
-budgets). KARL's own Tab. 2 rows come from its epsilon-conditioned single pass: one `fid` run per
-epsilon at 256 slots (`--epsilon`), whose mean kept slots are its "average tokens used".
+budgets). KARL's own Tab. 2 rows (and its variable-token FID, Tab. 6) come from its epsilon-conditioned
+single pass: `allocate --criterion epsilon` at 256 slots, whose mean kept slots are its "average tokens
+used".
 --ckpt-alit-in1k / --ckpt-karl-in1k add the IN-1K rows.
 
 Unknowns, said here once: KARL says only that One-D-Piece is "its IN-1K checkpoint" (not which size;
 S-256 by default here) and not which budgets it searched for One-D-Piece (32, 64, ..., 256 here);
 One-D-Piece's own evaluation resizes before cropping, but KARL evaluated all three its own way, so
-one preprocess mode (center-crop) is used for all. Variable-token FIDs (Tab. 6) are not computed.
+one preprocess mode (center-crop) is used for all. ALIT's and One-D-Piece's variable-token FIDs
+(Tab. 6) are not computed (`compare` has no variable-token rFID).
 
     python analyses/reproduce_cross_family.py --in100-val /data/imagenet100/val --lpips-weights alexnet.pth
     python analyses/reproduce_cross_family.py --in100-val /data/imagenet100/val --ckpt-alit-in1k alit_small.vqgan_quantized.in1k --dry-run
@@ -31,7 +33,7 @@ EPSILONS = ("0.03", "0.05", "0.09")  # KARL Tab. 2
 FAMILY_PROTOCOL = """  compare                    every tokenizer on the same images, same preprocess mode, one sweep each
   --budgets 32-256:32        32, 64, ..., 256 for every family (KARL epsilon = 0, its evaluate.py setting)
   --thresholds 0.03,0.05,0.09  per image the smallest budget with L1 below epsilon (KARL Tab. 2)
-  KARL Tab. 2 rows           fid --epsilon E --budgets 256: KARL's single epsilon-conditioned pass"""
+  KARL Tab. 2 rows           allocate --criterion epsilon --budgets 256: KARL's own epsilon-conditioned pass"""
 
 
 def _limit(args: Any) -> str:
@@ -52,10 +54,11 @@ def compare_options(args: Any, tokenizers: dict[str, str]) -> list[str]:
     return opts + (["--overwrite"] if args.overwrite else [])
 
 
-def epsilon_options(args: Any, label: str, ckpt: str, eps: str) -> list[str]:
-    """A `fid` run of KARL's epsilon-conditioned mode at 256 slots."""
-    opts = c.sweep_options(args, ckpt, args.in100_val, "256", f"in100-val-{label}-eps{eps}")
-    return opts + ["--epsilon", eps, "--no-compute"]
+def epsilon_options(args: Any, label: str, ckpt: str) -> list[str]:
+    """An `allocate` run of KARL's epsilon-conditioned mode at 256 slots, one pass per epsilon."""
+    opts = c.sweep_options(args, ckpt, args.in100_val, "256", f"in100-val-{label}-epsilon")
+    drop = {"--official-truncation"}  # a fid-only option; allocate rounds (differences < 1/255 per pixel)
+    return [o for o in opts if o not in drop] + ["--criterion", "epsilon", "--thresholds", ",".join(EPSILONS)]
 
 
 def tokenizer_rows(metrics: Any, label: str) -> Any:
@@ -69,15 +72,19 @@ def tokenizer_rows(metrics: Any, label: str) -> Any:
     return out
 
 
-def epsilon_values(folder: Path) -> dict[str, float]:
-    """Mean slots kept (``tokens_used``), LPIPS and SSIM of an epsilon-conditioned `fid` run at 256 slots."""
+def epsilon_values(folder: Path, threshold: float) -> dict[str, float]:
+    """Mean slots kept, LPIPS, SSIM and rFID of KARL's epsilon mode at one epsilon (``allocation_summary.csv``)."""
+    import math
+
     import pandas as pd
 
-    per_image = pd.read_parquet(folder / "per_image.parquet")
-    out = {m: float(per_image[m].mean()) for m in ("lpips", "ssim") if m in per_image and per_image[m].notna().any()}
-    if "tokens_used" in per_image:
-        out["mean_tokens"] = float(per_image["tokens_used"].mean())
-    return out
+    summary = pd.read_csv(folder / "allocation_summary.csv")
+    row = summary[[math.isclose(t, threshold) for t in summary["threshold"]]]
+    if row.empty:
+        return {}
+    r = row.iloc[0]
+    names = {"mean_tokens": "mean_tokens", "lpips": "adaptive_lpips", "ssim": "adaptive_ssim", "rfid": "variable_rfid"}
+    return {k: float(r[v]) for k, v in names.items() if v in r and pd.notna(r[v])}
 
 
 def main() -> None:
@@ -95,10 +102,9 @@ def main() -> None:
     c.execute(args, "compare", opts)
     karl_runs = {}
     for label in (k for k in tokenizers if k.startswith("karl")):
-        for eps in EPSILONS:
-            e = epsilon_options(args, label, tokenizers[label], eps)
-            c.execute(args, "fid", e)
-            karl_runs[(label, float(eps))] = c.run_dir(args, "fid", e)
+        e = epsilon_options(args, label, tokenizers[label])
+        c.execute(args, "allocate", e)
+        karl_runs[label] = c.run_dir(args, "allocate", e)
     if args.dry_run:
         return
     metrics = c.read_metrics(c.run_dir(args, "compare", opts))
@@ -106,7 +112,7 @@ def main() -> None:
     values = []
     for t in targets:
         if t.model.startswith("karl") and t.threshold is not None:  # KARL's own variable-token mode
-            values.append(epsilon_values(karl_runs[(t.model, t.threshold)]).get(t.metric))
+            values.append(epsilon_values(karl_runs[t.model], t.threshold).get(t.metric))
         else:
             values.append(c.lookup(tokenizer_rows(metrics, t.model), t))
     table = c.comparison(targets, values)

@@ -132,17 +132,18 @@ def test_lookup_and_comparison(common):
     assert isinstance(table, pd.DataFrame)
 
 
-def test_cross_family_dry_run_and_lookup(common):
+def test_cross_family_dry_run_and_lookup(common, tmp_path):
     c, published = common
     lines = dry_run("reproduce_cross_family.py", SCRIPTS["reproduce_cross_family.py"])
     group = typer.main.get_command(app)
     cmp = [a for a in lines if split(a, group)[1] == "compare"]
-    assert len(cmp) == 1 and len(lines) == 1 + 2 * 3  # one compare, three epsilon runs per KARL checkpoint
+    assert len(cmp) == 1 and len(lines) == 1 + 2  # one compare, one epsilon-mode allocate per KARL checkpoint
     labels = [cmp[0][i + 1].split("=")[0] for i, t in enumerate(cmp[0]) if t == "--ckpt"]
     assert labels == ["alit-in100", "karl-in100", "one_d_piece-in1k", "karl-in1k"]
     assert {p.model for p in published.CROSS_FAMILY} >= set(labels)
-    eps = [a[a.index("--epsilon") + 1] for a in lines if "--epsilon" in a]
-    assert eps == ["0.03", "0.05", "0.09"] * 2 and all(a[a.index("--budgets") + 1] == "256" for a in lines[1:])
+    eps = [a for a in lines if split(a, group)[1] == "allocate"]
+    assert len(eps) == 2 and all(a[a.index("--criterion") + 1] == "epsilon" for a in eps)
+    assert all(a[a.index("--thresholds") + 1] == "0.03,0.05,0.09" and a[a.index("--budgets") + 1] == "256" for a in eps)
     sys.path.insert(0, str(ANALYSES))
     try:
         import reproduce_cross_family as x
@@ -161,3 +162,8 @@ def test_cross_family_dry_run_and_lookup(common):
     assert c.lookup(x.tokenizer_rows(m, "alit-in100"),
                     P("alit-in100", "in100-val", "mean_tokens", 227.2, "s", threshold=0.05)) == 230.0
     assert len(x.tokenizer_rows(m, "karl-in100")) == 1  # the paired-test rows are not the tokenizer's own
+    pd.DataFrame({"criterion": "epsilon", "threshold": [0.03, 0.05], "budget": 256, "mean_tokens": [250.0, 228.0],
+                  "adaptive_lpips": [0.14, 0.15], "adaptive_ssim": [0.49, 0.47], "variable_rfid": [float("nan")] * 2}
+                 ).to_csv(tmp_path / "allocation_summary.csv", index=False)
+    assert x.epsilon_values(tmp_path, 0.05) == {"mean_tokens": 228.0, "lpips": 0.15, "ssim": 0.47}
+    assert x.epsilon_values(tmp_path, 0.09) == {}
