@@ -318,12 +318,15 @@ def run_warnings(run: Run) -> list[str]:
     m = run.metrics
     if m is not None and not m.empty:
         cens = m[(m["metric"] == "censored_share") & (m["value"] > 0)]
-        for ds, group in cens.groupby("dataset", sort=False):
+        # compare runs: one line per tokenizer (its condition), counted at its largest budget
+        who = cens["condition"].map(lambda c: parse_condition(c).get("tokenizer", ""))
+        for (ds, tok), group in cens.groupby([cens["dataset"], who], sort=False):
             conds = group["condition"].map(parse_condition)
             parts = ", ".join(f"{c.get('threshold')} ({100 * v:.0f}%)" for c, v in zip(conds, group["value"]))
             crit = conds.iloc[0].get("criterion", "l1")
-            out.append(f"{ds}: censored allocation: some images never reach the {crit} threshold (share of images "
-                       f"per threshold: {parts}); they count as the fallback budget")
+            out.append(f"{ds}{f' · {tok}' if tok else ''}: censored allocation: some images never reach the {crit} "
+                       f"threshold (share of images per threshold: {parts}); they count as "
+                       f"{'the largest budget' if tok else 'the fallback budget'}")
         small = m[(m["metric"] == "rfid") & m["n"].notna() & (m["n"] < FID_MIN_IMAGES)]
         if len(small):
             out.append(f"rFID from {int(small['n'].min())} image(s) (< {FID_MIN_IMAGES}): biased upward, only "
