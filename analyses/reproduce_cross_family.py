@@ -17,7 +17,8 @@ one preprocess mode (center-crop) is used for all. ALIT's and One-D-Piece's vari
 (Tab. 6) are not computed (`compare` has no variable-token rFID).
 
     python analyses/reproduce_cross_family.py --in100-val /data/imagenet100/val --lpips-weights alexnet.pth
-    python analyses/reproduce_cross_family.py --in100-val /data/imagenet100/val --ckpt-alit-in1k alit_small.vqgan_quantized.in1k --dry-run
+    python analyses/reproduce_cross_family.py --in100-val /data/imagenet100/val \\
+        --ckpt-alit-in1k alit_small.vqgan_quantized.in1k --dry-run
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from published import CROSS_FAMILY
 
 BUDGETS = "32-256:32"
 EPSILONS = ("0.03", "0.05", "0.09")  # KARL Tab. 2
-FAMILY_PROTOCOL = """  compare                    every tokenizer on the same images, same preprocess mode, one sweep each
+FAMILY_PROTOCOL = """  compare                    every tokenizer on the same images and preprocess mode, a sweep each
   --budgets 32-256:32        32, 64, ..., 256 for every family (KARL epsilon = 0, its evaluate.py setting)
   --thresholds 0.03,0.05,0.09  per image the smallest budget with L1 below epsilon (KARL Tab. 2)
   KARL Tab. 2 rows           allocate --criterion epsilon --budgets 256: KARL's own epsilon-conditioned pass"""
@@ -43,9 +44,10 @@ def _limit(args: Any) -> str:
 def compare_options(args: Any, tokenizers: dict[str, str]) -> list[str]:
     """The `compare` command line: every tokenizer, the official protocol, the Tab. 2 thresholds."""
     opts = [o for label, ckpt in tokenizers.items() for o in ("--ckpt", f"{label}={ckpt}")]
-    opts += ["--data", args.in100_val, "--budgets", BUDGETS, "--thresholds", ",".join(EPSILONS), "--criterion", "l1",
-             "--fallback", "min-error", "--preprocess", "center-crop", "--halting", "official", "--batch-size",
-             str(args.batch_size), "--fid-resize", "pytorch-fid", "--official-truncation", "--run-id", "in100-val-cross-family" + _limit(args)]
+    opts += ["--data", args.in100_val, "--budgets", BUDGETS, "--thresholds", ",".join(EPSILONS),
+             "--criterion", "l1", "--fallback", "min-error", "--preprocess", "center-crop", "--halting", "official",
+             "--batch-size", str(args.batch_size), "--fid-resize", "pytorch-fid", "--official-truncation",
+             "--run-id", "in100-val-cross-family" + _limit(args)]
     if args.limit:
         opts += ["--limit", str(args.limit)]
     for flag, value in (("--lpips-weights", args.lpips_weights), ("--inception-weights", args.inception_weights)):
@@ -96,7 +98,8 @@ def main() -> None:
     p.add_argument("--ckpt-alit-in1k", default=None, help="also ALIT, IN-1K (Tab. 1/2 IN-1K rows)")
     p.add_argument("--ckpt-karl-in1k", default=None, help="also KARL, IN-1K (Tab. 1/2 IN-1K rows)")
     args = p.parse_args()
-    tokenizers = {"alit-in100": args.ckpt_alit, "karl-in100": args.ckpt_karl, "one_d_piece-in1k": args.ckpt_one_d_piece}
+    tokenizers = {"alit-in100": args.ckpt_alit, "karl-in100": args.ckpt_karl,
+                  "one_d_piece-in1k": args.ckpt_one_d_piece}
     tokenizers.update({k: v for k, v in (("alit-in1k", args.ckpt_alit_in1k), ("karl-in1k", args.ckpt_karl_in1k)) if v})
     opts = compare_options(args, tokenizers)
     c.execute(args, "compare", opts)

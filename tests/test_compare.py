@@ -44,7 +44,8 @@ def test_paired_compare_against_enumeration_and_bootstrap():
     # paired bootstrap: resample images, so the CI is the mean-of-differences CI
     idx = np.random.default_rng(1).integers(0, 9, size=(400, 9))
     means = (b - a)[idx].mean(axis=1)
-    assert c.ci_low == pytest.approx(np.quantile(means, 0.025)) and c.ci_high == pytest.approx(np.quantile(means, 0.975))
+    assert c.ci_low == pytest.approx(np.quantile(means, 0.025))
+    assert c.ci_high == pytest.approx(np.quantile(means, 0.975))
     same = paired_compare(a, a.copy(), n_boot=0)
     assert (same.diff, same.p_value, same.n_nonzero) == (0.0, 1.0, 0)
     gap = paired_compare([1.0, np.nan, 3.0], [2.0, 5.0, np.inf], n_boot=0)
@@ -206,11 +207,13 @@ def test_cli_compare_alit_vs_karl_fixtures(tmp_path):
 ODP_FIX = FIXTURES / "official_one_d_piece" / "one_d_piece_tiny" / "pytorch_model.bin"
 
 
-@pytest.mark.skipif(not (ALIT_FIX.is_file() and ODP_FIX.is_file()), reason="official ALIT/One-D-Piece fixtures not found")
+@pytest.mark.skipif(not (ALIT_FIX.is_file() and ODP_FIX.is_file()),
+                    reason="official ALIT/One-D-Piece fixtures not found")
 def test_cli_compare_alit_vs_one_d_piece_fixtures(tmp_path):
     # --heads and --halting reach only the tokenizer/family that has them (One-D-Piece has no halting).
     res = CliRunner().invoke(app, ["--results-dir", str(tmp_path), "--device", "cpu", "compare", "--ckpt",
-                                   f"alit={ALIT_FIX}", "--ckpt", f"odp={ODP_FIX}", "--heads", "odp=4", "--halting", "off",
+                                   f"alit={ALIT_FIX}", "--ckpt", f"odp={ODP_FIX}", "--heads", "odp=4",
+                                   "--halting", "off",
                                    "--data", "demo-scenes", "--limit", "2", "--batch-size", "2", "--no-fid",
                                    "--budgets", "16,32,64", "--n-boot", "20", "--run-id", "fo"])
     assert res.exit_code == 0, res.output

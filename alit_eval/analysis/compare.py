@@ -31,11 +31,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import pandas as pd
 
 from alit_eval.analysis import token_selection as al
-from alit_eval.analysis.paired import PAIRED_TEST, matched_tokens, paired_compare
+from alit_eval.analysis.paired import PAIRED_TEST, matched_tokens, paired_tests
 from alit_eval.analysis.quality import summarize
 from alit_eval.analysis.skeleton import CommandRun, dataset_meta
 from alit_eval.engine.reuse import has_features, plan_sweep
@@ -67,7 +66,8 @@ def _split(text: str) -> tuple[str | None, str]:
     return None, text.strip()
 
 
-def parse_tokenizers(ckpts: Sequence[str], families: Sequence[str] = (), heads: Sequence[str] = ()) -> list[TokenizerSpec]:
+def parse_tokenizers(ckpts: Sequence[str], families: Sequence[str] = (),
+                     heads: Sequence[str] = ()) -> list[TokenizerSpec]:
     """``--ckpt [LABEL=]CKPT`` (repeated), ``--family LABEL=FAMILY`` and ``--heads LABEL=N`` as `TokenizerSpec`s.
 
     Raises:
@@ -273,49 +273,6 @@ def tidy_table(metrics: pd.DataFrame, facts: dict[str, dict[str, Any]], budgets:
                     "note": "" if have else "the tokenizer cannot produce this budget (not interpolated)",
                 })
     return pd.DataFrame(rows)
-
-
-def paired_tests(selection: pd.DataFrame, per_image: dict[str, pd.DataFrame], reference: str, *,
-                 n_boot: int, seed: int) -> pd.DataFrame:
-    """Each tokenizer against the reference on the same images (`paired.paired_compare`).
-
-    Quantities: ``tokens`` (required tokens per threshold; censored counted at each tokenizer's
-    largest swept budget) and ``l1`` (per budget both tokenizers produce).
-    """
-    rows = []
-    others = [n for n in per_image if n != reference]
-
-    def pair(a: pd.Series, b: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-        common = a.index.intersection(b.index)
-        return a.loc[common].to_numpy(np.float64), b.loc[common].to_numpy(np.float64)
-
-    for (spec, thr), g in selection.groupby(["threshold_spec", "threshold"], sort=False):
-        ref = g[g["tokenizer"] == reference].set_index("image_id")["required_tokens"]
-        for name in others:
-            mine = g[g["tokenizer"] == name].set_index("image_id")
-            x, y = pair(ref, mine["required_tokens"])
-            c = paired_compare(x, y, n_boot=n_boot, seed=seed)
-            cens = int(g.loc[g["tokenizer"] == reference, "censored"].sum() + mine["censored"].sum())
-            rows.append(_pair_row(name, reference, "tokens", float(thr), None, c, censored=cens))
-    for name in others:
-        a, b = per_image[reference], per_image[name]
-        for budget in sorted(set(a["budget"]) & set(b["budget"])):
-            x, y = pair(a[a["budget"] == budget].set_index("image_id")["l1"],
-                        b[b["budget"] == budget].set_index("image_id")["l1"])
-            rows.append(_pair_row(name, reference, "l1", None, int(budget),
-                                  paired_compare(x, y, n_boot=n_boot, seed=seed)))
-    out = pd.DataFrame(rows)
-    if len(out):
-        out["budget"] = out["budget"].astype("Int64")
-    return out
-
-
-def _pair_row(name: str, reference: str, quantity: str, thr: float | None, budget: int | None, c: Any, *,
-              censored: int = 0) -> dict[str, Any]:
-    return {"tokenizer": name, "reference": reference, "quantity": quantity, "threshold": thr, "budget": budget,
-            "n_pairs": c.n, "mean_reference": c.mean_a, "mean": c.mean_b, "diff": c.diff, "ci_low": c.ci_low,
-            "ci_high": c.ci_high, "test": "wilcoxon-signed-rank", "statistic": c.statistic, "p_value": c.p_value,
-            "n_nonzero": c.n_nonzero, "censored_images": censored}
 
 
 def selection_rows(summary: pd.DataFrame, tests: pd.DataFrame, *, dataset: str, preprocess: str,

@@ -8,6 +8,7 @@ tested per image (paired), not as two independent groups:
   (``scipy.stats.wilcoxon``, ``zero_method="wilcox"``: pairs with a zero difference are dropped,
   their count is reported; exact p-values for small samples without ties, the normal
   approximation otherwise, as scipy decides).
+- `paired_tests`: each tokenizer against a reference: required tokens per threshold, L1 per common budget.
 - `matched_tokens`: per tokenizer and threshold, the tokens each image needs (its smallest swept
   budget whose criterion reaches the threshold, `token_selection.selection_table`) summarised as
   the mean with a bootstrap CI, the median and the censored share (KARL Tab. 2 style "tokens at
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -127,3 +128,46 @@ def matched_tokens(per_image: Mapping[str, pd.DataFrame], thresholds: Sequence[t
                          **{f"{m}_selected": float(np.mean(np.minimum(g[m].to_numpy(np.float64), PSNR_CAP_DB)))
                             for m in SELECTED if m in g and g[m].notna().all()}})
     return pd.concat(selections, ignore_index=True), pd.DataFrame(rows)
+
+
+def paired_tests(selection: pd.DataFrame, per_image: Mapping[str, pd.DataFrame], reference: str, *,
+                 n_boot: int, seed: int) -> pd.DataFrame:
+    """Each tokenizer against the reference on the same images (`paired_compare`).
+
+    Quantities: ``tokens`` (required tokens per threshold; censored counted at each tokenizer's
+    largest swept budget) and ``l1`` (per budget both tokenizers produce).
+    """
+    rows = []
+    others = [n for n in per_image if n != reference]
+
+    def pair(a: pd.Series, b: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+        common = a.index.intersection(b.index)
+        return a.loc[common].to_numpy(np.float64), b.loc[common].to_numpy(np.float64)
+
+    for (spec, thr), g in selection.groupby(["threshold_spec", "threshold"], sort=False):
+        ref = g[g["tokenizer"] == reference].set_index("image_id")["required_tokens"]
+        for name in others:
+            mine = g[g["tokenizer"] == name].set_index("image_id")
+            x, y = pair(ref, mine["required_tokens"])
+            c = paired_compare(x, y, n_boot=n_boot, seed=seed)
+            cens = int(g.loc[g["tokenizer"] == reference, "censored"].sum() + mine["censored"].sum())
+            rows.append(_pair_row(name, reference, "tokens", float(thr), None, c, censored=cens))
+    for name in others:
+        a, b = per_image[reference], per_image[name]
+        for budget in sorted(set(a["budget"]) & set(b["budget"])):
+            x, y = pair(a[a["budget"] == budget].set_index("image_id")["l1"],
+                        b[b["budget"] == budget].set_index("image_id")["l1"])
+            rows.append(_pair_row(name, reference, "l1", None, int(budget),
+                                  paired_compare(x, y, n_boot=n_boot, seed=seed)))
+    out = pd.DataFrame(rows)
+    if len(out):
+        out["budget"] = out["budget"].astype("Int64")
+    return out
+
+
+def _pair_row(name: str, reference: str, quantity: str, thr: float | None, budget: int | None, c: Any, *,
+              censored: int = 0) -> dict[str, Any]:
+    return {"tokenizer": name, "reference": reference, "quantity": quantity, "threshold": thr, "budget": budget,
+            "n_pairs": c.n, "mean_reference": c.mean_a, "mean": c.mean_b, "diff": c.diff, "ci_low": c.ci_low,
+            "ci_high": c.ci_high, "test": "wilcoxon-signed-rank", "statistic": c.statistic, "p_value": c.p_value,
+            "n_nonzero": c.n_nonzero, "censored_images": censored}

@@ -243,7 +243,8 @@ def compare_tables(run: Run) -> list[tuple[str, pd.DataFrame]]:
         out.append(("Tokenizers compared", pd.DataFrame([{
             "tokenizer": n, "family": t.get("family"), "model": t.get("describe"),
             "sha256": str((t.get("checkpoint") or {}).get("sha256", ""))[:12],
-            "budgets": ", ".join(map(str, t.get("budgets", []))), "absent": ", ".join(map(str, t.get("lacking", []))),
+            "budgets": ", ".join(map(str, t.get("budgets", []))),
+            "absent": ", ".join(map(str, t.get("lacking", []))),
             "bits/token": t.get("bits_per_token") if t.get("bits_per_token") is not None else "no finite rate",
         } for n, t in tok.items()])))
     table = run.tables.get("compare.csv")
