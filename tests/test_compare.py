@@ -227,3 +227,24 @@ def test_cli_compare_alit_vs_one_d_piece_fixtures(tmp_path):
     table = pd.read_csv(folder / "compare.csv")
     odp = table[(table.tokenizer == "odp") & (table.metric == "l1")]
     assert (odp["bits_per_image"] == odp["tokens"] * 12.0).all()  # log2(4096) bits per token
+
+
+def test_tidy_table_continuous_has_no_rate_and_is_left_out_of_the_bits_figure(tmp_path):
+    from alit_eval.analysis.compare import tidy_table
+    from alit_eval.results import plots, plots_compare
+    from alit_eval.results.schema import metrics_frame
+
+    base = {"command": "compare", "dataset": "d", "preprocess": "center-crop", "n": 4}
+    rows = [{**base, "budget": b, "metric": m, "value": v, "condition": f"tokenizer={t}"}
+            for t, bs in (("vq", (32, 64)), ("cont", (32,))) for b in bs
+            for m, v in (("l1", 0.1 - b / 1e4), ("tokens_used", b - 2.0))]
+    table = tidy_table(metrics_frame(rows), {"vq": {"family": "alit", "bits_per_token": 12.0},
+                                             "cont": {"family": "karl", "bits_per_token": None}},
+                       {"vq": [32, 64], "cont": [32]}, [32, 64])
+    vq, cont = table[table.tokenizer == "vq"], table[table.tokenizer == "cont"]
+    assert list(vq["bits_per_image"]) == [30 * 12.0, 62 * 12.0]  # tokens used, not the nominal budget
+    assert cont["bits_per_image"].isna().all() and cont["bits_per_token"].isna().all()
+    assert list(cont["status"]) == ["measured", "absent"] and np.isnan(cont["value"].iloc[1])
+    plots.set_theme()
+    plots_compare.write_figures(tmp_path, table, pd.DataFrame(), ["cont"], "l1")
+    assert (tmp_path / "quality_vs_bits.png").is_file() and not (tmp_path / "matched_tokens.png").exists()
