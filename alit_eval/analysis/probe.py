@@ -78,9 +78,13 @@ class FeatureTap:
 
     @staticmethod
     def supports_2d(tokenizer: Any) -> bool:
-        return hasattr(tokenizer, "encoder") and hasattr(getattr(tokenizer, "cfg", None), "num_2d")
+        """Whether the hooks below apply: a recurrent encoder called once per iteration of
+        ``tokens_per_iter`` tokens over ``[cls ; 2D tokens ; ...]`` (other families lack these features)."""
+        cfg = getattr(tokenizer, "cfg", None)
+        return hasattr(tokenizer, "encoder") and hasattr(cfg, "num_2d") and hasattr(cfg, "tokens_per_iter")
 
     name = property(lambda self: self.inner.name)
+    family = property(lambda self: getattr(self.inner, "family", None))  # for the family registry
     image_size = property(lambda self: self.inner.image_size)
     budgets = property(lambda self: self.inner.budgets)
 
