@@ -1,9 +1,10 @@
 """Figures of `alit-eval compare`: each function takes its tables and returns a Figure (nothing computed here).
 
 - `quality_vs`: rFID, L1, PSNR, SSIM against tokens or against bits per image, one curve per
-  tokenizer with its 95% CI band; absent budgets are simply not drawn (never interpolated across).
+  tokenizer with its 95% CI band; against tokens, a curve breaks at a budget its tokenizer cannot
+  produce (no line is drawn across the gap).
 - `matched_tokens`: mean tokens needed at each matched threshold per tokenizer (95% CI bars), with
-  the censored share in the tick labels.
+  a "≥" mark and the censored share above bars that count censored images at the largest budget.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ def quality_vs(table: "pd.DataFrame", x: str = "budget", *, excluded: Sequence[s
     """
     import matplotlib.pyplot as plt
 
-    d = table[(table["status"] == "measured") & table[x].notna()]
+    # Absent budgets stay in as NaN values so each curve breaks there instead of bridging the gap.
+    d = table[table["status"].isin(("measured", "absent")) & table[x].notna()]
     present = [m for m in panels if m in set(d["metric"])]
     fig, axes = plt.subplots(1, max(len(present), 1), figsize=(3.2 * max(len(present), 1), 3.1), squeeze=False)
     for ax, m in zip(axes[0], present):
