@@ -95,3 +95,39 @@ OOD = (
     + _fixed("in1k", "wit", "lpips", (32, 64, 256), (0.37, 0.31, 0.24), f"{KARL} Tab. 5")
     + _fixed("in1k", "wit", "ssim", (32, 64, 256), (0.46, 0.51, 0.58), f"{KARL} Tab. 5")
 )
+
+# Cross-family comparison on IN-100 val (5k images), KARL Tab. 1, 2 and 6, as transcribed in
+# evaluation_protocols.md. `model` is the tokenizer label the cross-family script gives each checkpoint.
+# ALIT IN-1K's LPIPS row of Tab. 1 is printed reversed (a typo, evaluation_protocols.md): left out.
+# Tab. 6's variable-token FIDs: KARL's comes from its own ε mode (`allocate --criterion epsilon`);
+# `compare` reports no variable-token rFID, so ALIT's and One-D-Piece's stay unmeasured ("-").
+_FAM = (("alit-in100", (0.117, 0.087, 0.076), (0.25, 0.20, 0.16), (0.32, 0.40, 0.44)),
+        ("karl-in100", (0.113, 0.080, 0.070), (0.30, 0.19, 0.14), (0.34, 0.44, 0.49)),
+        ("one_d_piece-in1k", (0.134, 0.102, 0.094), (0.32, 0.21, 0.19), (0.32, 0.38, 0.40)),
+        ("alit-in1k", (0.113, 0.085, 0.075), None, (0.33, 0.42, 0.45)),
+        ("karl-in1k", (0.110, 0.081, 0.068), (0.29, 0.18, 0.14), (0.35, 0.44, 0.50)))
+_FAM_VARIABLE = (("alit-in100", (251.5, 227.2, 136.6), (0.16, 0.17, 0.22), (0.44, 0.43, 0.39)),
+                 ("karl-in100", (252.9, 229.6, 152.5), (0.14, 0.15, 0.21), (0.49, 0.47, 0.42)),
+                 ("one_d_piece-in1k", (255.1, 247.9, 178.4), (0.19, 0.19, 0.22), (0.40, 0.40, 0.38)),
+                 ("alit-in1k", (250.0, 221.3, 128.8), (0.15, 0.16, 0.21), (0.45, 0.44, 0.40)),
+                 ("karl-in1k", (252.1, 225.2, 146.2), (0.14, 0.16, 0.21), (0.50, 0.49, 0.42)))
+CROSS_FAMILY = tuple(
+    p for name, l1, lpips, ssim in _FAM
+    for metric, values in (("l1", l1), ("lpips", lpips), ("ssim", ssim)) if values is not None
+    for p in _fixed(name, "in100-val", metric, (32, 128, 256), values, f"{KARL} Tab. 1")
+) + tuple(
+    p for name, values in (("one_d_piece-in1k", (24.1, 9.7, 8.2)), ("alit-in100", (22.6, 11.7, 8.2)),
+                           ("karl-in100", (28.7, 13.6, 8.8)))
+    for p in _fixed(name, "in100-val", "rfid", (32, 128, 256), values, f"{KARL} Tab. 6")
+) + tuple(
+    p for name, tokens, lpips, ssim in _FAM_VARIABLE
+    for metric, values in (("mean_tokens", tokens), ("lpips", lpips), ("ssim", ssim))
+    for p in [Published(name, "in100-val", metric, v, f"{KARL} Tab. 2", threshold=t)
+              for t, v in zip((0.03, 0.05, 0.09), values)]
+)
+CROSS_FAMILY += tuple(
+    Published(name, "in100-val", "rfid", v, f"{KARL} Tab. 6", threshold=t)
+    for name, values in (("one_d_piece-in1k", (8.2, 8.3, 10.5)), ("alit-in100", (8.4, 9.3, 13.5)),
+                         ("karl-in100", (9.1, 10.3, 16.2)))
+    for t, v in zip((0.03, 0.05, 0.09), values)
+)

@@ -20,6 +20,7 @@ SCRIPTS = {
     "reproduce_in100_fixed.py": ["--in100-val", "/data/in100/val", "--lpips-weights", "alex.pth"],
     "reproduce_in100_variable.py": ["--in100-val", "/data/in100/val", "--ckpt-in1k", "in1k.pth", "--limit", "20"],
     "reproduce_ood.py": ["--coco", "/data/coco/val2017", "--wit", "/data/wit", "--overwrite", "--offline"],
+    "reproduce_cross_family.py": ["--in100-val", "/data/in100/val", "--ckpt-karl-in1k", "k1.pth", "--limit", "20"],
 }
 
 
@@ -57,7 +58,7 @@ def test_dry_run_names_only_existing_commands_and_flags(script):
         group.make_context("alit-eval", [*glob, name], resilient_parsing=False)
         group.commands[name].make_context(name, list(rest), resilient_parsing=False)
     names = [split(a, group)[1] for a in commands]
-    assert set(names) <= {"fid", "allocate"}
+    assert set(names) <= {"fid", "allocate", "compare"}
 
 
 def test_dry_runs_state_the_protocol():
@@ -129,3 +130,42 @@ def test_lookup_and_comparison(common):
     assert table["difference"].iloc[0] == pytest.approx(0.002)
     assert table["source"].str.contains("not confirmed from the ALIT paper").all()
     assert isinstance(table, pd.DataFrame)
+
+
+def test_cross_family_dry_run_and_lookup(common, tmp_path):
+    c, published = common
+    lines = dry_run("reproduce_cross_family.py", SCRIPTS["reproduce_cross_family.py"])
+    group = typer.main.get_command(app)
+    cmp = [a for a in lines if split(a, group)[1] == "compare"]
+    assert len(cmp) == 1 and len(lines) == 1 + 2  # one compare, one epsilon-mode allocate per KARL checkpoint
+    labels = [cmp[0][i + 1].split("=")[0] for i, t in enumerate(cmp[0]) if t == "--ckpt"]
+    assert labels == ["alit-in100", "karl-in100", "one_d_piece-in1k", "karl-in1k"]
+    assert {p.model for p in published.CROSS_FAMILY} >= set(labels)
+    eps = [a for a in lines if split(a, group)[1] == "allocate"]
+    assert len(eps) == 2 and all(a[a.index("--criterion") + 1] == "epsilon" for a in eps)
+    assert all(a[a.index("--thresholds") + 1] == "0.03,0.05,0.09" for a in eps)
+    assert all(a[a.index("--budgets") + 1] == "256" for a in eps)
+    sys.path.insert(0, str(ANALYSES))
+    try:
+        import reproduce_cross_family as x
+    finally:
+        sys.path.remove(str(ANALYSES))
+    base = {"command": "compare", "dataset": "val", "preprocess": "center-crop", "n": 50}
+    rows = [{**base, "budget": 32, "metric": "l1", "value": 0.12, "condition": "tokenizer=alit-in100"},
+            {**base, "budget": 32, "metric": "l1", "value": 0.11, "condition": "tokenizer=karl-in100"},
+            {**base, "metric": "mean_tokens", "value": 230.0,
+             "condition": format_condition(criterion="l1", threshold=0.05, tokenizer="alit-in100")},
+            {**base, "budget": 32, "metric": "l1_paired_diff", "value": -0.01, "condition": format_condition(
+                reference="alit-in100", test="wilcoxon", tokenizer="karl-in100")}]
+    m = metrics_frame(rows)
+    P = published.Published
+    karl = x.tokenizer_rows(m, "karl-in100")
+    assert c.lookup(karl, P("karl-in100", "in100-val", "l1", 0.113, "s", budget=32)) == 0.11
+    assert c.lookup(x.tokenizer_rows(m, "alit-in100"),
+                    P("alit-in100", "in100-val", "mean_tokens", 227.2, "s", threshold=0.05)) == 230.0
+    assert len(x.tokenizer_rows(m, "karl-in100")) == 1  # the paired-test rows are not the tokenizer's own
+    pd.DataFrame({"criterion": "epsilon", "threshold": [0.03, 0.05], "budget": 256, "mean_tokens": [250.0, 228.0],
+                  "adaptive_lpips": [0.14, 0.15], "adaptive_ssim": [0.49, 0.47], "variable_rfid": [float("nan")] * 2}
+                 ).to_csv(tmp_path / "allocation_summary.csv", index=False)
+    assert x.epsilon_values(tmp_path, 0.05) == {"mean_tokens": 228.0, "lpips": 0.15, "ssim": 0.47}
+    assert x.epsilon_values(tmp_path, 0.09) == {}

@@ -39,6 +39,7 @@ COMMANDS: dict[str, str] = {
     "allocate": "alit_eval.cli.allocate:allocate",
     "entropy-correlation": "alit_eval.cli.entropy_correlation:entropy_correlation",
     "familiarity": "alit_eval.cli.familiarity:familiarity",
+    "compare": "alit_eval.cli.compare:compare",
     "downstream": "alit_eval.cli.downstream:downstream",
     "attention-viz": "alit_eval.cli.attention_viz:attention_viz",
     "discovery": "alit_eval.cli.discovery:discovery",
@@ -50,7 +51,7 @@ COMMANDS: dict[str, str] = {
 # Commands that draw figures: the plot theme is set once, here, before their body runs (never at
 # import, so ``--help`` stays instant; the analysis modules never set it themselves).
 DRAWS_FIGURES = frozenset({"fid", "allocate", "entropy-correlation", "familiarity", "downstream", "attention-viz",
-                           "discovery", "report", "rate-distortion", "profile"})
+                           "compare", "discovery", "report", "rate-distortion", "profile"})
 
 INTERRUPTED_MESSAGE = "interrupted; rerun the same command to resume"
 

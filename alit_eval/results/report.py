@@ -252,6 +252,48 @@ def allocation_table(metrics: pd.DataFrame | None) -> pd.DataFrame | None:
     return df
 
 
+def compare_tables(run: Run) -> list[tuple[str, pd.DataFrame]]:
+    """The section of an `alit-eval compare` run: its tokenizers, quality per budget side by side
+    (absent budgets marked), tokens needed at matched thresholds and the paired tests; [] otherwise."""
+    if run.command != "compare":
+        return []
+    out = []
+    tok = run.extra.get("tokenizers") or {}
+    if tok:
+        out.append(("Tokenizers compared", pd.DataFrame([{
+            "tokenizer": n, "family": t.get("family"), "model": t.get("describe"),
+            "sha256": str((t.get("checkpoint") or {}).get("sha256", ""))[:12],
+            "budgets": ", ".join(map(str, t.get("budgets", []))),
+            "absent": ", ".join(map(str, t.get("lacking", []))),
+            "bits/token": t.get("bits_per_token") if t.get("bits_per_token") is not None else "no finite rate",
+        } for n, t in tok.items()])))
+    table = run.tables.get("compare.csv")
+    if table is not None and len(table):
+        t = table[table["metric"].isin(HEADLINE)].copy()
+        t["cell"] = [v if s == "measured" else s for v, s in zip(t["value"], t["status"])]
+        t["column"] = [f"{LABELS.get(m, m)} · {n}" for m, n in zip(t["metric"], t["tokenizer"])]
+        order = list(dict.fromkeys(t.sort_values(["metric"], key=lambda c: c.map(HEADLINE.index), kind="stable")
+                                   ["column"]))
+        wide = t.pivot_table(index="budget", columns="column", values="cell", aggfunc="first")
+        out.append(("Quality per token budget (same images)",
+                    wide.reindex(columns=order).reset_index().rename(columns={"budget": "tokens"})))
+    matched = run.tables.get("matched_tokens.csv")
+    if matched is not None and len(matched):
+        out.append(("Tokens needed per image at matched thresholds", pd.DataFrame({
+            "tokenizer": matched["tokenizer"], "threshold": matched["threshold"],
+            "mean tokens": matched["mean_tokens"], "95% CI": [_ci(a, b) for a, b in zip(matched["ci_low"],
+                                                                                      matched["ci_high"])],
+            "median": matched["median_tokens"],
+            "censored": [f"{c}/{n}" for c, n in zip(matched["n_censored"], matched["n"])]})))
+    tests = run.tables.get("paired_tests.csv")
+    if tests is not None and len(tests):
+        out.append((f"Paired tests against {run.extra.get('reference', 'the first tokenizer')} (same images; "
+                    "Wilcoxon signed-rank)", tests[["tokenizer", "quantity", "threshold", "budget", "n_pairs",
+                                                    "mean_reference", "mean", "diff", "ci_low", "ci_high",
+                                                    "p_value"]]))
+    return out
+
+
 def run_conditions(run: Run, dataset: str, rows: pd.DataFrame) -> dict[str, str]:
     """The comparability conditions of one series (see the module docstring)."""
     cfg = sweep_config(run.config, dataset)
@@ -297,12 +339,15 @@ def run_warnings(run: Run) -> list[str]:
     m = run.metrics
     if m is not None and not m.empty:
         cens = m[(m["metric"] == "censored_share") & (m["value"] > 0)]
-        for ds, group in cens.groupby("dataset", sort=False):
+        # compare runs: one line per tokenizer (its condition), counted at its largest budget
+        who = cens["condition"].map(lambda c: parse_condition(c).get("tokenizer", ""))
+        for (ds, tok), group in cens.groupby([cens["dataset"], who], sort=False):
             conds = group["condition"].map(parse_condition)
             parts = ", ".join(f"{c.get('threshold')} ({100 * v:.0f}%)" for c, v in zip(conds, group["value"]))
             crit = conds.iloc[0].get("criterion", "l1")
-            out.append(f"{ds}: censored allocation: some images never reach the {crit} threshold (share of images "
-                       f"per threshold: {parts}); they count as the fallback budget")
+            out.append(f"{ds}{f' · {tok}' if tok else ''}: censored allocation: some images never reach the {crit} "
+                       f"threshold (share of images per threshold: {parts}); they count as "
+                       f"{'the largest budget' if tok else 'the fallback budget'}")
         small = m[(m["metric"] == "rfid") & m["n"].notna() & (m["n"] < FID_MIN_IMAGES)]
         if len(small):
             out.append(f"rFID from {int(small['n'].min())} image(s) (< {FID_MIN_IMAGES}): biased upward, only "

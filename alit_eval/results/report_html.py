@@ -227,6 +227,14 @@ def _run_section(d: _Doc, run: rp.Run, i: int, figs: Path) -> None:
     if run.config:
         d.h.append("<details><summary>configuration (config.json)</summary><pre>"
                    + html.escape(json.dumps(run.config, indent=2)) + "</pre></details>")
+    compared = rp.compare_tables(run)
+    if compared:
+        d.heading(3, "Tokenizer comparison")
+        for note in run.extra.get("notes") or []:
+            d.para(str(note), "note")
+        for k, (title, table) in enumerate(compared):
+            d.para(title, "muted")
+            d.table(table, f"compare/{run.label}/{k}", max_rows=rp.MAX_CSV_ROWS)
     rows = rp.fixed_rows(run.metrics)
     for ds in dict.fromkeys(rows["dataset"]):
         d.heading(3, f"Reconstruction per token budget: {ds}")

@@ -1,0 +1,383 @@
+"""`alit-eval compare`: several tokenizers (any families) on the same images, in one run folder.
+
+Every tokenizer's sweep goes through the one engine, each in its own resumable sub-folder
+``sweeps/<label>/`` (a reusable sweep folder, like a `fid` run), on the same data source with the
+same preprocess mode. Budgets: ``--budgets`` is the union requested; each tokenizer is swept at the
+subset it can produce, and a budget it cannot produce is reported as absent (a NaN row with
+``status=absent`` in ``compare.csv``, no row in ``metrics.csv``), never interpolated.
+
+Outputs besides the sweeps:
+
+- ``metrics.csv`` (the fixed schema; the tokenizer is the condition ``tokenizer=<label>``):
+  quality per budget (L1, MSE, PSNR, SSIM, LPIPS, rFID), mean tokens used and bits per image per
+  budget, tokens needed at each matched threshold, and the paired tests against the reference.
+- ``compare.csv``: the tidy table, one row per tokenizer x budget (the union) x quality metric,
+  with the tokenizer's family, tokens used, bits per token and per image, and the status.
+- ``matched_tokens.csv`` and ``selection.parquet``: tokens needed per image at each threshold.
+- ``paired_tests.csv``: each tokenizer against the reference (the first) on the same images:
+  required tokens per threshold and L1 per common budget (`alit_eval.analysis.paired`).
+- figures: quality against tokens, quality against bits per image (tokenizers with a finite
+  rate only: continuous latents have none and are named in the figure), tokens at matched L1.
+
+Bits of a budget = tokens x the family's bits per token (`Family.bits`: log2 of the codebook size;
+a fixed-length code, no entropy coding). Tokens are the ones the model really used (the sweep's
+``tokens_used``, e.g. KARL's kept slots) where the sweep records them, else the budget.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from alit_eval.analysis import token_selection as al
+from alit_eval.analysis.paired import PAIRED_TEST, matched_tokens, paired_tests
+from alit_eval.analysis.quality import summarize
+from alit_eval.analysis.skeleton import CommandRun, dataset_meta
+from alit_eval.engine.reuse import has_features, plan_sweep
+from alit_eval.errors import AlitEvalError
+from alit_eval.results.io import write_csv, write_json, write_parquet
+from alit_eval.results.schema import format_condition, metrics_frame, parse_condition
+
+QUALITY = ("rfid", "l1", "psnr", "ssim", "mse", "lpips")  # per-budget metrics of the tidy table
+CENSORING = ("an image whose criterion never reaches the threshold at any swept budget is censored: it counts as "
+             "the tokenizer's largest swept budget (a lower bound) and is flagged")
+
+
+@dataclass(frozen=True)
+class TokenizerSpec:
+    """One tokenizer of the comparison: a label (None: from the checkpoint), the checkpoint, and its own
+    family and attention-heads overrides (``--family``/``--heads`` apply to one checkpoint each)."""
+
+    label: str | None
+    ckpt: str
+    family: str | None = None
+    heads: int | None = None
+
+
+def _split(text: str) -> tuple[str | None, str]:
+    # "label=value"; a value that merely contains "=" (a path) is kept whole when the name part has a slash.
+    name, sep, value = text.partition("=")
+    if sep and name and "/" not in name and "\\" not in name:
+        return name.strip(), value.strip()
+    return None, text.strip()
+
+
+def parse_tokenizers(ckpts: Sequence[str], families: Sequence[str] = (),
+                     heads: Sequence[str] = ()) -> list[TokenizerSpec]:
+    """``--ckpt [LABEL=]CKPT`` (repeated), ``--family LABEL=FAMILY`` and ``--heads LABEL=N`` as `TokenizerSpec`s.
+
+    Raises:
+        AlitEvalError: fewer than two checkpoints, a repeated label, or an override for no checkpoint.
+    """
+    specs = [TokenizerSpec(*_split(c)) for c in ckpts]
+    if len(specs) < 2:
+        raise AlitEvalError("compare needs at least two tokenizers; pass --ckpt twice or more")
+    for option, field, values in (("--family", "family", families), ("--heads", "heads", heads)):
+        for text in values:
+            key, value = _split(text)
+            if key is None:
+                raise AlitEvalError(f"{option} {text!r}: write LABEL=VALUE (LABEL: a --ckpt label or checkpoint)")
+            hits = [i for i, s in enumerate(specs) if key in (s.label, s.ckpt)]
+            if not hits:
+                raise AlitEvalError(f"{option} {text!r}: no --ckpt is labelled or named {key!r}")
+            if field == "heads" and not (value.isdigit() and int(value) > 0):
+                raise AlitEvalError(f"{option} {text!r}: the number of heads must be a positive whole number")
+            for i in hits:
+                specs[i] = replace(specs[i], **{field: int(value) if field == "heads" else value})
+    labels = [s.label for s in specs if s.label]
+    dup = sorted({n for n in labels if labels.count(n) > 1})
+    if dup:
+        raise AlitEvalError(f"two tokenizers are labelled {dup[0]!r}; give each --ckpt its own LABEL=")
+    for s in specs:
+        if s.label is not None and (not s.label or re.search(r"[/\\;=]", s.label) or s.label in {".", ".."}):
+            raise AlitEvalError(f"tokenizer label {s.label!r} must be a plain word (no / \\ ; =)")
+    return specs
+
+
+def _clean(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._+-]+", "-", text).strip("-.") or "tokenizer"
+
+
+def assign_labels(specs: Sequence[TokenizerSpec], names: Sequence[str], families: Sequence[str]) -> list[str]:
+    """Labels: the given one, else the checkpoint's name; clashes get the family, then a number."""
+    labels = [s.label or _clean(n) for s, n in zip(specs, names)]
+    clash = {lbl for lbl in labels if labels.count(lbl) > 1}
+    labels = [f"{f}-{lbl}" if lbl in clash and not s.label else lbl for s, lbl, f in zip(specs, labels, families)]
+    seen: dict[str, int] = {}
+    out = []
+    for lbl in labels:
+        seen[lbl] = seen.get(lbl, 0) + 1
+        out.append(lbl if seen[lbl] == 1 else f"{lbl}-{seen[lbl]}")
+    return out
+
+
+def split_budgets(requested: str | None, space: Sequence[int]) -> tuple[list[int] | None, list[int]]:
+    """The budgets of the request this tokenizer can produce, and those it cannot (absent).
+
+    Args:
+        requested: ``--budgets`` in the budget syntax (`alit_eval.budgets`), or None (the tokenizer's default).
+        space: the budgets the tokenizer can produce.
+
+    Returns:
+        ``(have, lack)``; ``have`` is None when nothing was requested.
+    """
+    from alit_eval.budgets import BudgetSpace, parse_budget_spec
+
+    if requested is None:
+        return None, []
+    spec = parse_budget_spec(requested)
+    space = BudgetSpace.of(space)
+    if spec.everything:
+        return list(space.values), []
+    # Open progressions run to this tokenizer's largest budget; explicit values stay as given.
+    wide = BudgetSpace.of(range(1, max(space.max, *spec.values, 1) + 1))
+    wanted = spec.resolve(wide)
+    return [b for b in wanted if b in space], [b for b in wanted if b not in space]
+
+
+def _plan(req: Any, spec: TokenizerSpec, **kw: Any) -> Any:
+    """Plan one tokenizer's sweep; a family inference option (--halting, --epsilon) is dropped for a
+    family that lacks it (it applies to the tokenizers that have it)."""
+    r = replace(req, ckpt=spec.ckpt, budgets=None, heads=spec.heads)
+    if spec.family is not None:
+        if not hasattr(r, "family"):
+            raise AlitEvalError("--family needs the family registry's sweep option; update alit-eval")
+        r = replace(r, family=spec.family)
+    for _ in range(3):
+        try:
+            return plan_sweep(r, None, **kw)
+        except AlitEvalError as exc:
+            option = next((o for o in ("halting", "epsilon") if str(exc).startswith(f"--{o} applies only")), None)
+            if option is None or getattr(r, option, None) is None:
+                raise
+            r = replace(r, **{option: None})
+    raise AssertionError("unreachable")
+
+
+def plan_tokenizers(req: Any, specs: Sequence[TokenizerSpec], budgets: str | None, *, seed: int, device: str,
+                    offline: bool, progress: bool = True) -> tuple[dict[str, Any], dict[str, list[int]]]:
+    """Load every tokenizer and plan its sweep on the same data with the same preprocess mode.
+
+    The first tokenizer resolves the preprocess mode (``--preprocess``, else its pretrained entry,
+    else the default); every other tokenizer uses the same mode.
+
+    Returns:
+        ``(plans, lacking)``: label -> `SweepPlan` (its config is what `fid` would record with
+        those budgets), and label -> the requested budgets it cannot produce.
+
+    Raises:
+        AlitEvalError: a tokenizer that can produce none of the requested budgets.
+    """
+    from alit_eval.tokenizers.families import budgets_for, family_of
+
+    kw = {"seed": seed, "device": device, "offline": offline, "progress": progress}
+    plans, lacking, raw = [], [], []
+    for spec in specs:
+        plan = _plan(req if not plans else replace(req, preprocess=plans[0].prepared.sweep.preprocess), spec, **kw)
+        p = plan.prepared
+        have, lack = split_budgets(budgets, p.tokenizer.budgets)
+        if have is None:
+            have = budgets_for(p.tokenizer, None, p.checkpoint.get("default_budgets"))
+        elif not have:
+            raise AlitEvalError(f"{spec.ckpt}: none of --budgets {budgets} can be produced by this tokenizer "
+                                f"(it produces {_describe(p.tokenizer.budgets)})")
+        else:
+            p.resolved_from["budgets"] = "option"
+        p.sweep.budgets, p.config["budgets"] = list(have), list(have)
+        if plans:
+            p.resolved_from["preprocess"] = "compare (the first tokenizer's)"
+        plans.append(plan)
+        lacking.append(lack)
+        raw.append(family_of(p.tokenizer).name)
+    labels = assign_labels(specs, [p.prepared.checkpoint.get("name") or s.ckpt for p, s in zip(plans, specs)], raw)
+    return dict(zip(labels, plans)), dict(zip(labels, lacking))
+
+
+def _describe(budgets: Sequence[int]) -> str:
+    from alit_eval.budgets import BudgetSpace
+
+    return BudgetSpace.of(budgets).describe()
+
+
+def lacking_line(lacking: dict[str, list[int]]) -> str:
+    """One line naming the requested budgets each tokenizer cannot produce ('' when none lacks any)."""
+    parts = [f"{name} lacks {', '.join(map(str, b[:12]))}{' ...' if len(b) > 12 else ''}"
+             for name, b in lacking.items() if b]
+    return "budgets absent (not interpolated): " + "; ".join(parts) if parts else ""
+
+
+def tokenizer_facts(plan: Any) -> dict[str, Any]:
+    """Family, one-line description and bits per token (None: continuous latents, no finite rate)."""
+    from alit_eval.tokenizers.families import family_of
+
+    tok = plan.prepared.tokenizer
+    fam = family_of(tok)
+    return {"family": fam.name, "describe": fam.describe_config(tok.cfg), "bits_per_token": fam.bits(tok.cfg),
+            "image_size": int(tok.image_size), "produces": _describe(tok.budgets), "notes": fam.notes()}
+
+
+def _tag(rows: list[dict[str, Any]], **cond: Any) -> list[dict[str, Any]]:
+    """Add conditions to metric rows (merged with the conditions they already carry)."""
+    return [{**r, "condition": format_condition(**{**parse_condition(r.get("condition", "")), **cond})} for r in rows]
+
+
+def budget_rows(name: str, res: Any, facts: dict[str, Any], *, dataset: str, preprocess: str, seed: int,
+                fid: bool) -> list[dict[str, Any]]:
+    """Quality per budget (`quality.summarize`), tokens used and bits per image, tagged with the tokenizer."""
+    rows = summarize(res, command="compare", dataset=dataset, preprocess=preprocess, seed=seed,
+                     fid=fid).to_dict("records")
+    base = {"command": "compare", "dataset": dataset, "preprocess": preprocess}
+    per = res.per_image
+    for b in res.budgets:
+        sub = per[per["budget"] == b]
+        used = float(sub["tokens_used"].mean()) if "tokens_used" in sub else float(b)
+        rows.append({**base, "budget": int(b), "metric": "tokens_used", "value": used, "n": len(sub)})
+        if facts["bits_per_token"] is not None:
+            rows.append({**base, "budget": int(b), "metric": "bits_per_image", "n": len(sub),
+                         "value": used * float(facts["bits_per_token"])})
+    return _tag(rows, tokenizer=name)
+
+
+def tidy_table(metrics: pd.DataFrame, facts: dict[str, dict[str, Any]], budgets: dict[str, list[int]],
+               union: Sequence[int]) -> pd.DataFrame:
+    """``compare.csv``: tokenizer x budget (the union) x quality metric, absent budgets as NaN rows."""
+    cond = metrics["condition"].map(parse_condition)
+    names = cond.map(lambda c: c.get("tokenizer"))
+    fixed = metrics[cond.map(lambda c: set(c) <= {"tokenizer", "reference", "resize"}).astype(bool)
+                    & metrics["budget"].notna()]
+    present = [m for m in QUALITY if m in set(fixed["metric"])]
+    rows = []
+    for name, info in facts.items():
+        mine = fixed[names[fixed.index] == name]
+        used = mine[mine["metric"] == "tokens_used"].set_index("budget")["value"]
+        for b in union:
+            have = b in budgets[name]
+            tokens = float(used.get(b, b)) if have else float("nan")
+            bits = info["bits_per_token"]
+            for m in present:
+                hit = mine[(mine["metric"] == m) & (mine["budget"] == b)]
+                r = hit.iloc[0] if len(hit) else None
+                rows.append({
+                    "tokenizer": name, "family": info["family"], "budget": int(b), "metric": m,
+                    "value": float(r["value"]) if r is not None else float("nan"),
+                    "ci_low": float(r["ci_low"]) if r is not None else float("nan"),
+                    "ci_high": float(r["ci_high"]) if r is not None else float("nan"),
+                    "n": int(r["n"]) if r is not None else 0, "tokens": tokens,
+                    "bits_per_token": float("nan") if bits is None else float(bits),
+                    "bits_per_image": float("nan") if bits is None or not have else tokens * float(bits),
+                    "status": "measured" if r is not None else ("absent" if not have else "not computed"),
+                    "note": "" if have else "the tokenizer cannot produce this budget (not interpolated)",
+                })
+    return pd.DataFrame(rows)
+
+
+def selection_rows(summary: pd.DataFrame, tests: pd.DataFrame, *, dataset: str, preprocess: str,
+                   criterion: str) -> list[dict[str, Any]]:
+    """metrics.csv rows of the matched-threshold tokens and of the paired tests."""
+    rows = []
+    base = {"command": "compare", "dataset": dataset, "preprocess": preprocess}
+    for r in summary.to_dict("records"):
+        cond = format_condition(tokenizer=r["tokenizer"], criterion=criterion, threshold=f"{r['threshold']:.6g}")
+        rows += [{**base, "metric": "mean_tokens", "value": r["mean_tokens"], "ci_low": r["ci_low"],
+                  "ci_high": r["ci_high"], "n": r["n"], "condition": cond},
+                 {**base, "metric": "median_tokens", "value": r["median_tokens"], "n": r["n"], "condition": cond},
+                 {**base, "metric": "censored_share", "value": r["censored_share"], "n": r["n"], "condition": cond}]
+        rows += [{**base, "metric": k[:-len("_selected")], "value": v, "n": r["n"], "condition": cond}
+                 for k, v in r.items() if k.endswith("_selected") and pd.notna(v)]
+    for r in tests.to_dict("records"):
+        cond = {"tokenizer": r["tokenizer"], "reference": r["reference"], "test": "wilcoxon"}
+        if r["quantity"] == "tokens":
+            cond.update(criterion=criterion, threshold=f"{r['threshold']:.6g}")
+        prefix = "token" if r["quantity"] == "tokens" else "l1"
+        row = {**base, "budget": None if pd.isna(r["budget"]) else int(r["budget"]), "n": int(r["n_pairs"]),
+               "condition": format_condition(**cond)}
+        rows += [{**row, "metric": f"{prefix}_paired_diff", "value": r["diff"], "ci_low": r["ci_low"],
+                  "ci_high": r["ci_high"]},
+                 {**row, "metric": f"{prefix}_wilcoxon_statistic", "value": r["statistic"]},
+                 {**row, "metric": f"{prefix}_wilcoxon_p", "value": r["p_value"]}]
+    return rows
+
+
+def _sweep(plan: Any, folder: Path) -> Any:
+    """Run (or resume) one tokenizer's sweep in its sub-folder, and make that a reusable sweep folder."""
+    inputs = plan.execute(folder)
+    write_json(plan.config, folder / "config.json")
+    write_parquet(inputs.result.per_image, folder / "per_image.parquet")
+    return inputs
+
+
+def run(req: Any, *, tokenizers: Sequence[TokenizerSpec], budgets: str | None = None,
+        thresholds: Sequence[str] = ("auto",), criterion: str = "l1", fallback: str = "min-error",
+        n_boot: int = 1000, seed: int = 0, device: str = "cpu", offline: bool = False, results_dir: Any = "results",
+        run_id: str | None = None, overwrite: bool = False, progress: bool = True,
+        figures: bool = True) -> tuple[Any, pd.DataFrame, pd.DataFrame, pd.DataFrame, str]:
+    """`alit-eval compare` end to end.
+
+    Returns:
+        ``(run_dir, compare table, matched-token summary, paired tests, lacking line)``.
+    """
+    from alit_eval.results import plots_compare as pc
+
+    al.criterion_spec(criterion)
+    plans, lacking = plan_tokenizers(req, tokenizers, budgets, seed=seed, device=device, offline=offline,
+                                     progress=progress)
+    facts = {n: tokenizer_facts(p) for n, p in plans.items()}
+    reference = next(iter(plans))
+    config = {"tokenizers": {n: p.config for n, p in plans.items()}, "reference": reference,
+              "compare": {"budgets": budgets, "thresholds": [str(t) for t in thresholds], "criterion": criterion,
+                          "fallback": fallback, "n_boot": n_boot, "fid": bool(req.fid)}}
+    line = lacking_line(lacking)
+    with CommandRun("compare", config, results_dir=results_dir, run_id=run_id, overwrite=overwrite) as run:
+        inputs = {n: _sweep(p, run.dir.path / "sweeps" / n) for n, p in plans.items()}
+        first = inputs[reference]
+        dataset, preprocess = first.dataset, first.preprocess
+        tables = {n: i.result.per_image for n, i in inputs.items()}
+        resolved = al.resolve_thresholds(thresholds, tables[reference], criterion)
+        rows, notes = [], [line] if line else []
+        for n, i in inputs.items():
+            has_fid = bool(req.fid) and has_features(i.result.store, i.result.budgets)
+            if req.fid and not has_fid:
+                notes.append(f"{n}: no Inception features in the sweep, rFID skipped")
+            rows += budget_rows(n, i.result, facts[n], dataset=dataset, preprocess=preprocess, seed=seed,
+                                fid=has_fid)
+        selection, summary = matched_tokens(tables, resolved, criterion=criterion, fallback=fallback,
+                                            n_boot=n_boot, seed=seed)
+        tests = paired_tests(selection, tables, reference, n_boot=n_boot, seed=seed)
+        rows += selection_rows(summary, tests, dataset=dataset, preprocess=preprocess, criterion=criterion)
+        metrics = metrics_frame(rows)
+        used = {n: list(i.result.budgets) for n, i in inputs.items()}
+        union = sorted({b for bs in used.values() for b in bs} | {b for bs in lacking.values() for b in bs})
+        table = tidy_table(metrics, facts, used, union)
+        no_rate = [n for n, f in facts.items() if f["bits_per_token"] is None]
+        if no_rate:
+            notes.append(f"{', '.join(no_rate)}: continuous latents have no finite rate (bits per token); left out "
+                         "of the bits figure")
+        sizes = {f["image_size"] for f in facts.values()}
+        if len(sizes) > 1:
+            notes.append(f"the tokenizers take different image sizes ({sorted(sizes)}): the same images and "
+                         f"preprocess mode ({preprocess}), but each at its own size")
+        run.dir.write_metrics(metrics)
+        run.dir.write_per_image(pd.concat([t.assign(tokenizer=n, source_id=t["image_id"],
+                                                    image_id=[f"{n}/{i}" for i in t["image_id"]])
+                                           for n, t in tables.items()], ignore_index=True))
+        write_csv(table, run.dir.file("compare.csv"))
+        write_csv(summary, run.dir.file("matched_tokens.csv"))
+        write_csv(tests, run.dir.file("paired_tests.csv"))
+        write_parquet(selection, run.dir.file("selection.parquet"))
+        if figures:
+            pc.write_figures(run.dir.figures, table, summary, no_rate, criterion)
+        run.finish(seed, {
+            "reference": reference, "dataset": {"name": dataset, **first.config.get("data", {})},
+            "preprocess": preprocess,
+            "tokenizers": {n: {**facts[n], "checkpoint": i.checkpoint, "budgets": used[n], "lacking": lacking[n],
+                               **dataset_meta(i)} for n, i in inputs.items()},
+            "thresholds": [{"spec": s, "value": v, "resolved_on": reference} for s, v in resolved],
+            "criterion": criterion, "fallback": fallback, "n_boot": n_boot, "paired_test": PAIRED_TEST,
+            "censoring": CENSORING, "rate": "bits per image = tokens used x bits per token (log2 codebook size)",
+            "notes": notes,
+        }, device=first.result.info.get("device"))
+    return run.dir, table, summary, tests, line

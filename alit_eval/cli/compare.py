@@ -1,0 +1,81 @@
+"""``alit-eval compare``: several tokenizers (any families) on the same images, in one run folder."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from alit_eval.cli.options import MEASURE_OPTIONS, SweepArgs, parse_list, sweep_command
+
+
+@sweep_command(MEASURE_OPTIONS)
+def compare(
+    ctx: typer.Context,
+    sweep: SweepArgs,
+    ckpt: List[str] = typer.Option(
+        ..., "--ckpt",
+        help="A tokenizer as [LABEL=]CKPT (file or pretrained name); repeat it (two or more). The first is the "
+             "reference of the paired tests."),
+    budgets: Optional[str] = typer.Option(
+        None, "--budgets",
+        help="The budgets requested, for all tokenizers (e.g. 32,64,128,256 or 8-256:8 or 1,2,4,...). Each "
+             "tokenizer is swept at those it can produce; the others are reported as absent, never interpolated. "
+             "Default: each tokenizer's own."),
+    family: Optional[List[str]] = typer.Option(
+        None, "--family", help="Force a tokenizer's family as LABEL=FAMILY (LABEL: its --ckpt label or text)."),
+    heads: Optional[List[str]] = typer.Option(
+        None, "--heads", help="Attention heads of one tokenizer whose weights do not determine them, as LABEL=N."),
+    thresholds: str = typer.Option(
+        "auto", "--thresholds",
+        help="Matched-quality thresholds of the criterion: numbers, `auto` or `qP` (resolved on the first "
+             "tokenizer; the same numbers for all)."),
+    criterion: str = typer.Option("l1", "--criterion", help="l1 | official-l1 | mse | lpips | psnr | ssim."),
+    fallback: str = typer.Option("min-error", "--fallback", help="Selection for censored images: min-error or "
+                                 "max-budget (token statistics count them at the largest budget)."),
+    n_boot: int = typer.Option(1000, "--n-boot", min=0, help="Bootstrap resamples for the 95% CIs."),
+    official_truncation: bool = typer.Option(False, "--official-truncation",
+                                             help="Truncate to uint8 like the official PNG writer (default: round)."),
+) -> None:
+    """Compare tokenizers on the same images: rFID, L1, PSNR, SSIM against tokens and bits per image,
+    tokens needed per image at matched thresholds, and paired tests (Wilcoxon signed-rank) per image.
+
+    Each tokenizer's sweep runs in its own resumable sub-folder (sweeps/<label>/).
+
+    Examples:
+
+        alit-eval compare --ckpt alit=alit_small.vqgan_quantized.in100 --ckpt karl=karl_small.vqgan_quantized.in100 \\
+            --data /data/imagenet100/val --budgets 32,64,128,256 --thresholds 0.03,0.05,0.09
+
+        alit-eval compare --ckpt a.pth --ckpt b.safetensors --data demo-scenes --limit 8 --no-fid
+    """
+    from alit_eval.analysis.compare import parse_tokenizers, run
+
+    sweep.config.rounding = "truncate" if official_truncation else "round"
+    specs = parse_tokenizers(list(ckpt), list(family or []), list(heads or []))
+    run_dir, _, summary, tests, lacking = run(
+        sweep.config, **sweep.run_kwargs(), tokenizers=specs, budgets=budgets,
+        thresholds=parse_list(thresholds, str, option="--thresholds", what="a threshold"),
+        criterion=criterion, fallback=fallback, n_boot=n_boot)
+    if lacking:
+        typer.echo(lacking)
+    print_summary(summary, tests)
+    typer.echo(f"results: {run_dir.path}")
+
+
+def print_summary(summary, tests) -> None:
+    """Mean tokens at each matched threshold, with the paired test against the reference."""
+    from rich.console import Console
+    from rich.table import Table
+
+    t = tests[tests["quantity"] == "tokens"] if len(tests) else tests
+    out = Table(title="tokens needed per image at matched thresholds (mean, 95% CI; paired Wilcoxon vs the first)")
+    for c in ("tokenizer", "threshold", "mean tokens [CI]", "censored", "diff vs ref", "p"):
+        out.add_column(c, justify="right")
+    for r in summary.itertuples():
+        hit = t[(t["tokenizer"] == r.tokenizer) & (t["threshold"] == r.threshold)] if len(t) else t
+        diff = f"{hit['diff'].iloc[0]:+.1f}" if len(hit) else "ref"
+        p = f"{hit['p_value'].iloc[0]:.2g}" if len(hit) else ""
+        out.add_row(r.tokenizer, f"{r.threshold:.4g}", f"{r.mean_tokens:.1f} [{r.ci_low:.1f}, {r.ci_high:.1f}]",
+                    f"{r.n_censored}/{r.n}", diff, p)
+    Console().print(out)
