@@ -210,7 +210,12 @@ def infer_config(
         raise ValueError(f"rec_loss_embeddings has {n_bins} rows; KARL's official ε bins are {len(EPS_BINS)}")
     quantize = "quantize.embedding.weight" in sd
     codebook = int(sd["quantize.embedding.weight"].shape[0]) if quantize else 4096
-    base = infer_base_config(sd)
+    # GroupNorm groups are not visible in the weights: the official 32 holds only for the official base
+    # geometry, else the file's args must say (infer_base_config refuses, naming the field).
+    groups = args.get("norm_groups")
+    if groups is not None and (isinstance(groups, bool) or not isinstance(groups, (int, float)) or groups != int(groups)):
+        raise ValueError(f"args.norm_groups = {groups!r} must be a whole number")
+    base = infer_base_config(sd, norm_groups=int(groups) if groups is not None else None)
     if args.get("base_tokenizer") not in (None, base.kind):
         raise ValueError(f"args say base {args['base_tokenizer']!r} but the weights hold a {base.kind} base")
     if args.get("quantize_latent") is not None and bool(args["quantize_latent"]) != quantize:
