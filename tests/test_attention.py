@@ -134,7 +134,53 @@ def test_attention_viz_defaults_and_errors(tiny_ckpt, tmp_path):
     res = CliRunner().invoke(app, ["--device", "cpu", "--results-dir", str(tmp_path), "attention-viz",
                                    "--ckpt", str(tiny_ckpt), "--budgets", "8"])
     assert res.exit_code == 0, res.output
-    assert (tmp_path / "attention-viz" / "demo-scenes_000000_layer0_corrected.png").is_file()
+    runs = list((tmp_path / "attention-viz").iterdir())
+    assert len(runs) == 1 and (runs[0] / "demo-scenes_000000_layer0_corrected.png").is_file()
+    assert (runs[0] / "meta.json").is_file() and (runs[0] / "config.json").is_file()
     bad = CliRunner().invoke(app, ["--device", "cpu", "attention-viz", "--ckpt", str(tiny_ckpt), "--budgets", "8",
                                    "--tokens", "9", "--out", str(tmp_path / "x")])
     assert bad.exit_code != 0 and "token indices must lie in 0..7" in str(bad.exception)
+
+
+def test_attention_viz_run_folders_pages_and_overwrite(tiny_ckpt, tmp_path):
+    """Another checkpoint or options get another run folder (nothing overwritten); same options reuse
+    the folder; a fixed --run-id with other options needs --overwrite; many tokens go to pages."""
+    from alit_eval.analysis.attention_viz import default_tokens, pages
+
+    base = ["--device", "cpu", "--results-dir", str(tmp_path), "attention-viz", "--ckpt", str(tiny_ckpt)]
+    for extra in (["--budgets", "8"], ["--budgets", "8", "--indexing", "official-notebook"], ["--budgets", "8"]):
+        res = CliRunner().invoke(app, base + extra)
+        assert res.exit_code == 0, res.output
+    runs = sorted((tmp_path / "attention-viz").iterdir())
+    assert len(runs) == 2  # the third call resumed the first folder
+    res = CliRunner().invoke(app, base + ["--budgets", "4,16", "--tokens-per-page", "5"])
+    assert res.exit_code == 0, res.output
+    new = [r for r in (tmp_path / "attention-viz").iterdir() if r not in runs]
+    assert len(new) == 1
+    pngs = sorted(p.name for p in new[0].glob("*.png"))
+    assert pngs == [f"demo-scenes_000000_layer0_corrected_p{k}.png" for k in (1, 2, 3, 4)]  # 16 tokens / 5
+    meta = json.loads((new[0] / "meta.json").read_text())
+    assert meta["extra"]["figures"]["demo-scenes_000000"] == pngs
+    with Image.open(new[0] / pngs[0]) as im:
+        assert im.width <= 2000
+    fixed = base + ["--budgets", "8", "--run-id", "mine"]
+    assert CliRunner().invoke(app, fixed).exit_code == 0
+    clash = CliRunner().invoke(app, fixed + ["--layer", "-1"])
+    assert clash.exit_code != 0 and "--overwrite" in str(clash.exception)
+    assert CliRunner().invoke(app, fixed + ["--layer", "-1", "--overwrite"]).exit_code == 0
+    # defaults: every token up to 64, else the first 8 of every iteration
+    assert default_tokens([8, 16], 16) == list(range(16))
+    alit = default_tokens([32, 64, 96, 128, 160, 192, 224, 256], 256)
+    assert len(alit) == 64 and alit[:9] == [0, 1, 2, 3, 4, 5, 6, 7, 32] and alit[-1] == 231
+    assert pages(list(range(10)), 4) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+
+
+def test_checkpoint_label_uses_parent_folder_for_checkpoint_files():
+    from alit_eval.results.labels import checkpoint_label, title_from_meta
+
+    assert checkpoint_label("checkpoint", "runs/alit_b32/checkpoint.pt") == "alit_b32"
+    assert checkpoint_label("alit_small.vqgan_quantized.in100", "cache/x/alit.pth") == "alit_small.vqgan_quantized.in100"
+    assert checkpoint_label("model", "runs/a/model.safetensors") == "model"
+    title = title_from_meta({"checkpoint": {"name": "checkpoint", "path": "r/exp7/checkpoint.pth"},
+                             "dataset": {"source": "/data/imagenet/val"}, "n_images": 50}, what="fid")
+    assert title == "fid: exp7 on val (n=50)"
