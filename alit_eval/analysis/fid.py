@@ -60,6 +60,8 @@ def run(req: Any, *, seed: int, device: str, offline: bool, results_dir: Any, ru
         distributed.broadcast_object(run.dir.path, dist)
         inputs = run.sweep(on_batch=on_batch, dist=dist)
         result = inputs.result
+        if req.save_recons:
+            warn_missing_recons(req.save_recons, result)
         metrics = summarize(result, command="fid", dataset=inputs.dataset, preprocess=inputs.preprocess, seed=seed,
                             fid_ref=ref, kid=kid, fid=req.fid)
         run.dir.write_metrics(metrics)
@@ -77,6 +79,21 @@ def run(req: Any, *, seed: int, device: str, offline: bool, results_dir: Any, ru
             "oom_chunk": info["oom_chunk"], "processes": dist.world,
         })
     return run.dir, metrics
+
+
+def warn_missing_recons(folder: str, result: Any) -> int:
+    """Warn when images of a resumed run have no PNG under ``--save-recons`` (they were not rebuilt)."""
+    import logging
+
+    from alit_eval.engine.recons import ORIGINAL, recon_path
+
+    ids = result.per_image["image_id"].unique()
+    missing = [i for i in ids if not all(recon_path(folder, k, i).is_file() for k in (ORIGINAL, *result.budgets))]
+    if missing:
+        logging.getLogger(__name__).warning(
+            "--save-recons: %d of %d images were resumed from the run folder and have no PNGs in %s; "
+            "rerun with --overwrite (or another --run-id) to write them all", len(missing), len(ids), folder)
+    return len(missing)
 
 
 def write_figures(run_dir: Any, result: Any, metrics: Any) -> None:
