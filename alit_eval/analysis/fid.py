@@ -15,7 +15,7 @@ from PIL import Image
 
 from alit_eval.analysis.flops import compute_table
 from alit_eval.analysis.quality import summarize
-from alit_eval.analysis.skeleton import CommandRun
+from alit_eval.analysis.skeleton import CommandRun, figure_title
 from alit_eval.engine import distributed
 from alit_eval.engine.reuse import SweepPlan
 from alit_eval.engine.runner import prepare
@@ -66,7 +66,7 @@ def run(req: Any, *, seed: int, device: str, offline: bool, results_dir: Any, ru
                             fid_ref=ref, kid=kid, fid=req.fid)
         run.dir.write_metrics(metrics)
         run.dir.write_per_image(result.per_image)
-        write_figures(run.dir, result, metrics)
+        write_figures(run.dir, result, metrics, title=figure_title(inputs, "fid"))
         if compute:
             # FLOPs per image and stage (no timing: the sweep's own wall time is in meta.json).
             table = compute_table(p.tokenizer, result.budgets, result.info["device"], latency=False,
@@ -96,11 +96,14 @@ def warn_missing_recons(folder: str, result: Any) -> int:
     return len(missing)
 
 
-def write_figures(run_dir: Any, result: Any, metrics: Any) -> None:
-    """Metrics against tokens, and the strip of example reconstructions (PNGs under ``examples/``)."""
-    plots.save(plots.metrics_vs_tokens(metrics), run_dir.figures, "metrics_vs_tokens")
+def write_figures(run_dir: Any, result: Any, metrics: Any, *, title: str = "") -> None:
+    """Metrics against tokens, and the strip of example reconstructions (PNGs under ``examples/``).
+
+    `title` names checkpoint, data and n (`alit_eval.analysis.skeleton.figure_title`).
+    """
+    plots.save(plots.metrics_vs_tokens(metrics, title=title), run_dir.figures, "metrics_vs_tokens")
     examples = write_examples(result, run_dir.path / "examples")
     if len(examples):
         write_csv(examples.assign(path=[str(Path(x).relative_to(run_dir.path)) for x in examples["path"]]),
                   run_dir.path / "examples" / "examples.csv")
-        plots.save(plots.example_strip(examples), run_dir.figures, "examples")
+        plots.save(plots.example_strip(examples, title=title), run_dir.figures, "examples")

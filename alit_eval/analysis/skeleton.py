@@ -48,6 +48,13 @@ def standard_meta(inputs: SweepInputs) -> dict[str, Any]:
     }
 
 
+def figure_title(inputs: SweepInputs, command: str) -> str:
+    """The title of a run's figures: command, checkpoint, data and number of images (from the run's meta)."""
+    from alit_eval.results.labels import title_from_meta
+
+    return title_from_meta(standard_meta(inputs), what=command)
+
+
 def dataset_meta(inputs: SweepInputs) -> dict[str, Any]:
     """Per-dataset meta.json fields of a run over several sweeps (`familiarity`)."""
     return {"source": inputs.config.get("data", {}).get("source"), "from_run": inputs.from_run,

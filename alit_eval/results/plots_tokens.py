@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+from alit_eval.results.plots import add_title
+
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
@@ -35,7 +37,7 @@ def _curve(ax: Any, d: "pd.DataFrame", **style: Any) -> None:
                         color=ax.lines[-1].get_color())
 
 
-def probe_accuracy_vs_tokens(metrics: "pd.DataFrame") -> "Figure":
+def probe_accuracy_vs_tokens(metrics: "pd.DataFrame", title: str = "") -> "Figure":
     """Top-1 (and top-5) probe accuracy against tokens: one curve per feature kind, the
     reconstruction view dashed, budget-free kinds and chance levels as horizontal lines.
 
@@ -69,10 +71,10 @@ def probe_accuracy_vs_tokens(metrics: "pd.DataFrame") -> "Figure":
         ax.set_ylim(0, 1.02)
         ax.legend(fontsize="x-small", loc="best")
     fig.tight_layout()
-    return fig
+    return add_title(fig, title)
 
 
-def regression_vs_tokens(metrics: "pd.DataFrame") -> "Figure":
+def regression_vs_tokens(metrics: "pd.DataFrame", title: str = "") -> "Figure":
     """Ridge-probe R² against tokens, one panel per target, one curve per feature kind."""
     import matplotlib.pyplot as plt
 
@@ -93,11 +95,11 @@ def regression_vs_tokens(metrics: "pd.DataFrame") -> "Figure":
         ax.set_ylabel(f"R² ({target}, held-out)")
         ax.legend(fontsize="x-small")
     fig.tight_layout()
-    return fig
+    return add_title(fig, title)
 
 
 def selected_tokens_hist(per_image: "pd.DataFrame", columns: Sequence[str], budgets: Sequence[int],
-                         fallback: Mapping[str, str] | None = None) -> "Figure":
+                         fallback: Mapping[str, str] | None = None, title: str = "") -> "Figure":
     """Bars of how many images each criterion assigns to each budget (plus "never").
 
     Args:
@@ -131,7 +133,7 @@ def selected_tokens_hist(per_image: "pd.DataFrame", columns: Sequence[str], budg
         ax.set_title(titles.get(col.removeprefix("selected_tokens_"), col), fontsize=9)
     axes[0][0].set_ylabel("images")
     fig.tight_layout()
-    return fig
+    return add_title(fig, title)
 
 
 def argmax_colours(labels: "np.ndarray", top: int = 8) -> tuple["np.ndarray", list[int]]:
@@ -226,7 +228,7 @@ def attention_grid(image: "np.ndarray", maps: Mapping[int, "np.ndarray"], tokens
     return fig
 
 
-def discovery_vs_tokens(metrics: "pd.DataFrame") -> "Figure":
+def discovery_vs_tokens(metrics: "pd.DataFrame", title: str = "") -> "Figure":
     """FG-ARI and mIoU against tokens: one curve per decoder layer, grid baselines dashed/dotted."""
     import matplotlib.pyplot as plt
 
@@ -249,7 +251,7 @@ def discovery_vs_tokens(metrics: "pd.DataFrame") -> "Figure":
         ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
         ax.legend(fontsize="x-small")
     fig.tight_layout()
-    return fig
+    return add_title(fig, title)
 
 
 def discovery_examples(images: Sequence["np.ndarray"], masks: Sequence["np.ndarray"],
