@@ -40,6 +40,20 @@ def add_title(fig: "Figure", title: str) -> "Figure":
     return fig
 
 
+MARKERS = ("o", "s", "^", "D", "v", "P")
+LINESTYLES = ("-", "--", ":", "-.")
+
+
+def series_style(k: int) -> dict:
+    """Line style of the k-th overlaid series: its own marker and dash, and markers that shrink and
+    turn hollow after the first, so identical series lying on top of each other stay visible."""
+    style = {"marker": MARKERS[k % len(MARKERS)], "linestyle": LINESTYLES[k % len(LINESTYLES)],
+             "markersize": max(7.0 - 1.5 * k, 3.0)}
+    if k:
+        style["markerfacecolor"] = "none"
+    return style
+
+
 def metrics_vs_tokens(metrics: "pd.DataFrame", metrics_order: Sequence[str] = specs.HEADLINE,
                       hue: str | None = None, title: str = "") -> "Figure":
     """One panel per metric: value (with its 95% CI when present) against the number of tokens.
@@ -54,10 +68,10 @@ def metrics_vs_tokens(metrics: "pd.DataFrame", metrics_order: Sequence[str] = sp
     fig, axes = plt.subplots(1, max(len(present), 1), figsize=(3.2 * max(len(present), 1), 3.0), squeeze=False)
     groups = [(None, metrics)] if hue is None else list(metrics.groupby(hue, sort=False))
     for ax, m in zip(axes[0], present):
-        for name, g in groups:
+        for k, (name, g) in enumerate(groups):
             d = g[g["metric"] == m].dropna(subset=["budget"]).sort_values("budget")
             x, y = d["budget"].astype(float).to_numpy(), d["value"].to_numpy()
-            ax.plot(x, y, marker="o", label=name)
+            ax.plot(x, y, label=name, **series_style(k))
             if d["ci_low"].notna().any():
                 ax.fill_between(x, d["ci_low"].to_numpy(float), d["ci_high"].to_numpy(float), alpha=0.2)
         ax.set_xlabel("tokens")
