@@ -10,8 +10,8 @@ matplotlib.use("Agg")
 import numpy as np
 import pandas as pd
 
-from alit_eval.analysis import allocation as al
-from alit_eval.analysis.allocation_report import gallery_table
+from alit_eval.analysis import token_selection as al
+from alit_eval.analysis.selection_summary import gallery_table
 from alit_eval.analysis.entropy_correlation import example_table
 from alit_eval.results import plots_allocation as pa
 

@@ -228,7 +228,7 @@ def test_family_ingredients():
                                     "halting p>0.75")
     assert family.bits_per_token(cfg) == 12.0
     assert family.bits_per_token(KarlConfig.from_variant("karl_small_vae_continuous")) is None
-    from alit_eval.analysis.compute import count_flops
+    from alit_eval.analysis.flops import count_flops
 
     m, x = tiny_model(), _images(1)
     counted = count_flops(lambda: m.rollout(x, [8], decode=False), family.flop_components(m))

@@ -8,9 +8,9 @@ import pandas as pd
 import torch
 from typer.testing import CliRunner
 
-from alit_eval.analysis.allocation_report import run as run_allocate
+from alit_eval.analysis.allocate import run as run_allocate
 from alit_eval.cli.app import app
-from alit_eval.engine.runner import SweepRequest
+from alit_eval.engine.config import SweepConfig
 from alit_eval.tokenizers.alit.selection import official_token_selection
 from alit_eval.tokenizers.checkpoints import load_tokenizer
 
@@ -18,7 +18,7 @@ from alit_eval.tokenizers.checkpoints import load_tokenizer
 def test_official_l1_criterion_matches_the_public_official_selection(tiny_ckpt, tmp_path):
     from alit_eval.data.demo import generate
 
-    req = SweepRequest(ckpt=str(tiny_ckpt), data="demo-scenes", limit=6, batch_size=1, fid=False, halting="off")
+    req = SweepConfig(ckpt=str(tiny_ckpt), data="demo-scenes", limit=6, batch_size=1, fid=False, halting="off")
     r, _, sel = run_allocate(req, from_run=None, thresholds=["q0.3", "q0.7", "0"], criterion="official-l1",
                              gallery=False, results_dir=tmp_path, progress=False, figures=False)
     per = pd.read_parquet(r.path / "per_image.parquet")

@@ -189,7 +189,7 @@ def test_alit_checkpoint_is_not_one_d_piece(tiny_ckpt):
 
 
 def test_closed_form_flops_match_the_flop_counter(model):
-    from alit_eval.analysis.compute import count_flops
+    from alit_eval.analysis.flops import count_flops
 
     x = torch.rand(1, 3, 32, 32)
     for k in (1, 8):

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alit_eval.analysis.allocation_report import run as run_allocate
+from alit_eval.analysis.allocate import run as run_allocate
 from alit_eval.analysis.signal import budget_signal
-from alit_eval.engine.runner import SweepRequest
+from alit_eval.engine.config import SweepConfig
 from alit_eval.engine.store import ShardStore
 
 BUDGETS = [4, 8, 12, 16]
@@ -70,7 +70,7 @@ def test_allocate_flags_a_flat_metric_in_log_csv_and_report(kind, tmp_path, capl
     values = _flat() if kind == "flat" else _learning()
     src = _fake_run(tmp_path / "sweep", values)
     with caplog.at_level(logging.WARNING):
-        r, _, _ = run_allocate(SweepRequest(fid=False), from_run=str(src), thresholds=["auto"], gallery=False,
+        r, _, _ = run_allocate(SweepConfig(fid=False), from_run=str(src), thresholds=["auto"], gallery=False,
                                results_dir=tmp_path / "res", progress=False, figures=False)
     warned = [rec.getMessage() for rec in caplog.records if "NO BUDGET SIGNAL" in rec.getMessage()]
     summary = pd.read_csv(r.path / "allocation_summary.csv")
@@ -86,7 +86,7 @@ def test_allocate_flags_a_flat_metric_in_log_csv_and_report(kind, tmp_path, capl
 def test_entropy_correlation_on_a_random_weight_tokenizer_is_flagged(tiny_ckpt, tmp_path, caplog):
     from alit_eval.analysis.entropy_correlation import run
 
-    req = SweepRequest(ckpt=str(tiny_ckpt), data="demo-scenes", limit=12, batch_size=6, fid=False)
+    req = SweepConfig(ckpt=str(tiny_ckpt), data="demo-scenes", limit=12, batch_size=6, fid=False)
     with caplog.at_level(logging.WARNING):
         r, table = run(req, from_run=None, thresholds=["auto"], results_dir=tmp_path, progress=False,
                        figures=False)

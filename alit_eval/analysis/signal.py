@@ -128,9 +128,9 @@ def warn_if_flat(per_image: "pd.DataFrame", criterion: str) -> BudgetSignal:
 
     Args:
         per_image: the per-image table the selection is made from.
-        criterion: a key of `alit_eval.analysis.allocation.CRITERIA`.
+        criterion: a key of `alit_eval.analysis.token_selection.CRITERIA`.
     """
-    from alit_eval.analysis.allocation import criterion_spec
+    from alit_eval.analysis.token_selection import criterion_spec
 
     column, direction = criterion_spec(criterion)
     result = budget_signal(per_image, column, higher_is_better=direction == "higher")

@@ -73,7 +73,7 @@ def print_summary(path: Path, criterion: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from alit_eval.analysis.allocation import CRITERIA
+    from alit_eval.analysis.token_selection import CRITERIA
 
     s = pd.read_csv(path)
     table = Table(title=f"token allocation ({criterion} criterion)")

@@ -64,7 +64,7 @@ def bits_per_token(cfg: KarlConfig) -> float | None:
 
 
 def flop_components(tokenizer: KarlTokenizer) -> dict[str, list[Any]]:
-    """KARL's sub-modules per FLOP component, for `alit_eval.analysis.compute.count_flops`.
+    """KARL's sub-modules per FLOP component, for `alit_eval.analysis.flops.count_flops`.
 
     ``halting_head`` covers the halting MLP; the VQ lookup and the latent/bottleneck linears fall in
     ``other``. The decoder component holds ``decoder`` and the top-level ``decoder_embed``.
