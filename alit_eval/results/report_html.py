@@ -231,7 +231,9 @@ def _comparison(d: _Doc, report: rp.Report, figs: Path, plots: Any) -> None:
             d.para("rFID is left out of this comparison: the series use different FID references or resize "
                    "conventions (see the conditions table).", "note")
         d.table(g.table, f"comparison-{k}")
-        paths = plots.save(plots.metrics_vs_tokens(rp.comparison_long(g), hue="series"), figs, f"comparison_{k}")
+        fig = plots.metrics_vs_tokens(rp.comparison_long(g), hue="series",
+                                      title=f"{c['dataset']}, n={c['dataset_size']}: one curve per run (checkpoint)")
+        paths = plots.save(fig, figs, f"comparison_{k}")
         d.figure(paths[0], f"comparison {k}: metrics vs tokens", f"comparison/{k}", f"figures/{paths[0].name}")
 
 
