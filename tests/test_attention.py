@@ -153,7 +153,7 @@ def test_attention_viz_run_folders_pages_and_overwrite(tiny_ckpt, tmp_path):
         assert res.exit_code == 0, res.output
     runs = sorted((tmp_path / "attention-viz").iterdir())
     assert len(runs) == 2  # the third call resumed the first folder
-    res = CliRunner().invoke(app, base + ["--budgets", "4,16", "--tokens-per-page", "5"])
+    res = CliRunner().invoke(app, base + ["--budgets", "4,16", "--tokens-per-page", "5", "--show-budget"])
     assert res.exit_code == 0, res.output
     new = [r for r in (tmp_path / "attention-viz").iterdir() if r not in runs]
     assert len(new) == 1
@@ -163,6 +163,11 @@ def test_attention_viz_run_folders_pages_and_overwrite(tiny_ckpt, tmp_path):
     assert meta["extra"]["figures"]["demo-scenes_000000"] == pngs
     with Image.open(new[0] / pngs[0]) as im:
         assert im.width <= 2000
+    wide = CliRunner().invoke(app, base + ["--budgets", "4,16", "--tokens-per-page", "16", "--show-budget"])
+    assert wide.exit_code == 0, wide.output
+    page = [p for p in wide.output.split() if p.endswith(".png")]
+    with Image.open(page[0]) as im:  # 16 token columns + 4 lead columns still fit in ~2000 px
+        assert 1500 < im.width <= 2000
     fixed = base + ["--budgets", "8", "--run-id", "mine"]
     assert CliRunner().invoke(app, fixed).exit_code == 0
     clash = CliRunner().invoke(app, fixed + ["--layer", "-1"])

@@ -136,6 +136,9 @@ def selected_tokens_hist(per_image: "pd.DataFrame", columns: Sequence[str], budg
     return add_title(fig, title)
 
 
+MAX_WIDTH_IN = 12.8  # attention pages: at most ~1920 px wide at the 150 dpi of `plots.save` (plus the colour bar label)
+
+
 def argmax_colours(labels: "np.ndarray", top: int = 8) -> tuple["np.ndarray", list[int]]:
     """Colour indices for an argmax map: the `top` tokens by area get 0..top-1, every other token `top`.
 
@@ -176,6 +179,7 @@ def attention_grid(image: "np.ndarray", maps: Mapping[int, "np.ndarray"], tokens
     budgets = sorted(maps)
     lead = ["image"] + (["reconstruction"] if recons else []) + ["argmax token"]
     widths = [1.0] * len(lead) + [0.75] + [1.0] * len(tokens) + [0.12]
+    panel = min(panel, (MAX_WIDTH_IN - 0.5) / (1.06 * sum(widths)))  # a page stays under ~2000 px at 150 dpi
     height = panel * 1.12 * len(budgets) + 0.75
     fig = plt.figure(figsize=(panel * 1.06 * sum(widths) + 0.5, height))
     grid = fig.add_gridspec(len(budgets), len(widths), width_ratios=widths, wspace=0.06, hspace=0.12,
