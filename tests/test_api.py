@@ -76,6 +76,7 @@ def test_fid_between_matches_a_naive_recomputation(tmp_path):
     covmean = scipy.linalg.sqrtm(sig[0] @ sig[1]).real
     naive = float(((mu[0] - mu[1]) ** 2).sum() + np.trace(sig[0] + sig[1] - 2 * covmean))
     assert got == pytest.approx(naive, rel=1e-3)
-    assert alit_eval.fid_between(tmp_path / "a", tmp_path / "a", device="cpu", offline=True) == pytest.approx(0, abs=1e-3)
+    same = alit_eval.fid_between(tmp_path / "a", tmp_path / "a", device="cpu", offline=True)
+    assert same == pytest.approx(0, abs=1e-3)
     with pytest.raises(AlitEvalError, match="not a folder"):
         alit_eval.fid_between(tmp_path / "nowhere", tmp_path / "a")

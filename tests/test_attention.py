@@ -184,7 +184,8 @@ def test_checkpoint_label_uses_parent_folder_for_checkpoint_files():
     from alit_eval.results.labels import checkpoint_label, title_from_meta
 
     assert checkpoint_label("checkpoint", "runs/alit_b32/checkpoint.pt") == "alit_b32"
-    assert checkpoint_label("alit_small.vqgan_quantized.in100", "cache/x/alit.pth") == "alit_small.vqgan_quantized.in100"
+    name = "alit_small.vqgan_quantized.in100"
+    assert checkpoint_label(name, "cache/x/alit.pth") == name
     assert checkpoint_label("model", "runs/a/model.safetensors") == "model"
     title = title_from_meta({"checkpoint": {"name": "checkpoint", "path": "r/exp7/checkpoint.pth"},
                              "dataset": {"source": "/data/imagenet/val"}, "n_images": 50}, what="fid")

@@ -21,6 +21,7 @@ from alit_eval.engine.reuse import SweepPlan
 from alit_eval.engine.runner import prepare
 from alit_eval.engine.sweep import run_sweep
 from alit_eval.metrics.fid import load_stats_npz
+from alit_eval.paths import portable
 from alit_eval.results import plots
 from alit_eval.results.io import write_csv
 
@@ -77,6 +78,7 @@ def run(req: Any, *, seed: int, device: str, offline: bool, results_dir: Any, ru
             "fid_reference": p.config["fid_reference"], "precision": info["precision"],
             "approximate_precision": info["approximate"], "batch_size": info["batch_size"],
             "oom_chunk": info["oom_chunk"], "processes": dist.world,
+            "save_recons": portable(req.save_recons) if req.save_recons else None,
         })
     return run.dir, metrics
 
