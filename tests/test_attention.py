@@ -119,14 +119,16 @@ def test_attention_viz_cli_writes_figure_and_maps(tiny_ckpt, tmp_path):
                                    "--indexing", "official-notebook", "--out", str(out)])
     assert res.exit_code == 0, res.output
     stem = "photo_layer0_official-notebook"
-    for ext in ("png", "pdf", "npz", "json"):
+    for ext in ("png", "pdf"):
+        assert (out / "figures" / f"{stem}.{ext}").is_file(), ext
+    for ext in ("npz", "json"):
         assert (out / f"{stem}.{ext}").is_file(), ext
     meta = json.loads((out / f"{stem}.json").read_text())
     assert meta["layer"] == 0 and meta["n_layers"] == 1 and meta["tokens"] == [0, 2, 15]
     z = np.load(out / f"{stem}.npz")
     assert z["attention_4"].shape == (4, 4, 4) and z["attention_16"].shape == (16, 4, 4)
     assert z["image"].shape == (32, 32, 3)
-    with Image.open(out / f"{stem}.png") as im:
+    with Image.open(out / "figures" / f"{stem}.png") as im:
         assert im.width > im.height > 50  # two rows of image panels, six columns
 
 
@@ -135,7 +137,7 @@ def test_attention_viz_defaults_and_errors(tiny_ckpt, tmp_path):
                                    "--ckpt", str(tiny_ckpt), "--budgets", "8"])
     assert res.exit_code == 0, res.output
     runs = list((tmp_path / "attention-viz").iterdir())
-    assert len(runs) == 1 and (runs[0] / "demo-scenes_000000_layer0_corrected.png").is_file()
+    assert len(runs) == 1 and (runs[0] / "figures" / "demo-scenes_000000_layer0_corrected.png").is_file()
     assert (runs[0] / "meta.json").is_file() and (runs[0] / "config.json").is_file()
     bad = CliRunner().invoke(app, ["--device", "cpu", "attention-viz", "--ckpt", str(tiny_ckpt), "--budgets", "8",
                                    "--tokens", "9", "--out", str(tmp_path / "x")])
@@ -152,13 +154,14 @@ def test_attention_viz_run_folders_pages_and_overwrite(tiny_ckpt, tmp_path):
         res = CliRunner().invoke(app, base + extra)
         assert res.exit_code == 0, res.output
     runs = sorted((tmp_path / "attention-viz").iterdir())
-    assert len(runs) == 2  # the third call resumed the first folder
+    assert len(runs) == 2  # the third call reopened the first folder (finished: its files are listed, not redrawn)
+    assert "figure:" in res.output and "demo-scenes_000000_layer0_corrected.png" in res.output
     res = CliRunner().invoke(app, base + ["--budgets", "4,16", "--tokens-per-page", "5", "--show-budget"])
     assert res.exit_code == 0, res.output
     new = [r for r in (tmp_path / "attention-viz").iterdir() if r not in runs]
     assert len(new) == 1
-    pngs = sorted(p.name for p in new[0].glob("*.png"))
-    assert pngs == [f"demo-scenes_000000_layer0_corrected_p{k}.png" for k in (1, 2, 3, 4)]  # 16 tokens / 5
+    pngs = sorted(f"figures/{p.name}" for p in (new[0] / "figures").glob("*.png"))
+    assert pngs == [f"figures/demo-scenes_000000_layer0_corrected_p{k}.png" for k in (1, 2, 3, 4)]  # 16 tokens / 5
     meta = json.loads((new[0] / "meta.json").read_text())
     assert meta["extra"]["figures"]["demo-scenes_000000"] == pngs
     with Image.open(new[0] / pngs[0]) as im:

@@ -3,8 +3,8 @@
 The maps and their geometry are `alit_eval.analysis.attention_maps`; this module loads the
 checkpoint and the images and writes, in a run folder like every other command
 (``<results_dir>/attention-viz/<config hash>/``, resumed when the config is the same, replaced only
-with ``--overwrite``), per image: the figure as one or more pages (PNG + PDF), the raw maps (.npz)
-and a .json of the settings, then ``meta.json``.
+with ``--overwrite``), per image: the figure as one or more pages (PNG + PDF, under ``figures/``),
+the raw maps (.npz) and a .json of the settings, then ``meta.json``.
 
 By default the figure shows tokens from every iteration: all of them when the largest budget has at
 most `ALL_TOKENS_UP_TO` tokens, else the first `PER_ITERATION` tokens added by each iteration;
@@ -110,6 +110,10 @@ def render_attention(paths: Sequence[str], *, ckpt: str = "demo", budgets: Seque
     with CommandRun("attention-viz", config, results_dir=results_dir, run_id=run_id, overwrite=overwrite,
                     out=out) as run:
         folder = run.dir.path
+        done = (run.dir.previous_meta or {}).get("extra", {}).get("figures") if run.dir.complete else None
+        if done and all((folder / f).is_file() for pngs in done.values() for f in pngs):
+            return [folder / f for pngs in done.values() for f in pngs]  # finished with this config: as it is
+        figs = run.dir.figures  # figures/ as in every run folder, so `alit-eval report` shows them
         figures: dict[str, list[str]] = {}
         for stem, img in items:
             v = attention_views(tok, img.to(dev), stem, bs, layer=layer, indexing=indexing, seed=seed)
@@ -124,8 +128,9 @@ def render_attention(paths: Sequence[str], *, ckpt: str = "demo", budgets: Seque
                 fig = plots_tokens.attention_grid(v["image"], v["maps"], page, v["argmax"],
                                                   v["recon"] if show_budget else None, title=title)
                 suffix = f"_p{k + 1}" if len(chunks) > 1 else ""
-                written += plots.save(fig, folder, name + suffix)
-            figures[stem] = [f"{name}{f'_p{k + 1}' if len(chunks) > 1 else ''}.png" for k in range(len(chunks))]
+                written += plots.save(fig, figs, name + suffix)
+            suffixes = [f"_p{k + 1}" for k in range(len(chunks))] if len(chunks) > 1 else [""]
+            figures[stem] = [f"figures/{name}{x}.png" for x in suffixes]
             buf = io.BytesIO()
             np.savez_compressed(buf, image=v["image"], **{f"attention_{b}": a for b, a in v["raw"].items()})
             written.append(write_bytes(buf.getvalue(), folder / f"{name}.npz"))

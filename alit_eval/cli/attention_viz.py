@@ -37,7 +37,7 @@ def attention_viz(
 
     Images are resized (bicubic) and centre-cropped as the official custom-image path. Writes, in a
     run folder named by a hash of the config (checkpoint and image hashes included; rerunning the
-    same config reuses it, another config gets its own folder), STEM_layerL_INDEXING.png/.pdf
+    same config reuses it, another config gets its own folder), figures/STEM_layerL_INDEXING.png/.pdf
     (pages _p1, _p2, ... when the tokens need several), the raw maps (.npz), a .json of the settings
     and meta.json.
 
@@ -61,4 +61,4 @@ def attention_viz(
     )
     for f in files:
         if f.suffix == ".png":
-            typer.echo(f"wrote {f}")
+            typer.echo(f"figure: {f}")
