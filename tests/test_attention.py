@@ -119,14 +119,16 @@ def test_attention_viz_cli_writes_figure_and_maps(tiny_ckpt, tmp_path):
                                    "--indexing", "official-notebook", "--out", str(out)])
     assert res.exit_code == 0, res.output
     stem = "photo_layer0_official-notebook"
-    for ext in ("png", "pdf", "npz", "json"):
+    for ext in ("png", "pdf"):
+        assert (out / "figures" / f"{stem}.{ext}").is_file(), ext
+    for ext in ("npz", "json"):
         assert (out / f"{stem}.{ext}").is_file(), ext
     meta = json.loads((out / f"{stem}.json").read_text())
     assert meta["layer"] == 0 and meta["n_layers"] == 1 and meta["tokens"] == [0, 2, 15]
     z = np.load(out / f"{stem}.npz")
     assert z["attention_4"].shape == (4, 4, 4) and z["attention_16"].shape == (16, 4, 4)
     assert z["image"].shape == (32, 32, 3)
-    with Image.open(out / f"{stem}.png") as im:
+    with Image.open(out / "figures" / f"{stem}.png") as im:
         assert im.width > im.height > 50  # two rows of image panels, six columns
 
 
@@ -134,7 +136,60 @@ def test_attention_viz_defaults_and_errors(tiny_ckpt, tmp_path):
     res = CliRunner().invoke(app, ["--device", "cpu", "--results-dir", str(tmp_path), "attention-viz",
                                    "--ckpt", str(tiny_ckpt), "--budgets", "8"])
     assert res.exit_code == 0, res.output
-    assert (tmp_path / "attention-viz" / "demo-scenes_000000_layer0_corrected.png").is_file()
+    runs = list((tmp_path / "attention-viz").iterdir())
+    assert len(runs) == 1 and (runs[0] / "figures" / "demo-scenes_000000_layer0_corrected.png").is_file()
+    assert (runs[0] / "meta.json").is_file() and (runs[0] / "config.json").is_file()
     bad = CliRunner().invoke(app, ["--device", "cpu", "attention-viz", "--ckpt", str(tiny_ckpt), "--budgets", "8",
                                    "--tokens", "9", "--out", str(tmp_path / "x")])
     assert bad.exit_code != 0 and "token indices must lie in 0..7" in str(bad.exception)
+
+
+def test_attention_viz_run_folders_pages_and_overwrite(tiny_ckpt, tmp_path):
+    """Another checkpoint or options get another run folder (nothing overwritten); same options reuse
+    the folder; a fixed --run-id with other options needs --overwrite; many tokens go to pages."""
+    from alit_eval.analysis.attention_viz import default_tokens, pages
+
+    base = ["--device", "cpu", "--results-dir", str(tmp_path), "attention-viz", "--ckpt", str(tiny_ckpt)]
+    for extra in (["--budgets", "8"], ["--budgets", "8", "--indexing", "official-notebook"], ["--budgets", "8"]):
+        res = CliRunner().invoke(app, base + extra)
+        assert res.exit_code == 0, res.output
+    runs = sorted((tmp_path / "attention-viz").iterdir())
+    assert len(runs) == 2  # the third call reopened the first folder (finished: its files are listed, not redrawn)
+    assert "figure:" in res.output and "demo-scenes_000000_layer0_corrected.png" in res.output
+    res = CliRunner().invoke(app, base + ["--budgets", "4,16", "--tokens-per-page", "5", "--show-budget"])
+    assert res.exit_code == 0, res.output
+    new = [r for r in (tmp_path / "attention-viz").iterdir() if r not in runs]
+    assert len(new) == 1
+    pngs = sorted(f"figures/{p.name}" for p in (new[0] / "figures").glob("*.png"))
+    assert pngs == [f"figures/demo-scenes_000000_layer0_corrected_p{k}.png" for k in (1, 2, 3, 4)]  # 16 tokens / 5
+    meta = json.loads((new[0] / "meta.json").read_text())
+    assert meta["extra"]["figures"]["demo-scenes_000000"] == pngs
+    with Image.open(new[0] / pngs[0]) as im:
+        assert im.width <= 2000
+    wide = CliRunner().invoke(app, base + ["--budgets", "4,16", "--tokens-per-page", "16", "--show-budget"])
+    assert wide.exit_code == 0, wide.output
+    page = [p for p in wide.output.split() if p.endswith(".png")]
+    with Image.open(page[0]) as im:  # 16 token columns + 4 lead columns still fit in ~2000 px
+        assert 1500 < im.width <= 2000
+    fixed = base + ["--budgets", "8", "--run-id", "mine"]
+    assert CliRunner().invoke(app, fixed).exit_code == 0
+    clash = CliRunner().invoke(app, fixed + ["--layer", "-1"])
+    assert clash.exit_code != 0 and "--overwrite" in str(clash.exception)
+    assert CliRunner().invoke(app, fixed + ["--layer", "-1", "--overwrite"]).exit_code == 0
+    # defaults: every token up to 64, else the first 8 of every iteration
+    assert default_tokens([8, 16], 16) == list(range(16))
+    alit = default_tokens([32, 64, 96, 128, 160, 192, 224, 256], 256)
+    assert len(alit) == 64 and alit[:9] == [0, 1, 2, 3, 4, 5, 6, 7, 32] and alit[-1] == 231
+    assert pages(list(range(10)), 4) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+
+
+def test_checkpoint_label_uses_parent_folder_for_checkpoint_files():
+    from alit_eval.results.labels import checkpoint_label, title_from_meta
+
+    assert checkpoint_label("checkpoint", "runs/alit_b32/checkpoint.pt") == "alit_b32"
+    name = "alit_small.vqgan_quantized.in100"
+    assert checkpoint_label(name, "cache/x/alit.pth") == name
+    assert checkpoint_label("model", "runs/a/model.safetensors") == "model"
+    title = title_from_meta({"checkpoint": {"name": "checkpoint", "path": "r/exp7/checkpoint.pth"},
+                             "dataset": {"source": "/data/imagenet/val"}, "n_images": 50}, what="fid")
+    assert title == "fid: exp7 on val (n=50)"

@@ -144,7 +144,8 @@ def test_matching_runs_are_compared(tmp_path):
     page, md = render([a, b], tmp_path / "out")
     table = page.tables["comparison-1"]
     header = table[0]
-    assert {"L1 · fid/a", "L1 · fid/b", "L1 Δ (2nd − 1st)", "rFID · fid/a", "rFID · fid/b"} <= set(header)
+    named = {"L1 · fid/a (a)", "L1 · fid/b (b)", "L1 Δ (2nd − 1st)", "rFID · fid/a (a)", "rFID · fid/b (b)"}
+    assert named <= set(header)
     delta = header.index("L1 Δ (2nd − 1st)")
     assert all(float(r[delta]) == pytest.approx(0.05) for r in table[1:])
     assert "comparison/1" in page.images and page.differ["conditions"] == []
@@ -161,7 +162,7 @@ def test_different_conditions_are_never_mixed(tmp_path):
     e = make_run(tmp_path, "fid", "e", source="/data/other")
     page, _ = render([a, b, c, d, e], tmp_path / "out")
     cond = page.tables["conditions"]
-    assert cond[0] == ["series", "dataset", "images", "preprocess", "FID reference", "FID resize"]
+    assert cond[0] == ["series", "checkpoint", "dataset", "images", "preprocess", "FID reference", "FID resize"]
     assert {"center-crop", "5", "/data/other"} <= set(page.differ["conditions"])
     text = page.all_text
     assert "Conditions differ" in text and "preprocess" in text and "images" in text
@@ -279,3 +280,27 @@ def test_expand_reads_a_whole_results_tree(tmp_path):
     (tree / "empty").mkdir()
     assert expand([tree]) == [tree / "allocate/ccc", tree / "attention-viz", tree / "fid/aaa", tree / "fid/bbb"]
     assert expand([tree / "fid"]) == [tree / "fid/aaa", tree / "fid/bbb"]
+
+
+def test_series_name_their_checkpoint_and_long_tables_are_linked_csvs(tmp_path):
+    """The comparison names each series' checkpoint (a `checkpoint.*` file by its folder); a per-image
+    table longer than INLINE_MAX_ROWS is a linked CSV beside the report, a short one stays inline."""
+    import pandas as pd
+
+    from alit_eval.results.report import INLINE_MAX_ROWS
+
+    a = make_run(tmp_path, "fid", "a")
+    b = make_run(tmp_path, "fid", "b", extra={"checkpoint": {"name": "checkpoint", "path": "runs/exp7/checkpoint.pt"}})
+    long = pd.DataFrame({"image_id": [f"img{i}" for i in range(INLINE_MAX_ROWS + 5)], "l1": 0.1})
+    write_csv(long, a / "per_image_selection.csv")
+    write_csv(long.head(3), a / "short.csv")
+    page, md = render([a, b], tmp_path / "out")
+    cond = page.tables["conditions"]
+    assert [r[1] for r in cond[1:]] == ["a", "exp7"]
+    assert {"L1 · fid/a (a)", "L1 · fid/b (exp7)"} <= set(page.tables["comparison-1"][0])
+    assert "csv/fid/a/short.csv" in page.tables and "csv/fid/a/per_image_selection.csv" not in page.tables
+    linked = tmp_path / "out" / "tables" / "fid_a" / "per_image_selection.csv"
+    pd.testing.assert_frame_equal(pd.read_csv(linked), long)
+    html_text = (tmp_path / "out" / "report.html").read_text()
+    assert 'href="tables/fid_a/per_image_selection.csv"' in html_text
+    assert "(tables/fid_a/per_image_selection.csv)" in md

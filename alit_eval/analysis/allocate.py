@@ -30,7 +30,7 @@ from alit_eval.analysis.selection_summary import (
     fixed_curve, gallery_table, save_images, shuffled_budgets, summarize_selection, variable_fids_of,
 )
 from alit_eval.analysis.signal import as_dict as signal_dict, warn_if_flat
-from alit_eval.analysis.skeleton import CommandRun
+from alit_eval.analysis.skeleton import CommandRun, figure_title
 from alit_eval.engine.reuse import has_features, plan_sweep
 from alit_eval.results import plots, plots_allocation as pa
 from alit_eval.results.io import write_csv, write_parquet
@@ -41,10 +41,11 @@ def write_figures(run_dir: Any, inputs: Any, selection: pd.DataFrame, summary: p
                   hist: pd.DataFrame, criterion: str, *, gallery: bool = True, figures: bool = True) -> list[str]:
     """The figures and the gallery (images + ``gallery.csv``); returns notes for meta.json."""
     column = ts.CRITERIA[criterion][0]
+    title = figure_title(inputs, "allocate")
     if figures:
-        plots.save(pa.tokens_vs_threshold(summary, criterion), run_dir.figures, "tokens_vs_threshold")
-        plots.save(pa.budget_histogram(hist), run_dir.figures, "selected_budget_histogram")
-        plots.save(pa.adaptive_vs_fixed(fixed_curve(inputs.result.per_image, column), summary, column),
+        plots.save(pa.tokens_vs_threshold(summary, criterion, title=title), run_dir.figures, "tokens_vs_threshold")
+        plots.save(pa.budget_histogram(hist, title=title), run_dir.figures, "selected_budget_histogram")
+        plots.save(pa.adaptive_vs_fixed(fixed_curve(inputs.result.per_image, column), summary, column, title=title),
                    run_dir.figures, "adaptive_vs_fixed")
     if not gallery:
         return []
@@ -54,7 +55,7 @@ def write_figures(run_dir: Any, inputs: Any, selection: pd.DataFrame, summary: p
         table = table.assign(path=[str(Path(p).relative_to(run_dir.path)) for p in table["path"]])
         write_csv(table, run_dir.path / "gallery" / "gallery.csv")
         if figures:
-            plots.save(pa.gallery(table, run_dir.path, column, thr), run_dir.figures, "gallery")
+            plots.save(pa.gallery(table, run_dir.path, column, thr, title=title), run_dir.figures, "gallery")
     except Exception as exc:  # a moved dataset must not lose the numbers already written
         logging.getLogger(__name__).warning("gallery skipped: %s", exc)
         return [f"gallery skipped: {exc}"]

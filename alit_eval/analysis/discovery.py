@@ -24,7 +24,7 @@ from scipy.optimize import linear_sum_assignment
 from torchvision.transforms import InterpolationMode, functional as TF
 
 from alit_eval.analysis.attention_maps import INDEXING, default_layer, grid_partition, upsample_labels
-from alit_eval.analysis.skeleton import CommandRun
+from alit_eval.analysis.skeleton import CommandRun, figure_title
 from alit_eval.analysis.stats import bootstrap_mean_ci
 from alit_eval.data import demo
 from alit_eval.data.demo import sample_id
@@ -279,7 +279,8 @@ def run_discovery(req: Any, *, indexing: str = "corrected", min_objects: int = 1
         summary = _summary(metrics, max(result.budgets), default_layer(n_layers))
         run.dir.write_metrics(metrics)
         run.dir.write_per_image(result.per_image.merge(table, on=["image_id", "budget"], how="left"))
-        plots.save(plots_tokens.discovery_vs_tokens(metrics), run.dir.figures, "discovery_vs_tokens")
+        plots.save(plots_tokens.discovery_vs_tokens(metrics, title=figure_title(inputs, "discovery")), run.dir.figures,
+                   "discovery_vs_tokens")
         examples = _examples(result.store, masks, table, max(result.budgets), default_layer(n_layers), size)
         if examples[0]:
             plots.save(plots_tokens.discovery_examples(*examples), run.dir.figures, "discovery_examples")

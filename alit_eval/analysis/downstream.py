@@ -22,7 +22,7 @@ from alit_eval.analysis.probe import (
     captures_for, fit_classifier, fit_regressor, load_features, r2, random_split, select_by_reconstruction,
     smallest_correct, spearman, stratified_split, topk_correct,
 )
-from alit_eval.analysis.skeleton import CommandRun
+from alit_eval.analysis.skeleton import CommandRun, figure_title
 from alit_eval.analysis.stats import bootstrap_mean_ci
 from alit_eval.engine.reuse import SweepPlan
 from alit_eval.engine.runner import prepare
@@ -242,15 +242,17 @@ def _regression(store, per_image, ids, budgets, opts, base, seed):
     return rows, info
 
 
-def write_figures(run_dir: Any, metrics: pd.DataFrame, per_img: pd.DataFrame, budgets: list[int]) -> None:
+def write_figures(run_dir: Any, metrics: pd.DataFrame, per_img: pd.DataFrame, budgets: list[int], *,
+                  title: str = "") -> None:
     """Probe accuracy (and regression) against tokens, and the histogram of selected budgets."""
-    plots.save(plots_tokens.probe_accuracy_vs_tokens(metrics), run_dir.figures, "probe_accuracy_vs_tokens")
+    plots.save(plots_tokens.probe_accuracy_vs_tokens(metrics, title=title), run_dir.figures,
+               "probe_accuracy_vs_tokens")
     if (metrics["metric"] == "r2").any():
-        plots.save(plots_tokens.regression_vs_tokens(metrics), run_dir.figures, "regression_vs_tokens")
+        plots.save(plots_tokens.regression_vs_tokens(metrics, title=title), run_dir.figures, "regression_vs_tokens")
     sel_cols = [c for c in per_img.columns if c.startswith("selected_tokens_")]
     if sel_cols:
         fig = plots_tokens.selected_tokens_hist(per_img[per_img["split"] == "test"], sel_cols, budgets,
-                                                fallback={"selected_tokens_l1": "l1_fallback"})
+                                                fallback={"selected_tokens_l1": "l1_fallback"}, title=title)
         plots.save(fig, run_dir.figures, "selected_tokens")
 
 
@@ -293,6 +295,6 @@ def run(req: Any, opts: ProbeOptions, *, seed: int, device: str, offline: bool, 
             per_budget, on=["image_id", "budget"], how="left")
         run.dir.write_metrics(metrics)
         run.dir.write_per_image(table)
-        write_figures(run.dir, metrics, per_img, result.budgets)
+        write_figures(run.dir, metrics, per_img, result.budgets, title=figure_title(inputs, "downstream"))
         run.finish(seed, {"probe": info})
     return run.dir, metrics

@@ -24,7 +24,7 @@ from alit_eval.analysis.complexity import measure_dataset, read_scores
 from alit_eval.analysis.correlation import METHODS, METRIC_NAMES, correlation, partial_correlation
 from alit_eval.analysis.selection_summary import save_images
 from alit_eval.analysis.signal import as_dict as signal_dict, warn_if_flat
-from alit_eval.analysis.skeleton import CommandRun
+from alit_eval.analysis.skeleton import CommandRun, figure_title
 from alit_eval.engine.reuse import plan_sweep
 from alit_eval.errors import AlitEvalError
 from alit_eval.results import plots, plots_allocation as pa
@@ -186,14 +186,15 @@ def write_figures(run_dir: Any, inputs: Any, measures: "pd.DataFrame", selection
     long = measures.melt(id_vars=["image_id"], value_vars=names, var_name="measure")
     long["selected_budget"] = long["image_id"].map(req_tok)
     scatter = per_image[["image_id", "budget", "l1"]].merge(long[["image_id", "measure", "value"]], on="image_id")
-    plots.save(pa.complexity_heatmap(cells, main), run_dir.figures, "complexity_token_heatmap")
-    plots.save(pa.measure_boxplots(long.dropna(subset=["value", "selected_budget"])), run_dir.figures,
+    title = figure_title(inputs, "entropy-correlation")
+    plots.save(pa.complexity_heatmap(cells, main, title=title), run_dir.figures, "complexity_token_heatmap")
+    plots.save(pa.measure_boxplots(long.dropna(subset=["value", "selected_budget"]), title=title), run_dir.figures,
                "measures_by_required_tokens")
-    plots.save(pa.measure_vs_error(scatter.dropna(subset=["value"])), run_dir.figures, "measures_vs_l1")
+    plots.save(pa.measure_vs_error(scatter.dropna(subset=["value"]), title=title), run_dir.figures, "measures_vs_l1")
     ex = ex.assign(tokens=[f"{g}: {t}" for g, t in zip(ex["group"], ex["tokens_label"])],
                    value=[f"{main} {v:.3g}" for v in ex[main]])
     plots.save(pa.image_grid(ex, run_dir.path, ["tokens", "value"], cols=N_EXAMPLES_PER_GROUP,
-                             suptitle=f"low / median / high required tokens at threshold {thr:.4g}"),
+                             suptitle=f"{title}\nlow / median / high required tokens at threshold {thr:.4g}"),
                run_dir.figures, "examples_by_required_tokens")
 
 

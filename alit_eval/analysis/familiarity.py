@@ -33,6 +33,7 @@ from alit_eval.engine.reuse import has_features, plan_sweep, plan_sweeps
 from alit_eval.errors import AlitEvalError
 from alit_eval.results import plots, plots_allocation as pa
 from alit_eval.results.io import write_csv, write_json, write_parquet
+from alit_eval.results.labels import checkpoint_of
 from alit_eval.results.schema import format_condition, metrics_frame
 
 
@@ -187,14 +188,15 @@ def _same_tokenizer(plans: dict[str, Any]) -> None:
 
 
 def write_figures(run_dir: Any, metrics: "pd.DataFrame", selection: "pd.DataFrame", max_budget: int,
-                  probe_curves: "pd.DataFrame | None") -> None:
+                  probe_curves: "pd.DataFrame | None", *, title: str = "") -> None:
     """Curves per dataset, required-token violins, and the per-probe curves when there are probes."""
     per_budget = metrics["budget"].notna() & (metrics["condition"].eq("") | metrics["metric"].eq("rfid"))
-    plots.save(plots.metrics_vs_tokens(metrics[per_budget], hue="dataset"), run_dir.figures, "metrics_vs_tokens")
+    plots.save(plots.metrics_vs_tokens(metrics[per_budget], hue="dataset", title=title), run_dir.figures,
+               "metrics_vs_tokens")
     # Censored images are counted in the axis labels, not drawn at the largest budget.
-    plots.save(pa.required_tokens_by_group(selection, "dataset"), run_dir.figures, "required_tokens")
+    plots.save(pa.required_tokens_by_group(selection, "dataset", title=title), run_dir.figures, "required_tokens")
     if probe_curves is not None:
-        plots.save(pa.curves_by_group(probe_curves, "kind"), run_dir.figures, "probe_curves")
+        plots.save(pa.curves_by_group(probe_curves, "kind", title=title), run_dir.figures, "probe_curves")
 
 
 def run(req: Any, *, datasets: Sequence[DatasetSpec], thresholds: Sequence[str], criterion: str = "l1",
@@ -240,7 +242,9 @@ def run(req: Any, *, datasets: Sequence[DatasetSpec], thresholds: Sequence[str],
             curves = group_curves(probes, "kind", seed=seed)
             write_csv(curves, run.dir.file("probe_curves.csv"))
         if figures:
-            write_figures(run.dir, metrics, selection, max_budget, curves)
+            sets = ", ".join(f"{n} (n={int(i.result.per_image['image_id'].nunique())})" for n, i in inputs.items())
+            title = f"familiarity: {checkpoint_of(inputs[reference].checkpoint)} on {sets}"
+            write_figures(run.dir, metrics, selection, max_budget, curves, title=title)
         run.finish(seed, {
             "checkpoint": inputs[reference].checkpoint, "reference": reference,
             "datasets": {n: dataset_meta(i) for n, i in inputs.items()},

@@ -15,12 +15,13 @@ from PIL import Image
 
 from alit_eval.analysis.flops import compute_table
 from alit_eval.analysis.quality import summarize
-from alit_eval.analysis.skeleton import CommandRun
+from alit_eval.analysis.skeleton import CommandRun, figure_title
 from alit_eval.engine import distributed
 from alit_eval.engine.reuse import SweepPlan
 from alit_eval.engine.runner import prepare
 from alit_eval.engine.sweep import run_sweep
 from alit_eval.metrics.fid import load_stats_npz
+from alit_eval.paths import portable
 from alit_eval.results import plots
 from alit_eval.results.io import write_csv
 
@@ -60,11 +61,13 @@ def run(req: Any, *, seed: int, device: str, offline: bool, results_dir: Any, ru
         distributed.broadcast_object(run.dir.path, dist)
         inputs = run.sweep(on_batch=on_batch, dist=dist)
         result = inputs.result
+        if req.save_recons:
+            warn_missing_recons(req.save_recons, result)
         metrics = summarize(result, command="fid", dataset=inputs.dataset, preprocess=inputs.preprocess, seed=seed,
                             fid_ref=ref, kid=kid, fid=req.fid)
         run.dir.write_metrics(metrics)
         run.dir.write_per_image(result.per_image)
-        write_figures(run.dir, result, metrics)
+        write_figures(run.dir, result, metrics, title=figure_title(inputs, "fid"))
         if compute:
             # FLOPs per image and stage (no timing: the sweep's own wall time is in meta.json).
             table = compute_table(p.tokenizer, result.budgets, result.info["device"], latency=False,
@@ -76,15 +79,34 @@ def run(req: Any, *, seed: int, device: str, offline: bool, results_dir: Any, ru
             "precision": info["precision"],
             "approximate_precision": info["approximate"], "batch_size": info["batch_size"],
             "oom_chunk": info["oom_chunk"], "processes": dist.world,
+            "save_recons": portable(req.save_recons) if req.save_recons else None,
         })
     return run.dir, metrics
 
 
-def write_figures(run_dir: Any, result: Any, metrics: Any) -> None:
-    """Metrics against tokens, and the strip of example reconstructions (PNGs under ``examples/``)."""
-    plots.save(plots.metrics_vs_tokens(metrics), run_dir.figures, "metrics_vs_tokens")
+def warn_missing_recons(folder: str, result: Any) -> int:
+    """Warn when images of a resumed run have no PNG under ``--save-recons`` (they were not rebuilt)."""
+    import logging
+
+    from alit_eval.engine.recons import ORIGINAL, recon_path
+
+    ids = result.per_image["image_id"].unique()
+    missing = [i for i in ids if not all(recon_path(folder, k, i).is_file() for k in (ORIGINAL, *result.budgets))]
+    if missing:
+        logging.getLogger(__name__).warning(
+            "--save-recons: %d of %d images were resumed from the run folder and have no PNGs in %s; "
+            "rerun with --overwrite (or another --run-id) to write them all", len(missing), len(ids), folder)
+    return len(missing)
+
+
+def write_figures(run_dir: Any, result: Any, metrics: Any, *, title: str = "") -> None:
+    """Metrics against tokens, and the strip of example reconstructions (PNGs under ``examples/``).
+
+    `title` names checkpoint, data and n (`alit_eval.analysis.skeleton.figure_title`).
+    """
+    plots.save(plots.metrics_vs_tokens(metrics, title=title), run_dir.figures, "metrics_vs_tokens")
     examples = write_examples(result, run_dir.path / "examples")
     if len(examples):
         write_csv(examples.assign(path=[str(Path(x).relative_to(run_dir.path)) for x in examples["path"]]),
                   run_dir.path / "examples" / "examples.csv")
-        plots.save(plots.example_strip(examples), run_dir.figures, "examples")
+        plots.save(plots.example_strip(examples, title=title), run_dir.figures, "examples")

@@ -18,6 +18,7 @@ from alit_eval.engine.sweep import resolve_device
 from alit_eval.metrics.inception import InceptionFeatures
 from alit_eval.results import plots, plots_cost
 from alit_eval.results.io import write_csv
+from alit_eval.results.labels import checkpoint_label
 from alit_eval.results.schema import format_condition, metrics_frame
 from alit_eval.tokenizers.families import budgets_for
 from alit_eval.tokenizers.pretrained import load_pretrained
@@ -69,7 +70,8 @@ def run(ckpt: str, budgets: Sequence[int] | None, *, device: str, seed: int, off
         write_csv(table, run.dir.file("compute.csv"))
         write_csv(params, run.dir.file("params.csv"))
         run.dir.write_metrics(metrics_frame(metrics_rows(table, params)))
-        plots.save(plots_cost.cost_structure(table), run.dir.figures, "cost_structure")
+        title = f"profile: {checkpoint_label(info['name'], info.get('path'))} on {dev} (batch {batch_size})"
+        plots.save(plots_cost.cost_structure(table, title=title), run.dir.figures, "cost_structure")
         extra = {"checkpoint": info, "precision": precision, "approximate_precision": precision != "fp32",
                  "torch_threads": torch.get_num_threads(), "inputs": "random uniform images (cost is content-free)",
                  "halting": info["halting"],

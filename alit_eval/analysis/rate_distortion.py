@@ -21,7 +21,7 @@ import pandas as pd
 
 from alit_eval.analysis.codec_search import CURVE_QUALITIES, codec_table, codec_versions
 from alit_eval.analysis.quality import PSNR_CAP_DB, summarize
-from alit_eval.analysis.skeleton import CommandRun
+from alit_eval.analysis.skeleton import CommandRun, figure_title
 from alit_eval.analysis.stats import bootstrap_mean_ci
 from alit_eval.engine.reuse import has_features, plan_sweep
 from alit_eval.engine.sweep import accumulate, resolve_device
@@ -171,7 +171,9 @@ def run(req: Any, *, from_run: str | None = None, codecs: Sequence[str] = ("jpeg
         run.dir.write_per_image(result.per_image)
         write_parquet(matched, run.dir.file("codecs.parquet"))
         write_csv(curves, run.dir.file("codec_curves.csv"))
-        plots.save(plots_cost.rate_distortion(figure_points(metrics), curves), run.dir.figures, "rate_distortion")
+        title = figure_title(inputs, "rate-distortion")
+        plots.save(plots_cost.rate_distortion(figure_points(metrics), curves, title=title), run.dir.figures,
+                   "rate_distortion")
         reach = matched.groupby(["codec", "budget"])["reachable"].mean()
         run.finish(seed, {
             "rate": {"bits_per_token": per_token, "label": rate, "bits_per_image": targets, "pixels": pixels},

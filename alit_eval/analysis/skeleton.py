@@ -134,6 +134,11 @@ def data_checks_meta(inputs: SweepInputs) -> dict[str, Any]:
     if source is None:
         return {}
     return {"padded_images": len(source.padded), "duplicate_images": len(source.duplicates)}
+def figure_title(inputs: SweepInputs, command: str) -> str:
+    """The title of a run's figures: command, checkpoint, data and number of images (from the run's meta)."""
+    from alit_eval.results.labels import title_from_meta
+
+    return title_from_meta(standard_meta(inputs), what=command)
 
 
 def dataset_meta(inputs: SweepInputs) -> dict[str, Any]:

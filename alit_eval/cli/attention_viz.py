@@ -7,7 +7,8 @@ from typing import List, Optional
 
 import typer
 
-from alit_eval.cli.options import Ckpt, Family, Heads, TrustCheckpoint, budget_text, get_globals, parse_list
+from alit_eval.cli.options import (Ckpt, Family, Heads, Overwrite, RunId, TrustCheckpoint, budget_text, get_globals,
+                                   parse_list)
 
 
 def attention_viz(
@@ -16,14 +17,20 @@ def attention_viz(
     ckpt: Ckpt = "demo",
     budgets: Optional[str] = typer.Option(
         None, "--budgets", help="Rows: token budgets, in the --budgets syntax of the sweeps (default: the checkpoint's)."),
-    tokens: Optional[str] = typer.Option(None, "--tokens", help="Columns: token indices, e.g. 0,5,9 (default: first 32)."),
+    tokens: Optional[str] = typer.Option(None, "--tokens", help="Columns: token indices, e.g. 0,5,9 (default: every "
+                                         "token up to 64 tokens, else the first 8 of each iteration)."),
+    tokens_per_page: int = typer.Option(8, "--tokens-per-page", min=1,
+                                        help="Token columns per page; more tokens go to further pages (_p2, ...)."),
     layer: Optional[int] = typer.Option(None, "--layer",
                                         help="Decoder layer (default: second to last, the official 6 of 8; -1 = last)."),
     indexing: str = typer.Option("corrected", "--indexing",
                                  help="corrected (key of token j; every family) or official-notebook (ALIT: the "
                                       "notebook's off-by-one)."),
     show_budget: bool = typer.Option(False, "--show-budget", help="Add each budget's reconstruction beside its maps."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default <results-dir>/attention-viz)."),
+    out: Optional[Path] = typer.Option(None, "--out",
+                                       help="Run folder (default <results-dir>/attention-viz/<config hash>)."),
+    run_id: RunId = None,
+    overwrite: Overwrite = False,
     heads: Heads = None,
     trust_checkpoint: TrustCheckpoint = False,
     family: Family = None,
@@ -31,8 +38,11 @@ def attention_viz(
     """Draw each token's decoder attention over the 2D grid, overlaid on the image (jet, alpha 0.4),
     with rows = budgets and an argmax map (each pixel coloured by the token it attends to most).
 
-    Images are resized (bicubic) and centre-cropped as the official custom-image path. Writes
-    <stem>_layer<L>_<indexing>.png/.pdf, the raw maps (.npz) and a .json of the settings.
+    Images are resized (bicubic) and centre-cropped as the official custom-image path. Writes, in a
+    run folder named by a hash of the config (checkpoint and image hashes included; rerunning the
+    same config reuses it, another config gets its own folder), figures/STEM_layerL_INDEXING.png/.pdf
+    (pages _p1, _p2, ... when the tokens need several), the raw maps (.npz), a .json of the settings
+    and meta.json.
 
     Examples:
 
@@ -48,9 +58,10 @@ def attention_viz(
         [str(p) for p in images or []], ckpt=ckpt, budgets=budget_text(budgets),
         tokens=parse_list(tokens, int, option="--tokens", what="a token index") if tokens else None,
         layer=layer, indexing=indexing, show_budget=show_budget,
-        out_dir=out if out is not None else Path(g.results_dir) / "attention-viz", seed=g.seed,
+        results_dir=g.results_dir, run_id=run_id, overwrite=overwrite, out=out,
+        tokens_per_page=tokens_per_page, seed=g.seed,
         device=g.device, offline=g.offline, heads=heads, trust_checkpoint=trust_checkpoint, family=family,
     )
     for f in files:
         if f.suffix == ".png":
-            typer.echo(f"wrote {f}")
+            typer.echo(f"figure: {f}")

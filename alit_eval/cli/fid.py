@@ -23,6 +23,10 @@ def fid(
     official_truncation: bool = typer.Option(False, "--official-truncation",
                                              help="Truncate to uint8 like the official PNG writer (default: round)."),
     strict: bool = typer.Option(False, "--strict", help="Stop at the first image that cannot be decoded."),
+    save_recons: Optional[Path] = typer.Option(
+        None, "--save-recons", help="Also write every reconstruction as a lossless PNG, as measured (same uint8 "
+                                    "rounding): DIR/BUDGET/IMAGE_ID.png, and the preprocessed originals "
+                                    "DIR/original/IMAGE_ID.png, for your own FID tool."),
     out: Out = None,
 ) -> None:
     """Reconstruct a dataset at several token budgets; write rFID, L1, MSE, PSNR, SSIM (LPIPS) per budget.
@@ -39,6 +43,7 @@ def fid(
     cfg = sweep.config
     cfg.precision, cfg.compile = check_precision(precision), compile_
     cfg.rounding, cfg.strict = ("truncate" if official_truncation else "round"), strict
+    cfg.save_recons = str(save_recons) if save_recons else None
     from alit_eval.analysis.fid import run
 
     run_dir, metrics = run(cfg, **sweep.run_kwargs(), kid=kid, fid_ref=str(fid_ref) if fid_ref else None,

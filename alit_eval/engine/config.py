@@ -59,6 +59,7 @@ class SweepConfig:
     attention: bool | str = False  # passed to rollout when a capture needs attention maps
     precision: str = "fp32"  # fp32 | bf16 | tf32 (engine/fastpath.py)
     compile: bool = False
+    save_recons: str | None = None  # folder for every reconstruction as PNG (engine/recons.py); not in config.json
     extra: dict[str, Any] = field(default_factory=dict)  # command-specific entries of config.json
 
 

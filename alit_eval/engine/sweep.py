@@ -261,6 +261,10 @@ def _process(tokenizer, batch, budgets, cfg, measures, device) -> dict[str, np.n
             arrays["feat_ref"] = feats[:n]
             for j, b in enumerate(budgets):
                 arrays[f"feat_{b}"] = feats[n * (j + 1) : n * (j + 2)]
+        if cfg.save_recons and budgets:  # the measured uint8 images, as PNGs (engine/recons.py)
+            from alit_eval.engine.recons import save_batch
+
+            save_batch(cfg.save_recons, batch["ids"], ref.cpu().numpy(), [r.cpu().numpy() for r in recons], budgets)
         keep = arrays["index"] < cfg.n_examples
         if keep.any():
             arrays["example_index"] = arrays["index"][keep]

@@ -30,8 +30,32 @@ def set_theme() -> None:
     sns.set_theme(context="paper", style="whitegrid")
 
 
+def add_title(fig: "Figure", title: str) -> "Figure":
+    """Put a run's title (checkpoint, data, n: `alit_eval.results.labels.run_title`) above a figure.
+
+    Figures are saved with ``bbox_inches="tight"``, so a title above the axes is kept whole.
+    """
+    if title:
+        fig.suptitle(title, fontsize=9, y=1.0, va="bottom")
+    return fig
+
+
+MARKERS = ("o", "s", "^", "D", "v", "P")
+LINESTYLES = ("-", "--", ":", "-.")
+
+
+def series_style(k: int) -> dict:
+    """Line style of the k-th overlaid series: its own marker and dash, and markers that shrink and
+    turn hollow after the first, so identical series lying on top of each other stay visible."""
+    style = {"marker": MARKERS[k % len(MARKERS)], "linestyle": LINESTYLES[k % len(LINESTYLES)],
+             "markersize": max(7.0 - 1.5 * k, 3.0)}
+    if k:
+        style["markerfacecolor"] = "none"
+    return style
+
+
 def metrics_vs_tokens(metrics: "pd.DataFrame", metrics_order: Sequence[str] = specs.HEADLINE,
-                      hue: str | None = None) -> "Figure":
+                      hue: str | None = None, title: str = "") -> "Figure":
     """One panel per metric: value (with its 95% CI when present) against the number of tokens.
 
     Args:
@@ -44,10 +68,10 @@ def metrics_vs_tokens(metrics: "pd.DataFrame", metrics_order: Sequence[str] = sp
     fig, axes = plt.subplots(1, max(len(present), 1), figsize=(3.2 * max(len(present), 1), 3.0), squeeze=False)
     groups = [(None, metrics)] if hue is None else list(metrics.groupby(hue, sort=False))
     for ax, m in zip(axes[0], present):
-        for name, g in groups:
+        for k, (name, g) in enumerate(groups):
             d = g[g["metric"] == m].dropna(subset=["budget"]).sort_values("budget")
             x, y = d["budget"].astype(float).to_numpy(), d["value"].to_numpy()
-            ax.plot(x, y, marker="o", label=name)
+            ax.plot(x, y, label=name, **series_style(k))
             if d["ci_low"].notna().any():
                 ax.fill_between(x, d["ci_low"].to_numpy(float), d["ci_high"].to_numpy(float), alpha=0.2)
         ax.set_xlabel("tokens")
@@ -55,11 +79,11 @@ def metrics_vs_tokens(metrics: "pd.DataFrame", metrics_order: Sequence[str] = sp
         if len(groups) > 1:
             ax.legend(fontsize="small")
     fig.tight_layout()
-    return fig
+    return add_title(fig, title)
 
 
-def example_strip(examples: "pd.DataFrame") -> "Figure":
-    """A grid of example images: rows = images, columns = original then each budget.
+def example_strip(examples: "pd.DataFrame", title: str = "") -> "Figure":
+    """A grid of example images: rows = images (named on the left), columns = original then each budget.
 
     Args:
         examples: columns ``image_id``, ``column`` (``original`` or a budget) and ``path`` (PNG).
@@ -80,8 +104,11 @@ def example_strip(examples: "pd.DataFrame") -> "Figure":
                 ax.imshow(Image.open(path))
             if i == 0:
                 ax.set_title(str(col) if col == "original" else f"{col} tok", fontsize=8)
+        name = str(image_id)
+        name = name if len(name) <= 28 else "..." + name[-25:]  # the end of a path says most
+        axes[i][0].text(-0.06, 0.5, name, transform=axes[i][0].transAxes, ha="right", va="center", fontsize=7)
     fig.tight_layout(pad=0.2)
-    return fig
+    return add_title(fig, title)
 
 
 def save(fig: "Figure", folder: Path, name: str) -> list[Path]:

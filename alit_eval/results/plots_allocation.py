@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from alit_eval.results.plots import add_title
+
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
@@ -27,7 +29,7 @@ def _grid(n: int, width: float = 3.0, height: float = 2.6, max_cols: int = 4):
     return fig, flat[:n]
 
 
-def tokens_vs_threshold(summary: "pd.DataFrame", criterion: str) -> "Figure":
+def tokens_vs_threshold(summary: "pd.DataFrame", criterion: str, title: str = "") -> "Figure":
     """Mean (95% CI band) and median selected tokens against the threshold; censored share on the right.
 
     Args:
@@ -53,10 +55,10 @@ def tokens_vs_threshold(summary: "pd.DataFrame", criterion: str) -> "Figure":
     more = right.get_legend_handles_labels()
     ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize="small")
     fig.tight_layout()
-    return fig
+    return add_title(fig, title)
 
 
-def budget_histogram(hist: "pd.DataFrame") -> "Figure":
+def budget_histogram(hist: "pd.DataFrame", title: str = "") -> "Figure":
     """Share of images per selected budget, one panel per threshold (``selected_budgets.csv``)."""
     thresholds = sorted(hist["threshold"].unique())
     fig, axes = _grid(len(thresholds))
@@ -67,10 +69,10 @@ def budget_histogram(hist: "pd.DataFrame") -> "Figure":
         ax.set_xlabel("selected tokens")
         ax.set_ylabel("images (%)")
     fig.tight_layout()
-    return fig
+    return add_title(fig, title)
 
 
-def adaptive_vs_fixed(curve: "pd.DataFrame", summary: "pd.DataFrame", metric: str) -> "Figure":
+def adaptive_vs_fixed(curve: "pd.DataFrame", summary: "pd.DataFrame", metric: str, title: str = "") -> "Figure":
     """Fixed-budget mean quality curve with the adaptive selections (mean tokens, mean quality) on it."""
     import matplotlib.pyplot as plt
 
@@ -87,7 +89,7 @@ def adaptive_vs_fixed(curve: "pd.DataFrame", summary: "pd.DataFrame", metric: st
     ax.set_ylabel(f"mean {metric}")
     ax.legend(fontsize="small")
     fig.tight_layout()
-    return fig
+    return add_title(fig, title)
 
 
 def image_grid(table: "pd.DataFrame", root: Path, title_cols: Sequence[str], cols: int = 8,
@@ -99,7 +101,7 @@ def image_grid(table: "pd.DataFrame", root: Path, title_cols: Sequence[str], col
     n = len(table)
     ncols = max(1, min(cols, n))
     nrows = max(1, -(-n // ncols))
-    top_band = 0.35 if suptitle else 0.05  # inches above the first row's titles
+    top_band = 0.2 + 0.15 * suptitle.count("\n") + 0.15 if suptitle else 0.05  # inches above the first row's titles
     fig, axes = plt.subplots(nrows, ncols, figsize=(1.45 * ncols, 1.85 * nrows + top_band), squeeze=False)
     flat = [ax for row in axes for ax in row]
     for ax in flat:
@@ -121,16 +123,16 @@ def image_grid(table: "pd.DataFrame", root: Path, title_cols: Sequence[str], col
     return fig
 
 
-def gallery(table: "pd.DataFrame", root: Path, metric: str, threshold: float) -> "Figure":
+def gallery(table: "pd.DataFrame", root: Path, metric: str, threshold: float, title: str = "") -> "Figure":
     """Originals sorted by selected budget (``gallery/gallery.csv``), titled with budget and quality."""
     labels = table["tokens_label"] if "tokens_label" in table else [f"{b} tok" for b in table["selected_budget"]]
     t = table.assign(tokens=list(labels), quality=[f"{metric} {v:.3g}" for v in table[metric]])
     return image_grid(t, root, ["tokens", "quality"],
-                      suptitle=f"sorted by selected budget at {metric} threshold {threshold:.4g}; censored = never "
-                               "reaches it")
+                      suptitle=(f"{title}\n" if title else "") + f"sorted by selected budget at {metric} threshold "
+                               f"{threshold:.4g}; censored = never reaches it")
 
 
-def complexity_heatmap(cells: "pd.DataFrame", measure: str) -> "Figure":
+def complexity_heatmap(cells: "pd.DataFrame", measure: str, title: str = "") -> "Figure":
     """Share of each complexity bucket's images per selected budget (rows sum to 100%).
 
     Args:
@@ -154,10 +156,10 @@ def complexity_heatmap(cells: "pd.DataFrame", measure: str) -> "Figure":
     ax.grid(False)
     fig.colorbar(im, ax=ax, label="images in bucket (%)")
     fig.tight_layout()
-    return fig
+    return add_title(fig, title)
 
 
-def measure_boxplots(long: "pd.DataFrame") -> "Figure":
+def measure_boxplots(long: "pd.DataFrame", title: str = "") -> "Figure":
     """Box plot of each complexity measure per selected budget (columns measure, value, selected_budget)."""
     measures = list(dict.fromkeys(long["measure"]))
     fig, axes = _grid(len(measures))
@@ -170,10 +172,10 @@ def measure_boxplots(long: "pd.DataFrame") -> "Figure":
         ax.set_xlabel("selected tokens")
         ax.set_ylabel("")
     fig.tight_layout()
-    return fig
+    return add_title(fig, title)
 
 
-def measure_vs_error(long: "pd.DataFrame", error: str = "l1") -> "Figure":
+def measure_vs_error(long: "pd.DataFrame", error: str = "l1", title: str = "") -> "Figure":
     """Scatter of each measure against the per-image error, coloured by budget.
 
     Args:
@@ -195,7 +197,7 @@ def measure_vs_error(long: "pd.DataFrame", error: str = "l1") -> "Figure":
     if axes:
         axes[0].legend(title="tokens", fontsize=6, title_fontsize=7, markerscale=2)
     fig.tight_layout()
-    return fig
+    return add_title(fig, title)
 
 
 def group_labels(table: "pd.DataFrame", group: str = "dataset") -> dict[str, str]:
@@ -208,7 +210,7 @@ def group_labels(table: "pd.DataFrame", group: str = "dataset") -> dict[str, str
     return out
 
 
-def required_tokens_by_group(table: "pd.DataFrame", group: str = "dataset") -> "Figure":
+def required_tokens_by_group(table: "pd.DataFrame", group: str = "dataset", title: str = "") -> "Figure":
     """Violin (with quartiles) of the selected budget per group over the images that reach the threshold,
     one panel per threshold; censored images (never reaching it) are not drawn at any budget but counted
     in the group's axis label (`group_labels`).
@@ -233,10 +235,10 @@ def required_tokens_by_group(table: "pd.DataFrame", group: str = "dataset") -> "
         ax.set_ylabel("required tokens")
         ax.tick_params(axis="x", labelrotation=20, labelsize=7)
     fig.tight_layout()
-    return fig
+    return add_title(fig, title)
 
 
-def curves_by_group(curves: "pd.DataFrame", group: str, metric: str = "l1") -> "Figure":
+def curves_by_group(curves: "pd.DataFrame", group: str, metric: str = "l1", title: str = "") -> "Figure":
     """Mean `metric` against tokens, one line per group value (e.g. per probe kind), with CI bands.
 
     Args:
@@ -255,4 +257,4 @@ def curves_by_group(curves: "pd.DataFrame", group: str, metric: str = "l1") -> "
     ax.set_ylabel(f"mean {metric}")
     ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
-    return fig
+    return add_title(fig, title)

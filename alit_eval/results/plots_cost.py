@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Sequence
 
+from alit_eval.results.plots import add_title
+
 from alit_eval.metrics import specs
 
 if TYPE_CHECKING:
@@ -17,7 +19,7 @@ COMPONENT_LABELS = {"base_encoder": "base 2D encoder", "encoder_transformer": "r
                     "alit_decoder": "latent decoder", "base_decoder": "base 2D decoder", "other": "other"}
 
 
-def cost_structure(table: "pd.DataFrame") -> "Figure":
+def cost_structure(table: "pd.DataFrame", title: str = "") -> "Figure":
     """Left: GFLOPs per image by budget, the rollout stacked by component and the pixel decode of
     that budget beside it. Right: latency per image of the same two stages.
 
@@ -67,11 +69,11 @@ def cost_structure(table: "pd.DataFrame") -> "Figure":
     ax.set_xlabel("tokens")
     ax.set_ylabel("ms per image")
     fig.tight_layout()
-    return fig
+    return add_title(fig, title)
 
 
 def rate_distortion(points: "pd.DataFrame", curves: "pd.DataFrame",
-                    metrics: Sequence[str] = ("l1", "psnr", "ssim", "rfid")) -> "Figure":
+                    metrics: Sequence[str] = ("l1", "psnr", "ssim", "rfid"), title: str = "") -> "Figure":
     """Distortion against bits per pixel: the tokenizer's budgets, the codecs at the same bits, and
     each codec's own quality sweep.
 
@@ -122,4 +124,4 @@ def rate_distortion(points: "pd.DataFrame", curves: "pd.DataFrame",
     if present:
         axes[0][0].legend(fontsize="x-small")
     fig.tight_layout()
-    return fig
+    return add_title(fig, title)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+from alit_eval.results.plots import add_title
+
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
@@ -35,7 +37,7 @@ def _curve(ax: Any, d: "pd.DataFrame", **style: Any) -> None:
                         color=ax.lines[-1].get_color())
 
 
-def probe_accuracy_vs_tokens(metrics: "pd.DataFrame") -> "Figure":
+def probe_accuracy_vs_tokens(metrics: "pd.DataFrame", title: str = "") -> "Figure":
     """Top-1 (and top-5) probe accuracy against tokens: one curve per feature kind, the
     reconstruction view dashed, budget-free kinds and chance levels as horizontal lines.
 
@@ -69,10 +71,10 @@ def probe_accuracy_vs_tokens(metrics: "pd.DataFrame") -> "Figure":
         ax.set_ylim(0, 1.02)
         ax.legend(fontsize="x-small", loc="best")
     fig.tight_layout()
-    return fig
+    return add_title(fig, title)
 
 
-def regression_vs_tokens(metrics: "pd.DataFrame") -> "Figure":
+def regression_vs_tokens(metrics: "pd.DataFrame", title: str = "") -> "Figure":
     """Ridge-probe R² against tokens, one panel per target, one curve per feature kind."""
     import matplotlib.pyplot as plt
 
@@ -93,11 +95,11 @@ def regression_vs_tokens(metrics: "pd.DataFrame") -> "Figure":
         ax.set_ylabel(f"R² ({target}, held-out)")
         ax.legend(fontsize="x-small")
     fig.tight_layout()
-    return fig
+    return add_title(fig, title)
 
 
 def selected_tokens_hist(per_image: "pd.DataFrame", columns: Sequence[str], budgets: Sequence[int],
-                         fallback: Mapping[str, str] | None = None) -> "Figure":
+                         fallback: Mapping[str, str] | None = None, title: str = "") -> "Figure":
     """Bars of how many images each criterion assigns to each budget (plus "never").
 
     Args:
@@ -131,61 +133,106 @@ def selected_tokens_hist(per_image: "pd.DataFrame", columns: Sequence[str], budg
         ax.set_title(titles.get(col.removeprefix("selected_tokens_"), col), fontsize=9)
     axes[0][0].set_ylabel("images")
     fig.tight_layout()
-    return fig
+    return add_title(fig, title)
+
+
+MAX_WIDTH_IN = 12.8  # attention pages: at most ~1920 px wide at the 150 dpi of `plots.save` (plus the colour bar label)
+
+
+def argmax_colours(labels: "np.ndarray", top: int = 8) -> tuple["np.ndarray", list[int]]:
+    """Colour indices for an argmax map: the `top` tokens by area get 0..top-1, every other token `top`.
+
+    Returns the ``[H, W]`` colour-index map and the tokens in colour order (largest area first).
+    """
+    import numpy as np
+
+    ids, counts = np.unique(labels, return_counts=True)
+    order = [int(t) for t in ids[np.argsort(-counts, kind="stable")][:top]]
+    colour = np.full(labels.shape, top, dtype=np.int64)
+    for k, t in enumerate(order):
+        colour[labels == t] = k
+    return colour, order
 
 
 def attention_grid(image: "np.ndarray", maps: Mapping[int, "np.ndarray"], tokens: Sequence[int],
                    argmax: Mapping[int, "np.ndarray"], recons: Mapping[int, "np.ndarray"] | None = None,
-                   title: str = "", alpha: float = 0.4) -> "Figure":
-    """Rows = budgets; columns = image, (reconstruction), argmax map, then one overlay per token.
+                   title: str = "", alpha: float = 0.4, panel: float = 1.05) -> "Figure":
+    """Rows = budgets; columns = image, (reconstruction), argmax map + its legend, one overlay per token.
+
+    The argmax map colours the 8 tokens that own the most pixels in that row (legend beside it,
+    largest first) and greys the rest; a colour bar explains the jet overlay.
 
     Args:
         image: uint8 ``[H, W, 3]`` preprocessed input.
-        maps: budget -> ``[n_tokens_at_budget, H, W]`` in [0, 1]; tokens beyond it stay blank.
-        tokens: token indices, one column each.
+        maps: budget -> ``[n_tokens_at_budget, H, W]`` in [0, 1]; tokens beyond it are marked absent.
+        tokens: token indices, one column each (one page of them).
         argmax: budget -> ``[H, W]`` int, the token each pixel attends to most.
         recons: budget -> uint8 ``[H, W, 3]`` reconstruction, drawn beside the maps when given.
-        title: figure title.
+        title: figure title (may hold a line break).
         alpha: opacity of the jet map over the image (0.4 in the published figures).
+        panel: side of one image panel in inches (1.05 in = 158 px at 150 dpi).
     """
     import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
 
     budgets = sorted(maps)
     lead = ["image"] + (["reconstruction"] if recons else []) + ["argmax token"]
-    ncol = len(lead) + len(tokens)
-    fig, axes = plt.subplots(len(budgets), ncol, figsize=(0.95 * ncol, 1.0 * len(budgets) + 0.4), squeeze=False)
-    cmap = plt.get_cmap("tab20")
+    widths = [1.0] * len(lead) + [0.75] + [1.0] * len(tokens) + [0.12]
+    panel = min(panel, (MAX_WIDTH_IN - 0.5) / (1.06 * sum(widths)))  # a page stays under ~2000 px at 150 dpi
+    height = panel * 1.12 * len(budgets) + 0.75
+    fig = plt.figure(figsize=(panel * 1.06 * sum(widths) + 0.5, height))
+    grid = fig.add_gridspec(len(budgets), len(widths), width_ratios=widths, wspace=0.06, hspace=0.12,
+                            left=0.04, right=0.96, bottom=0.01, top=1.0 - 0.72 / height)
+    top = 8
+    # tab10 without its grey (index 7), so that no token shares the colour of "other"
+    palette = ListedColormap([plt.get_cmap("tab10")(k) for k in (0, 1, 2, 3, 4, 5, 6, 8)] + [(0.85, 0.85, 0.85, 1.0)])
     for r, b in enumerate(budgets):
-        row = axes[r]
+        row = [fig.add_subplot(grid[r, c]) for c in range(len(widths) - 1)]
         for ax in row:
             ax.set_xticks([])
             ax.set_yticks([])
             for s in ax.spines.values():
                 s.set_visible(False)
         row[0].imshow(image)
-        row[0].set_ylabel(f"{b} tok", fontsize=7)
+        row[0].set_ylabel(f"{b} tokens", fontsize=8)
         c = 1
         if recons:
             row[c].imshow(recons[b])
             c += 1
-        row[c].imshow(argmax[b] % 20, cmap=cmap, vmin=0, vmax=19, interpolation="nearest")
+        colour, order = argmax_colours(argmax[b], top)
+        row[c].imshow(colour, cmap=palette, vmin=0, vmax=top, interpolation="nearest")
+        legend = row[c + 1]
+        legend.axis("off")
+        handles = [Patch(color=palette(k), label=f"t{t}") for k, t in enumerate(order)]
+        if len(order) == top:
+            handles.append(Patch(color=palette(top), label="other"))
+        legend.legend(handles=handles, loc="center left", fontsize=6.5, frameon=False, handlelength=0.9,
+                      handletextpad=0.25, labelspacing=0.25, columnspacing=0.5, borderaxespad=0.0, ncol=2)
         for j, t in enumerate(tokens):
-            ax = row[len(lead) + j]
+            ax = row[len(lead) + 1 + j]
             if t < len(maps[b]):
                 ax.imshow(image)
                 ax.imshow(maps[b][t], cmap="jet", alpha=alpha, vmin=0.0, vmax=1.0)
+            else:  # the token does not exist yet at this budget
+                ax.text(0.5, 0.5, f"not in\n{b} tokens", ha="center", va="center", fontsize=6, color="0.55",
+                        transform=ax.transAxes)
             if r == 0:
-                ax.set_title(f"t{t}", fontsize=6)
+                ax.set_title(f"token {t}", fontsize=8)
         if r == 0:
             for k, name in enumerate(lead):
-                row[k].set_title(name, fontsize=6)
-    fig.tight_layout(pad=0.1, h_pad=0.1, w_pad=0.1)
-    if title:  # above the axes, after tight_layout (which ignores suptitles); saved with bbox "tight"
-        fig.suptitle(title, fontsize=8, y=1.0, va="bottom")
+                row[k].set_title(name, fontsize=8)
+    bar = fig.add_subplot(grid[:, -1])
+    mappable = plt.cm.ScalarMappable(cmap="jet", norm=plt.Normalize(0.0, 1.0))
+    cb = fig.colorbar(mappable, cax=bar)
+    cb.set_label("attention to the token (min-max per map)", fontsize=7)
+    cb.ax.tick_params(labelsize=6)
+    if title:
+        fig.suptitle(title, fontsize=9, y=1.0 - 0.08 / height, va="top")
     return fig
 
 
-def discovery_vs_tokens(metrics: "pd.DataFrame") -> "Figure":
+def discovery_vs_tokens(metrics: "pd.DataFrame", title: str = "") -> "Figure":
     """FG-ARI and mIoU against tokens: one curve per decoder layer, grid baselines dashed/dotted."""
     import matplotlib.pyplot as plt
 
@@ -208,7 +255,7 @@ def discovery_vs_tokens(metrics: "pd.DataFrame") -> "Figure":
         ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
         ax.legend(fontsize="x-small")
     fig.tight_layout()
-    return fig
+    return add_title(fig, title)
 
 
 def discovery_examples(images: Sequence["np.ndarray"], masks: Sequence["np.ndarray"],

@@ -36,6 +36,7 @@ ALLOCATION = ("mean_tokens", "median_tokens", "censored_share", "l1", "lpips", "
               "fixed_budget_equivalent", "token_saving_pct")
 FID_MIN_IMAGES = 2048  # below the feature dimension the covariance is singular and FID biased high
 MAX_CSV_ROWS = 200
+INLINE_MAX_ROWS = 40  # longer tables (per-image ones) are linked as CSV files instead of drawn inline
 
 
 @dataclass
@@ -68,6 +69,12 @@ class Series:
     dataset: str
     conditions: dict[str, str]
     rows: pd.DataFrame  # metrics rows: budget, metric, value, ci_low, ci_high, n
+    checkpoint: str = "?"  # `alit_eval.results.labels.checkpoint_label` of the series' checkpoint
+
+    @property
+    def named(self) -> str:
+        """The series as tables and legends name it: run label and checkpoint."""
+        return f"{self.label} ({self.checkpoint})"
 
 
 @dataclass
@@ -428,8 +435,17 @@ def build_series(runs: list[Run]) -> tuple[list[Series], list[tuple[str, str]]]:
                                      "numbers are the same, so it is not compared separately"))
                 continue
             owner[key] = label
-            out.append(Series(label, run, ds, run_conditions(run, ds, sub), sub))
+            out.append(Series(label, run, ds, run_conditions(run, ds, sub), sub, series_checkpoint(run, ds)))
     return out, notes
+
+
+def series_checkpoint(run: Run, dataset: str | None = None) -> str:
+    """The checkpoint behind a run's series, as a reader knows it (meta.json first: it holds the path)."""
+    from alit_eval.results.labels import checkpoint_of
+
+    ck = run.extra.get("checkpoint") or sweep_config(run.config, dataset).get("checkpoint") \
+        or run.config.get("checkpoint")
+    return checkpoint_of(ck if isinstance(ck, dict) else {"name": ck} if ck else None)
 
 
 def group_series(series: list[Series]) -> list[Group]:
@@ -458,7 +474,7 @@ def comparison_table(group: Group) -> pd.DataFrame:
         cols = []
         for s in group.series:
             d = s.rows[s.rows["metric"] == m].drop_duplicates("budget").set_index("budget")["value"]
-            col = f"{LABELS[m]} · {s.label}"
+            col = f"{LABELS[m]} · {s.named}"
             out[col] = [d.get(b) for b in budgets]
             cols.append(col)
         if len(group.series) == 2:
@@ -476,7 +492,7 @@ def comparison_long(group: Group) -> pd.DataFrame:
     parts = []
     for s in group.series:
         d = s.rows if _fid_shared(group) else s.rows[s.rows["metric"] != "rfid"]
-        parts.append(d.assign(series=s.label))
+        parts.append(d.assign(series=s.named))
     return pd.concat(parts, ignore_index=True)
 
 

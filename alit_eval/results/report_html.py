@@ -148,6 +148,18 @@ class _Doc:
         self.h.append(html_table(df, kind, **kw))
         self.m.append(md_table(df, kw.get("max_rows")))
 
+    def link_csv(self, df: pd.DataFrame, name: str, kind: str, folder: Path) -> None:
+        """Write `df` as a CSV beside the report and link it (with its size) instead of a table."""
+        from alit_eval.results.io import write_csv
+
+        path = write_csv(df, folder / f"{slug(Path(name).stem)}.csv")
+        rel = f"{folder.parent.name}/{folder.name}/{path.name}"
+        text = f"{len(df)} rows x {len(df.columns)} columns ({', '.join(map(str, df.columns[:8]))}"
+        text += ", ...)" if len(df.columns) > 8 else ")"
+        self.h.append(f'<p data-csv="{html.escape(kind)}"><a href="{html.escape(rel)}">{html.escape(rel)}</a>: '
+                      f"{html.escape(text)}</p>")
+        self.m.append(f"[{rel}]({rel}): {text}\n")
+
     def figure(self, path: Path, name: str, kind: str, rel: str) -> None:
         self.h.append(_img(path, name, kind))
         self.m.append(f"![{name}]({rel})\n")
@@ -161,6 +173,8 @@ def write_report(report: rp.Report, folder: Path, *, title: str) -> tuple[Path, 
     figs = folder / "figures"
     if figs.is_dir():
         shutil.rmtree(figs)  # a regenerated report must not keep figures of runs no longer in it
+    if (folder / "tables").is_dir():
+        shutil.rmtree(folder / "tables")
     figs.mkdir()
     d = _Doc()
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -191,9 +205,10 @@ def write_report(report: rp.Report, folder: Path, *, title: str) -> tuple[Path, 
 
 def _comparison(d: _Doc, report: rp.Report, figs: Path, plots: Any) -> None:
     d.heading(2, "Comparison", "comparison")
-    cond = pd.DataFrame([{"series": s.label, **{k: s.conditions[k] for k in rp.CONDITIONS}} for s in report.series])
-    cond.columns = ["series", "dataset", "images", "preprocess", "FID reference", "FID resize"]
-    names = dict(zip(rp.CONDITIONS, cond.columns[1:]))
+    cond = pd.DataFrame([{"series": s.label, "checkpoint": s.checkpoint, **{k: s.conditions[k] for k in rp.CONDITIONS}}
+                         for s in report.series])
+    cond.columns = ["series", "checkpoint", "dataset", "images", "preprocess", "FID reference", "FID resize"]
+    names = dict(zip(rp.CONDITIONS, cond.columns[2:]))
     mark = {(i, names[k]) for i, k in rp.odd_cells(report.series)}
     if report.differing:
         base = [k for k in report.differing if k in rp.BASE_CONDITIONS]
@@ -216,7 +231,9 @@ def _comparison(d: _Doc, report: rp.Report, figs: Path, plots: Any) -> None:
             d.para("rFID is left out of this comparison: the series use different FID references or resize "
                    "conventions (see the conditions table).", "note")
         d.table(g.table, f"comparison-{k}")
-        paths = plots.save(plots.metrics_vs_tokens(rp.comparison_long(g), hue="series"), figs, f"comparison_{k}")
+        fig = plots.metrics_vs_tokens(rp.comparison_long(g), hue="series",
+                                      title=f"{c['dataset']}, n={c['dataset_size']}: one curve per run (checkpoint)")
+        paths = plots.save(fig, figs, f"comparison_{k}")
         d.figure(paths[0], f"comparison {k}: metrics vs tokens", f"comparison/{k}", f"figures/{paths[0].name}")
 
 
@@ -245,7 +262,10 @@ def _run_section(d: _Doc, run: rp.Run, i: int, figs: Path) -> None:
         d.table(alloc, f"allocation/{run.label}")
     for name, table in run.tables.items():
         d.heading(3, name)
-        d.table(table, f"csv/{run.label}/{name}", max_rows=rp.MAX_CSV_ROWS)
+        if len(table) > rp.INLINE_MAX_ROWS:  # a per-image table: linked as a CSV file, not drawn inline
+            d.link_csv(table, name, f"csv/{run.label}/{name}", figs.parent / "tables" / slug(run.label))
+        else:
+            d.table(table, f"csv/{run.label}/{name}")
     if run.metrics is not None and len(run.metrics):
         d.h.append(f"<details><summary>all {len(run.metrics)} rows of metrics.csv</summary>")
         d.h.append(html_table(run.metrics, f"metrics/{run.label}", max_rows=1000))
