@@ -210,6 +210,27 @@ def describe_foreign(sd: Mapping[str, Any]) -> str:
     return f"none of the ALIT keys ({', '.join(ALIT_SENTINELS)}) are present; first keys: {sample}"
 
 
+def key_mismatch(expected: Mapping[str, Any], sd: Mapping[str, Any], shown: int = 5) -> list[str]:
+    """What keeps `sd` from loading strictly into a model whose state_dict is `expected`.
+
+    Returns:
+        One readable part per kind of difference (``"2 missing: a, b"``, ``"1 unexpected: c"``,
+        ``"1 wrong shape: d (3, 4) vs (4, 4)"``, the file's shape first), key names escaped and
+        shortened; empty when the keys and shapes agree. Every family's loader words its error with it.
+    """
+    missing = sorted(set(expected) - set(sd))
+    unexpected = sorted(set(sd) - set(expected))
+    wrong = sorted(f"{safe_text(k, 60)} {tuple(sd[k].shape)} vs {tuple(expected[k].shape)}"
+                   for k in set(expected) & set(sd) if tuple(expected[k].shape) != tuple(sd[k].shape))
+    parts = []
+    for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
+        if keys:
+            more = f" (+{len(keys) - shown} more)" if len(keys) > shown else ""
+            names = keys[:shown] if label == "wrong shape" else [safe_text(k, 60) for k in keys[:shown]]
+            parts.append(f"{len(keys)} {label}: {', '.join(names)}{more}")
+    return parts
+
+
 def build_tokenizer(
     sd: Mapping[str, torch.Tensor], cfg: "Any", *, halting: str = "official", name: str = "alit", source: str = ""
 ) -> "Any":
@@ -222,16 +243,8 @@ def build_tokenizer(
 
     with torch.device("meta"):
         model = AlitTokenizer(cfg, halting=halting, name=name)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(sd))
-    unexpected = sorted(set(sd) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(sd) if tuple(expected[k].shape) != tuple(sd[k].shape))
-    if missing or unexpected or wrong:
-        parts = []
-        for label, ks in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
-            if ks:
-                more = f" (+{len(ks) - 5} more)" if len(ks) > 5 else ""
-                parts.append(f"{len(ks)} {label}: {', '.join(safe_text(k, 60) for k in ks[:5])}{more}")
+    parts = key_mismatch(model.state_dict(), sd)
+    if parts:
         raise CheckpointError(
             f"checkpoint {safe_text(source, 200)} does not match the inferred ALIT config "
             f"(width {cfg.width}, depth {cfg.depth}, "

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 import torch
 
 from alit_eval.errors import CheckpointError
-from alit_eval.tokenizers.checkpoints import clean_state_dict, read_checkpoint, unwrap
+from alit_eval.tokenizers.checkpoints import clean_state_dict, key_mismatch, read_checkpoint, unwrap
 from alit_eval.tokenizers.karl.config import KarlConfig, infer_config
 from alit_eval.tokenizers.karl.model import KarlTokenizer
 
@@ -41,17 +41,9 @@ def convert_official(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def _mismatch(model: KarlTokenizer, sd: Mapping[str, torch.Tensor], cfg: KarlConfig, source: str) -> None:
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(sd))
-    unexpected = sorted(set(sd) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(sd) if tuple(expected[k].shape) != tuple(sd[k].shape))
-    if not (missing or unexpected or wrong):
+    parts = key_mismatch(model.state_dict(), sd)
+    if not parts:
         return
-    parts = []
-    for label, ks in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
-        if ks:
-            more = f" (+{len(ks) - 5} more)" if len(ks) > 5 else ""
-            parts.append(f"{len(ks)} {label}: {', '.join(ks[:5])}{more}")
     raise CheckpointError(
         f"checkpoint {source} does not match the KARL config (width {cfg.width}, depth {cfg.depth}, base "
         f"{cfg.base.kind}, quantised {cfg.quantize}): {'; '.join(parts)}. Likely cause: a different "

@@ -17,6 +17,7 @@ from typing import Any, Mapping
 import torch
 
 from alit_eval.errors import CheckpointError
+from alit_eval.tokenizers.checkpoints import key_mismatch
 from alit_eval.tokenizers.one_d_piece.config import OneDPieceConfig, infer_config
 
 # Keys every stage-2 One-D-Piece / TiTok state_dict has and no ALIT or KARL one does.
@@ -49,21 +50,6 @@ def convert_official(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             key = key.removeprefix(prefix)
         out[key] = value.float() if value.is_floating_point() else value
     return out
-
-
-def _mismatch(expected: Mapping[str, torch.Tensor], sd: Mapping[str, torch.Tensor]) -> list[str]:
-    missing = sorted(set(expected) - set(sd))
-    unexpected = sorted(set(sd) - set(expected))
-    wrong = sorted(
-        f"{k} {tuple(sd[k].shape)} vs {tuple(expected[k].shape)}"
-        for k in set(expected) & set(sd) if tuple(expected[k].shape) != tuple(sd[k].shape)
-    )
-    parts = []
-    for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
-        if keys:
-            more = f" (+{len(keys) - 4} more)" if len(keys) > 4 else ""
-            parts.append(f"{len(keys)} {label}: {', '.join(keys[:4])}{more}")
-    return parts
 
 
 def from_state_dict(
@@ -107,7 +93,7 @@ def from_state_dict(
             raise CheckpointError(f"cannot infer the One-D-Piece/TiTok configuration of {source}: {e}") from None
     with torch.device("meta"):
         model = OneDPieceTokenizer(config, name=name)
-    parts = _mismatch(model.state_dict(), sd)
+    parts = key_mismatch(model.state_dict(), sd)
     if parts:
         raise CheckpointError(
             f"{source} does not match the {config.family} config (width {config.width}, depth {config.depth}, "
