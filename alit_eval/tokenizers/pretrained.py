@@ -459,19 +459,25 @@ def _download(entry: PretrainedEntry, dest: Path, *, progress: bool) -> None:
                 raise _missing(entry, dest, f"the download failed ({type(exc).__name__}: {reason})") from exc
         if total is not None and received != total:
             raise _missing(entry, dest, f"the download was cut short ({received} of {total} bytes)")
-        if entry.sha256 and digest != entry.sha256.lower():
-            raise CheckpointError(
-                f"downloaded {entry.filename} has sha256 {digest[:16]}..., expected "
-                f"{entry.sha256[:16]}...; the file was discarded (rerun, or fetch it from {entry.source})"
-            )
-        previous = _read_sidecar(dest)
-        if entry.sha256 is None and previous and previous != digest:
-            warnings.warn(f"{entry.filename} downloaded with sha256 {digest[:16]}..., but {previous[:16]}... "
-                          "was recorded before; the file behind the URL changed", ChecksumWarning, stacklevel=3)
-        os.replace(tmp, dest)
-        _write_sidecar(dest, digest)
+        _accept_download(entry, tmp, dest, digest, entry.filename, "the file behind the URL")
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _accept_download(entry: PretrainedEntry, got: Path, dest: Path, digest: str, label: str, origin: str) -> None:
+    """Check a finished download against the known sha256 (else discard it), warn when it differs from
+    the digest recorded before, then move it into the cache with its sidecar (both download paths)."""
+    if entry.sha256 and digest != entry.sha256.lower():
+        raise CheckpointError(
+            f"downloaded {label} has sha256 {digest[:16]}..., expected "
+            f"{entry.sha256[:16]}...; the file was discarded (rerun, or fetch it from {entry.source})"
+        )
+    previous = _read_sidecar(dest)
+    if entry.sha256 is None and previous and previous != digest:
+        warnings.warn(f"{label} downloaded with sha256 {digest[:16]}..., but {previous[:16]}... "
+                      f"was recorded before; {origin} changed", ChecksumWarning, stacklevel=4)
+    os.replace(got, dest)
+    _write_sidecar(dest, digest)
 
 
 def _download_hf(entry: PretrainedEntry, dest: Path) -> None:
@@ -493,18 +499,7 @@ def _download_hf(entry: PretrainedEntry, dest: Path) -> None:
         except Exception as exc:  # HTTP, connection and offline errors differ across huggingface_hub versions
             first = (str(exc).strip().splitlines() or [""])[0][:160]
             raise _missing(entry, dest, f"the download failed ({type(exc).__name__}: {first})") from exc
-        digest = sha256_file(got)
-        if entry.sha256 and digest != entry.sha256.lower():
-            raise CheckpointError(
-                f"downloaded {entry.remote_filename} has sha256 {digest[:16]}..., expected "
-                f"{entry.sha256[:16]}...; the file was discarded (rerun, or fetch it from {entry.source})"
-            )
-        previous = _read_sidecar(dest)
-        if entry.sha256 is None and previous and previous != digest:
-            warnings.warn(f"{entry.remote_filename} downloaded with sha256 {digest[:16]}..., but {previous[:16]}... "
-                          "was recorded before; the file in the repo changed", ChecksumWarning, stacklevel=3)
-        os.replace(got, dest)
-        _write_sidecar(dest, digest)
+        _accept_download(entry, got, dest, sha256_file(got), entry.remote_filename, "the file in the repo")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
