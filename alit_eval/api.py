@@ -57,7 +57,43 @@ class Evaluation:
         return self.metrics.pivot_table(index="budget", columns="metric", values="value", aggfunc="first")
 
 
-def evaluate(ckpt: str | Path = "demo", data: str | Path = "demo-scenes", budgets: Sequence[int] | None = None, *,
+def _budgets_arg(budgets: Any) -> list[int] | str | None:
+    """`evaluate`'s ``budgets``: a string in the CLI's budget syntax (``"128"``, ``"8-256:8"``,
+    ``"1,2,4,..."``, ``"all"``), one int, or ints; anything else is one line.
+
+    A string is read as a whole, never character by character (``"128"`` once became 1, 2, 8).
+    """
+    from alit_eval.budgets import parse_budget_spec
+
+    if budgets is None:
+        return None
+    if isinstance(budgets, str):
+        spec = parse_budget_spec(budgets, option="budgets")  # syntax and size checked now, before loading
+        return budgets if spec.everything or spec.open_ends else spec.fixed(option="budgets")
+    if isinstance(budgets, int) and not isinstance(budgets, bool):
+        budgets = [budgets]
+    try:
+        items = list(budgets)
+    except TypeError:
+        items = None
+    if items is not None and not items:
+        return None  # an empty list has always meant "the default budgets"
+    if items is None or not all(_is_whole(b) and int(b) >= 1 for b in items):
+        shown = repr(budgets) if len(repr(budgets)) <= 60 else repr(budgets)[:60] + "..."
+        raise AlitEvalError(f"evaluate(): budgets={shown} must be positive whole numbers (e.g. [32, 64]) or a "
+                            "budget string such as \"32,64\", \"8-256:8\" or \"1,2,4,...\"")
+    return sorted({int(b) for b in items})
+
+
+def _is_whole(value: Any) -> bool:
+    """An int (numpy's too) but not a bool, nor a float that merely looks whole."""
+    import numbers
+
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def evaluate(ckpt: str | Path = "demo", data: str | Path = "demo-scenes",
+             budgets: Sequence[int] | int | str | None = None, *,
              results_dir: str | Path = "results", device: str = "auto", seed: int = 0, offline: bool = False,
              run_id: str | None = None, overwrite: bool = False, kid: bool = False,
              fid_ref: str | Path | None = None, flops: bool = False, progress: bool = False,
@@ -70,7 +106,8 @@ def evaluate(ckpt: str | Path = "demo", data: str | Path = "demo-scenes", budget
     Args:
         ckpt: a pretrained name (``alit-eval models``) or a checkpoint file.
         data: an image folder, a .txt/.csv file list, a glob, or a demo split (``demo-scenes``).
-        budgets: token budgets (default: every budget the checkpoint has).
+        budgets: token budgets: ints, or a string in the ``--budgets`` syntax (``"32,64"``, ``"8-256:8"``,
+            ``"1,2,4,..."``, ``"all"``); default: the checkpoint's default budgets.
         results_dir: root of the run folders (``--results-dir``).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         seed: seed of every generator (halting, subsets).
@@ -104,8 +141,7 @@ def evaluate(ckpt: str | Path = "demo", data: str | Path = "demo-scenes", budget
         raise AlitEvalError(f"evaluate(): unknown option(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
     if "save_recons" in options and options["save_recons"] is not None:
         options["save_recons"] = str(options["save_recons"])
-    cfg = SweepConfig(ckpt=str(ckpt), data=str(data), budgets=sorted(set(int(b) for b in budgets)) if budgets else None,
-                      **options)
+    cfg = SweepConfig(ckpt=str(ckpt), data=str(data), budgets=_budgets_arg(budgets), **options)
     run_dir, metrics = run(cfg, seed=seed, device=device, offline=offline, results_dir=results_dir, run_id=run_id,
                            overwrite=overwrite, kid=kid, fid_ref=str(fid_ref) if fid_ref else None,
                            progress=progress, compute=flops)

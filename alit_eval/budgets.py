@@ -13,19 +13,26 @@ Grammar (comma-separated parts, spaces ignored):
 `parse_budget_spec` checks the syntax alone (before any model is loaded); `BudgetSpec.resolve`
 expands it against a `BudgetSpace` (what a tokenizer can produce: a discrete list such as ALIT's
 32..256 step 32, or a range 1..K for prefix families) and raises one line naming the valid range.
-Stdlib only.
+Every number is checked against `MAX_BUDGET` before a range or progression is expanded, so a string
+such as ``1-1000000000`` is one line, not gigabytes of list. Stdlib only.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Iterable, Sequence
 
 from alit_eval.errors import AlitEvalError
 
 ELLIPSIS = "..."
-_RANGE = re.compile(r"^(\d+)-(\d+)(?::(\d+))?$")
+# The largest budget the syntax accepts. No tokenizer alit-eval knows produces more than 512 tokens
+# (KARL); 65536 is a 256 x 256 token grid, so real budgets fit with room to spare, while a typo such
+# as 1-1000000000 is refused before it is expanded (it once filled 3 GB before any model loaded).
+MAX_BUDGET = 1 << 16
+MAX_TEXT = 10_000  # characters of a budget string (an explicit list of every budget up to 2000 fits)
+_RANGE = re.compile(r"^([0-9]+)-([0-9]+)(?::([0-9]+))?$")  # ASCII digits only
 
 
 class BudgetSyntaxError(AlitEvalError, ValueError):
@@ -68,7 +75,11 @@ class BudgetSpace:
         return ", ".join(map(str, v))
 
     def __contains__(self, budget: object) -> bool:
-        return budget in set(self.values)
+        return budget in self._members
+
+    @cached_property
+    def _members(self) -> frozenset[int]:  # built once: membership is asked for every requested budget
+        return frozenset(self.values)
 
 
 @dataclass(frozen=True)
@@ -92,13 +103,13 @@ class BudgetSpec:
         out = set(self.values)
         for terms, kind in self.open_ends:
             out.update(_continue(terms, kind, space.max))
-        return check_budgets_in(out, space, option=f"{option} {self.text!r}")
+        return check_budgets_in(out, space, option=f"{option} {_shown(self.text)}")
 
     def fixed(self, *, option: str = "--budgets") -> list[int]:
         """The budgets without a tokenizer (the string must not need one: no ``all``, no open ``...``)."""
         if self.everything or self.open_ends:
             raise BudgetSyntaxError(
-                f"{option} {self.text!r} continues up to the tokenizer's largest budget; give the end (e.g. 1,2,4,...,256)"
+                f"{option} {_shown(self.text)} continues up to the tokenizer's largest budget; give the end (e.g. 1,2,4,...,256)"
             )
         return sorted(set(self.values))
 
@@ -108,7 +119,8 @@ def check_budgets_in(budgets: Iterable[int], space: BudgetSpace | Sequence[int],
     """Sorted distinct `budgets`, or one line naming those outside `space` and what it holds."""
     space = space if isinstance(space, BudgetSpace) else BudgetSpace.of(space)
     out = sorted({int(b) for b in budgets})
-    bad = [b for b in out if b not in space]
+    members = space._members
+    bad = [b for b in out if b not in members]
     if bad or not out:
         shown = ", ".join(map(str, bad[:5])) + (f" (+{len(bad) - 5} more)" if len(bad) > 5 else "")
         raise BudgetSyntaxError(
@@ -131,7 +143,7 @@ def _continue(terms: Sequence[int], kind: str, stop: int) -> list[int]:
 
 def _kind(terms: Sequence[int], text: str, option: str) -> str:
     if len(terms) < 2:
-        raise BudgetSyntaxError(f"{option} {text!r}: '...' needs at least two terms before it (e.g. 32,64,...)")
+        raise BudgetSyntaxError(f"{option} {_shown(text)}: '...' needs at least two terms before it (e.g. 32,64,...)")
     diffs = {b - a for a, b in zip(terms, terms[1:])}
     if len(diffs) == 1 and min(diffs) > 0:
         return "arith"
@@ -140,17 +152,35 @@ def _kind(terms: Sequence[int], text: str, option: str) -> str:
         if len(ratios) == 1 and min(ratios) > 1:
             return "geom"
     raise BudgetSyntaxError(
-        f"{option} {text!r}: {', '.join(map(str, terms))} is neither an increasing arithmetic nor a "
+        f"{option} {_shown(text)}: {', '.join(map(str, terms))} is neither an increasing arithmetic nor a "
         "whole-number geometric progression, so '...' cannot continue it"
     )
 
 
 def _number(item: str, text: str, option: str) -> int:
-    if not item.isdigit() or int(item) < 1:
+    # isdigit() also accepts other scripts' digits and superscripts; only ASCII 0-9 is a budget.
+    if not (item.isascii() and item.isdigit()) or int(item) < 1:
         raise BudgetSyntaxError(
-            f"{option} {text!r}: {item!r} is not a positive whole number (forms: 32,64,128  8-256:8  1,2,4,...)"
+            f"{option} {_shown(text)}: {_shown(item, 30)} is not a positive whole number (forms: 32,64,128  8-256:8  1,2,4,...)"
         )
-    return int(item)
+    return _bounded(item, text, option)
+
+
+def _shown(text: str, limit: int = 60) -> str:
+    """`text` quoted for a message, cut to `limit` characters (the budget string is echoed in every error)."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} characters)"
+
+
+def _bounded(digits: str, text: str, option: str) -> int:
+    """`digits` as an int, or one line when it exceeds `MAX_BUDGET` (checked before any expansion)."""
+    # Compare lengths first: int() of a 5000-digit string raises Python's own digit-limit error.
+    if len(digits.lstrip("0")) > len(str(MAX_BUDGET)) or int(digits) > MAX_BUDGET:
+        shown = digits if len(digits) <= 20 else f"{digits[:12]}... ({len(digits)} digits)"
+        raise BudgetSyntaxError(
+            f"{option} {_shown(text)}: budget {shown} is above {MAX_BUDGET}, more tokens than any tokenizer "
+            "produces; give budgets within the tokenizer's range (alit-eval models lists them)"
+        )
+    return int(digits)
 
 
 def parse_budget_spec(text: str, *, option: str = "--budgets") -> BudgetSpec:
@@ -160,9 +190,12 @@ def parse_budget_spec(text: str, *, option: str = "--budgets") -> BudgetSpec:
         BudgetSyntaxError: empty parts, non-numbers, bad ranges, or a ``...`` without a progression.
     """
     raw = str(text)
+    if len(raw) > MAX_TEXT:  # a budget list is short; a megabyte of text is a mistake, not a sweep
+        raise BudgetSyntaxError(f"{option}: {len(raw)} characters is too long for a budget list "
+                                f"(at most {MAX_TEXT}; use ranges such as 8-256:8)")
     items = [p.strip() for p in raw.replace(" ", "").split(",")]
     if not raw.strip() or any(not p for p in items):
-        raise BudgetSyntaxError(f"{option} {raw!r}: give budgets such as 32,64,128 or 8-256:8 or 1,2,4,...")
+        raise BudgetSyntaxError(f"{option} {_shown(raw)}: give budgets such as 32,64,128 or 8-256:8 or 1,2,4,...")
     if items == ["all"]:
         return BudgetSpec(raw, (), everything=True)
     values: list[int] = []
@@ -179,21 +212,22 @@ def parse_budget_spec(text: str, *, option: str = "--budgets") -> BudgetSpec:
             else:
                 stop = _number(end, raw, option)
                 if stop < run[-1]:
-                    raise BudgetSyntaxError(f"{option} {raw!r}: the end {stop} after '...' is below {run[-1]}")
+                    raise BudgetSyntaxError(f"{option} {_shown(raw)}: the end {stop} after '...' is below {run[-1]}")
                 seq = _continue(run, kind, stop)
                 if seq[-1] != stop:
                     raise BudgetSyntaxError(
-                        f"{option} {raw!r}: the end {stop} is not a term of {', '.join(map(str, run))}, ... "
+                        f"{option} {_shown(raw)}: the end {stop} is not a term of {', '.join(map(str, run))}, ... "
                         f"(it reaches {seq[-1]}); end on a term or drop the end to run to the tokenizer's largest budget"
                     )
                 values.extend(seq)
                 i += 1
             run = []
         elif m := _RANGE.match(item):
-            lo, hi, step = int(m.group(1)), int(m.group(2)), int(m.group(3) or 1)
+            lo, hi = _bounded(m.group(1), raw, option), _bounded(m.group(2), raw, option)
+            step = _bounded(m.group(3) or "1", raw, option)
             if lo < 1 or hi < lo or step < 1:
                 raise BudgetSyntaxError(
-                    f"{option} {raw!r}: range {item!r} must be a-b[:step] with 1 <= a <= b and step >= 1"
+                    f"{option} {_shown(raw)}: range {_shown(item, 30)} must be a-b[:step] with 1 <= a <= b and step >= 1"
                 )
             values.extend(range(lo, hi + 1, step))
             run = []

@@ -3,6 +3,7 @@ folders against a naive recomputation, tokenizer loading, and a light `import al
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -40,6 +41,23 @@ def test_evaluate_is_the_fid_command(tiny_ckpt, tmp_path):
     pd.testing.assert_frame_equal(res.per_image, pd.read_parquet(res.run_dir / "per_image.parquet"))
     with pytest.raises(AlitEvalError, match="unknown option"):
         alit_eval.evaluate(tiny_ckpt, results_dir=tmp_path, no_such_option=1)
+
+
+def test_evaluate_reads_a_budget_string_whole(tiny_ckpt, tmp_path):
+    # Issue 26: budgets="16" was iterated per character (budgets 1 and 6); it is the CLI's syntax now.
+    kw = dict(results_dir=tmp_path, device="cpu", offline=True, limit=2, batch_size=2, fid=False)
+    res = alit_eval.evaluate(tiny_ckpt, "demo-scenes", budgets="16", **kw)
+    assert list(res.table.index) == [16] and set(res.per_image["budget"]) == {16}
+    ranged = alit_eval.evaluate(tiny_ckpt, "demo-scenes", budgets="4-16:12", **kw)
+    assert list(ranged.table.index) == [4, 16]
+    one = alit_eval.evaluate(tiny_ckpt, "demo-scenes", budgets=16, **kw)
+    assert one.run_dir == res.run_dir  # the same run as the string, so it is read back, not redone
+    for bad, fragment in [("1-1000000000", "is above 65536"), ("16,abc", "'abc' is not a positive whole number"),
+                          ([16.5], "must be positive whole numbers"), ([True], "must be positive whole numbers")]:
+        with pytest.raises(AlitEvalError, match=re.escape(fragment)) as err:
+            alit_eval.evaluate(tiny_ckpt, "demo-scenes", budgets=bad, **kw)
+        assert "\n" not in str(err.value)
+    assert sorted(p.name for p in (tmp_path / "fid").iterdir()) == sorted({res.run_dir.name, ranged.run_dir.name})
 
 
 def test_load_tokenizer_by_name_and_file(tiny_ckpt):

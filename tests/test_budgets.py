@@ -93,3 +93,41 @@ def test_space_description():
     assert ALIT.describe() == "32, 64, ..., 256" and PREFIX.describe() == "1..256" and TITOK.describe() == "64"
     assert BudgetSpace.of([4, 8, 32]).describe() == "4, 8, 32" and PREFIX.is_range and not ALIT.is_range
     assert 64 in ALIT and 65 not in ALIT and ALIT.max == 256
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("1-1000000000:1", "budget 1000000000 is above 65536"),
+    ("8,16,...,8000000000", "budget 8000000000 is above 65536"),
+    ("1-3:100000000000", "budget 100000000000 is above 65536"),
+    ("1-" + "9" * 5000, "(5000 digits) is above 65536"),  # no int() of 5000 digits (Python's own limit)
+    ("1,2,\u0664", "is not a positive whole number"),  # Arabic-Indic digit: str.isdigit() says yes
+    ("1," * 6000 + "2", "too long for a budget list"),
+])
+def test_huge_ranges_are_refused_before_they_are_expanded(text, fragment, monkeypatch):
+    # Issue 26: these expanded into lists of up to 1e9 ints (3 GB) before any model was loaded.
+    # range() is never reached for them: a spy on the module's range would see no huge call.
+    import builtins
+
+    import alit_eval.budgets as budgets_mod
+
+    sizes = []
+
+    def spy_range(*args):
+        r = builtins.range(*args)
+        sizes.append(len(r))
+        return r
+
+    monkeypatch.setattr(budgets_mod, "range", spy_range, raising=False)
+    with pytest.raises(BudgetSyntaxError) as err:
+        parse_budget_spec(text)
+    msg = str(err.value)
+    assert fragment in msg and "\n" not in msg and len(msg) < 400
+    assert all(n <= budgets_mod.MAX_BUDGET for n in sizes)
+
+
+def test_the_largest_accepted_range_stays_small():
+    # the bound itself is accepted (a 256 x 256 grid), and the checked membership stays fast
+    assert parse_budgets("65536") == [65536]
+    assert parse_budgets("1-65536:4096") == list(range(1, 65537, 4096))
+    with pytest.raises(BudgetSyntaxError, match="this tokenizer produces 1..256"):
+        parse_budgets("1-65536", PREFIX)
