@@ -6,13 +6,7 @@ without a traceback and exits non-zero. Programming errors stay ordinary excepti
 
 from __future__ import annotations
 
-import re
-
 MAX_MESSAGE = 2000  # characters of one error line; the rest is elided, not printed
-
-# Terminal control characters (ESC sequences can clear the screen or fake output) and invisible
-# format characters (bidi overrides) that an error message may carry from a file's content.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
 
 
 def one_line(exc: BaseException, limit: int = MAX_MESSAGE) -> str:
@@ -20,7 +14,11 @@ def one_line(exc: BaseException, limit: int = MAX_MESSAGE) -> str:
     text = " ".join(str(exc).split("\n")).strip() or type(exc).__name__
     if len(text) > limit:
         text = f"{text[: limit - 200]} ... ({len(text) - limit + 200} characters omitted) ... {text[-200:]}"
-    return _CONTROL.sub(lambda m: m.group(0).encode("unicode_escape").decode("ascii"), text)
+    # Terminal control codes (a file name's ESC sequences can clear the screen or fake output) and
+    # invisible format characters are escaped (`alit_eval.printable`).
+    from alit_eval.printable import printable
+
+    return printable(text)
 
 
 class AlitEvalError(Exception):

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from PIL import Image
 
 from alit_eval.analysis.flops import compute_table
 from alit_eval.analysis.quality import summarize
 from alit_eval.analysis.skeleton import CommandRun, figure_title
 from alit_eval.engine import distributed
+from alit_eval.engine.recons import check_folder, drop_unsaved, write_png
 from alit_eval.engine.reuse import SweepPlan
 from alit_eval.engine.runner import prepare
 from alit_eval.engine.sweep import run_sweep
@@ -24,6 +24,7 @@ from alit_eval.metrics.fid import load_stats_npz
 from alit_eval.paths import portable
 from alit_eval.results import plots
 from alit_eval.results.io import write_csv
+from alit_eval.tokenizers.generators import uses_global_stream
 
 def write_examples(result: Any, folder: Any) -> "Any":
     """Save the stored example reconstructions as PNGs; return the index table for the figure."""
@@ -36,10 +37,9 @@ def write_examples(result: Any, folder: Any) -> "Any":
         ids = dict(zip(shard["index"].tolist(), shard["id"].tolist()))
         for k, idx in enumerate(shard["example_index"].tolist()):
             for col in ["ref", *result.budgets]:
-                arr = shard[f"example_{col}"][k].transpose(1, 2, 0)
                 name = "original" if col == "ref" else int(col)
                 path = folder / f"{idx:05d}_{name}.png"
-                Image.fromarray(arr).save(path)
+                write_png(shard[f"example_{col}"][k], path, option="--results-dir")  # errors name the file
                 rows.append({"image_id": ids[idx], "column": name, "path": str(path)})
     return pd.DataFrame(rows, columns=["image_id", "column", "path"])
 
@@ -48,6 +48,8 @@ def run(req: Any, *, seed: int, device: str, offline: bool, results_dir: Any, ru
         overwrite: bool = False, kid: bool = False, fid_ref: str | None = None, out: Any = None,
         progress: bool = True, on_batch: Any = None, compute: bool = False) -> tuple[Any, Any]:
     """`alit-eval fid` end to end; returns ``(run_dir, metrics)`` (``(None, None)`` on torchrun workers)."""
+    if req.save_recons:  # a file, a read-only folder or one overlapping the data: refused before loading
+        check_folder(req.save_recons, req.data)
     dist = distributed.init(device)
     p = prepare(req, seed=seed, device=distributed.device_for(device, dist), offline=offline, progress=progress)
     ref = load_stats_npz(fid_ref) if fid_ref else None
@@ -56,8 +58,10 @@ def run(req: Any, *, seed: int, device: str, offline: bool, results_dir: Any, ru
         path = distributed.broadcast_object(None, dist)
         run_sweep(p.tokenizer, p.source, p.sweep, path, dist=dist)
         return None, None
+    redo = (lambda path: drop_unsaved(path, req.save_recons, p.sweep.budgets,
+                                      official_stream=uses_global_stream(p.sweep.halting))) if req.save_recons else None
     with CommandRun("fid", p.config, SweepPlan.of(p), results_dir=results_dir, run_id=run_id,
-                    overwrite=overwrite, out=out) as run:
+                    overwrite=overwrite, out=out, on_resume=redo) as run:
         distributed.broadcast_object(run.dir.path, dist)
         inputs = run.sweep(on_batch=on_batch, dist=dist)
         result = inputs.result

@@ -157,6 +157,8 @@ class CommandRun:
         config: everything that determines the outputs (config.json; its hash is the default run id).
         plan: the sweep to run or reuse; None for a command without a sweep (`profile`).
         results_dir, run_id, overwrite, out: where the run folder is (`open_command_run`).
+        on_resume: called with the folder when it holds an earlier run of this config, before it is
+            judged finished (it may drop shards so that the sweep recomputes them).
 
     Attributes:
         reuse_finished: raise `RunFinished` on entry when the folder holds this finished run (set by
@@ -166,14 +168,17 @@ class CommandRun:
     reuse_finished = False
 
     def __init__(self, command: str, config: dict[str, Any], plan: SweepPlan | None = None, *, results_dir: Any,
-                 run_id: str | None = None, overwrite: bool = False, out: Any = None) -> None:
-        self.command, self.config, self.plan = command, config, plan
+                 run_id: str | None = None, overwrite: bool = False, out: Any = None,
+                 on_resume: Callable[[Path], Any] | None = None) -> None:
+        self.command, self.config, self.plan, self.on_resume = command, config, plan, on_resume
         self._where = {"results_dir": results_dir, "run_id": run_id, "overwrite": overwrite, "out": out}
         self.dir: RunDir | None = None
         self.inputs: SweepInputs | None = None
 
     def __enter__(self) -> "CommandRun":
         self.dir = open_command_run(self.command, self.config, **self._where)
+        if self.on_resume is not None and self.dir.resumed:  # e.g. fid --save-recons: redo images lacking PNGs
+            self.on_resume(self.dir.path)
         if self.reuse_finished and self._finished():
             meta = self.dir.previous_meta or {}
             self.dir.release()

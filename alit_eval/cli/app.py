@@ -26,6 +26,7 @@ from alit_eval import __version__
 from alit_eval.cli.options import BEFORE_RUN, GlobalOptions, parse_device
 from alit_eval.errors import AlitEvalError
 from alit_eval.paths import DEFAULT_RESULTS_DIR, env_offline
+from alit_eval.printable import EscapingFormatter, printable
 from alit_eval.registry import resolve_target
 
 # Command name -> "module:function". Each planned command is added by uncommenting its line once
@@ -203,9 +204,10 @@ def _global_options(
         offline=offline or env_offline(), verbose=verbose,
     )
     ctx.obj = _current
-    logging.basicConfig(
-        level=logging.WARNING - 10 * min(verbose, 2), format="%(levelname)s %(name)s: %(message)s"
-    )
+    handler = logging.StreamHandler()
+    # File names reach log messages; the formatter escapes their control codes (alit_eval.printable).
+    handler.setFormatter(EscapingFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING - 10 * min(verbose, 2), handlers=[handler])
 
 
 def _guard(func: Callable[..., Any], *, theme: bool = False) -> Callable[..., Any]:
@@ -260,7 +262,7 @@ for _name, _target in COMMANDS.items():
 
 def print_summary(lines: list[str]) -> None:
     """Print a run's summary (`alit_eval.analysis.skeleton.summary_lines`); warnings go to stderr."""
-    for line in lines:
+    for line in map(printable, lines):  # summaries name files: no control codes reach the terminal
         if line.startswith("warning:"):
             typer.secho(line, fg="yellow", err=True)
         else:
@@ -269,7 +271,7 @@ def print_summary(lines: list[str]) -> None:
 
 def show_finished(path: Path, summary: list[str]) -> None:
     """A rerun of a finished run: its stored table and summary, nothing recomputed."""
-    typer.echo(f"{path} already holds this finished run; showing it (--overwrite recomputes it)")
+    typer.echo(f"{printable(path)} already holds this finished run; showing it (--overwrite recomputes it)")
     metrics, allocation = path / "metrics.csv", path / "allocation_summary.csv"
     if allocation.is_file():  # allocate's own table
         import json
@@ -295,7 +297,7 @@ def show_finished(path: Path, summary: list[str]) -> None:
             table = table[table["budget"].notna()].astype({"budget": "int64"})
             print_table(table)
     print_summary(summary)
-    typer.echo(f"results: {path}")
+    typer.echo(f"results: {printable(path)}")
 
 
 def _one_line(exc: BaseException) -> str:
@@ -305,7 +307,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _short_warning(message: Any, category: type, filename: str, lineno: int, line: Any = None) -> str:
-    return f"warning: {message}\n"
+    return f"warning: {printable(message)}\n"  # one line, whatever names the message carries
 
 
 def main(argv: list[str] | None = None) -> None:
