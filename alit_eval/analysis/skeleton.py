@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from alit_eval.engine.reuse import SweepInputs, SweepPlan
+from alit_eval.printable import printable
 from alit_eval.results.io import RunDir, open_run
 
 RFID_MIN_IMAGES = 2048  # below this, rFID is strongly biased upwards (Inception features are 2048-d)
@@ -125,7 +126,7 @@ def summary_lines(inputs: SweepInputs, extra: dict[str, Any]) -> list[str]:
         if fewest < RFID_MIN_IMAGES:
             lines.append(f"warning: rFID rests on {fewest} images (< {RFID_MIN_IMAGES}): it is biased upwards and "
                          "not comparable with published 50k-image numbers")
-    return lines
+    return [printable(line) for line in lines]  # skipped and duplicate images are named by their files
 
 
 def data_checks_meta(inputs: SweepInputs) -> dict[str, Any]:

@@ -64,4 +64,6 @@ def attention_viz(
     )
     for f in files:
         if f.suffix == ".png":
-            typer.echo(f"figure: {f}")
+            from alit_eval.printable import printable
+
+            typer.echo(f"figure: {printable(f)}")  # named after the image file

@@ -21,6 +21,7 @@ from alit_eval.data.checks import find_duplicates, padded_by_center_crop
 from alit_eval.data.datasets import ImageDataset, discover, select
 from alit_eval.data.decode import max_decoded_bytes
 from alit_eval.errors import DataError
+from alit_eval.printable import printable
 
 DEMO_DEFAULT_N = 100
 FIRST_SHOWN = 3  # how many examples a warning names
@@ -129,6 +130,7 @@ def open_source(
                 f"center-crop zero-pads {len(source.padded)} of {len(records)} images smaller than "
                 f"{size} px ({shown}); use --preprocess resize-center-crop to resize them instead"
             )
+    source.warnings = [printable(w) for w in source.warnings]  # they quote file names: no control codes
     for line in source.warnings:
         log.warning("%s", line)
     return source

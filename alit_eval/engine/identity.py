@@ -32,6 +32,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from alit_eval.engine.store import ShardStore, load_shard
+from alit_eval.printable import printable
 
 NO_FILE = (-1, -1, "")  # identity of a position whose file could not be read (then it failed to decode too)
 
@@ -127,7 +128,7 @@ def verify_resume(store: ShardStore, dataset: Any, *, official_stream: bool = Fa
         if bad:
             changed[path] = set(bad)
     if changed:
-        names = [records[i].id if i < len(records) else f"#{i}" for s in changed.values() for i in sorted(s)]
+        names = [printable(records[i].id) if i < len(records) else f"#{i}" for s in changed.values() for i in sorted(s)]
         shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
         findings.append(f"{len(names)} image(s) changed since they were computed ({shown}); recomputing them")
     if official_stream and (drop or changed):

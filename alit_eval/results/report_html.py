@@ -24,6 +24,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from alit_eval import __version__
+from alit_eval.printable import printable, printable_text
 from alit_eval.results import report as rp
 from alit_eval.results.io import config_hash, write_bytes, writing
 
@@ -68,7 +69,7 @@ def fmt(v: Any) -> str:
         return str(v)
     if isinstance(v, float):
         return f"{v:.4g}"
-    return str(v)
+    return printable(v)  # cells may hold file names: no control codes in the page or the Markdown
 
 
 def _num(v: Any) -> str | None:
@@ -136,11 +137,13 @@ class _Doc:
 
     def heading(self, level: int, text: str, anchor: str | None = None) -> None:
         a = f' id="{anchor}"' if anchor else ""
+        text = printable(text)  # headings and paragraphs name runs and files
         self.h.append(f"<h{level}{a}>{html.escape(text)}</h{level}>")
         self.m.append(f"\n{'#' * level} {text}\n")
 
     def para(self, text: str, cls: str | None = None) -> None:
         c = f' class="{cls}"' if cls else ""
+        text = printable(text)
         self.h.append(f"<p{c}>{html.escape(text)}</p>")
         self.m.append(f"{'> ' if cls == 'note' else ''}{text}\n")
 
@@ -161,6 +164,7 @@ class _Doc:
         self.m.append(f"[{rel}]({rel}): {text}\n")
 
     def figure(self, path: Path, name: str, kind: str, rel: str) -> None:
+        name = printable(name)
         self.h.append(_img(path, name, kind))
         self.m.append(f"![{name}]({rel})\n")
 
@@ -181,12 +185,12 @@ def write_report(report: rp.Report, folder: Path, *, title: str) -> tuple[Path, 
     d.h.append(f"<h1>{html.escape(title)}</h1>")
     d.m.append(f"# {title}\n")
     d.para(f"Generated {now} by alit-eval {__version__} from {len(report.runs)} folder(s).", "muted")
-    d.h.append("<nav>" + "".join(f'<a href="#run-{i}">{html.escape(r.label)}</a>'
+    d.h.append("<nav>" + "".join(f'<a href="#run-{i}">{html.escape(printable(r.label))}</a>'
                                  for i, r in enumerate(report.runs)) + "</nav>")
     if report.warnings:
         merged: dict[str, list[str]] = {}  # one line per message, naming every run it concerns
-        for lbl, w in report.warnings:
-            merged.setdefault(w, []).append(lbl)
+        for lbl, w in report.warnings:  # warnings quote skipped and duplicate file names
+            merged.setdefault(printable(w), []).append(printable(lbl))
         d.heading(2, "Warnings", "warnings")
         d.h.append('<ul class="warn">' + "".join(f"<li><b>{html.escape(', '.join(lbls))}</b>: {html.escape(w)}</li>"
                                                  for w, lbls in merged.items()) + "</ul>")
@@ -198,8 +202,9 @@ def write_report(report: rp.Report, folder: Path, *, title: str) -> tuple[Path, 
     page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
             f'<meta name="viewport" content="width=device-width,initial-scale=1"><style>{CSS}</style></head>'
             f'<body>{"".join(d.h)}<script>{SCRIPT}</script></body></html>\n')
-    html_path = write_bytes(page.encode("utf-8"), folder / "report.html")
-    md_path = write_bytes(("\n".join(d.m) + "\n").encode("utf-8"), folder / "report.md")
+    # The last guard: whatever text reached the page, no terminal control code is written (`cat report.md`).
+    html_path = write_bytes(printable_text(page).encode("utf-8"), folder / "report.html")
+    md_path = write_bytes(printable_text("\n".join(d.m) + "\n").encode("utf-8"), folder / "report.md")
     return html_path, md_path
 
 
@@ -270,7 +275,7 @@ def _run_section(d: _Doc, run: rp.Run, i: int, figs: Path) -> None:
         d.h.append(f"<details><summary>all {len(run.metrics)} rows of metrics.csv</summary>")
         d.h.append(html_table(run.metrics, f"metrics/{run.label}", max_rows=1000))
         d.h.append("</details>")
-        d.m.append(f"All {len(run.metrics)} metric rows: `{run.path / 'metrics.csv'}`.\n")
+        d.m.append(f"All {len(run.metrics)} metric rows: `{printable(run.path / 'metrics.csv')}`.\n")
     if run.figures:
         d.heading(3, "Figures")
         sub = figs / slug(run.label)
