@@ -109,7 +109,8 @@ class BudgetSpec:
         """The budgets without a tokenizer (the string must not need one: no ``all``, no open ``...``)."""
         if self.everything or self.open_ends:
             raise BudgetSyntaxError(
-                f"{option} {_shown(self.text)} continues up to the tokenizer's largest budget; give the end (e.g. 1,2,4,...,256)"
+                f"{option} {_shown(self.text)} continues up to the tokenizer's largest budget; "
+                "give the end (e.g. 1,2,4,...,256)"
             )
         return sorted(set(self.values))
 
@@ -161,7 +162,8 @@ def _number(item: str, text: str, option: str) -> int:
     # isdigit() also accepts other scripts' digits and superscripts; only ASCII 0-9 is a budget.
     if not (item.isascii() and item.isdigit()) or int(item) < 1:
         raise BudgetSyntaxError(
-            f"{option} {_shown(text)}: {_shown(item, 30)} is not a positive whole number (forms: 32,64,128  8-256:8  1,2,4,...)"
+            f"{option} {_shown(text)}: {_shown(item, 30)} is not a positive whole number "
+            "(forms: 32,64,128  8-256:8  1,2,4,...)"
         )
     return _bounded(item, text, option)
 
@@ -227,7 +229,8 @@ def parse_budget_spec(text: str, *, option: str = "--budgets") -> BudgetSpec:
             step = _bounded(m.group(3) or "1", raw, option)
             if lo < 1 or hi < lo or step < 1:
                 raise BudgetSyntaxError(
-                    f"{option} {_shown(raw)}: range {_shown(item, 30)} must be a-b[:step] with 1 <= a <= b and step >= 1"
+                    f"{option} {_shown(raw)}: range {_shown(item, 30)} must be a-b[:step] "
+                    "with 1 <= a <= b and step >= 1"
                 )
             values.extend(range(lo, hi + 1, step))
             run = []

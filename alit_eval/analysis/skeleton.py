@@ -179,7 +179,11 @@ class CommandRun:
     def __enter__(self) -> "CommandRun":
         self.dir = open_command_run(self.command, self.config, **self._where)
         if self.on_resume is not None and self.dir.resumed:  # e.g. fid --save-recons: redo images lacking PNGs
-            self.on_resume(self.dir.path)
+            try:
+                self.on_resume(self.dir.path)
+            except BaseException:  # __exit__ does not run when __enter__ fails: release the lock here
+                self.dir.release()
+                raise
         if self.reuse_finished and self._finished():
             meta = self.dir.previous_meta or {}
             self.dir.release()
