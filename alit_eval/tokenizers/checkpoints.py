@@ -156,6 +156,9 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, An
     out: dict[str, Any] = {}
     if "config" in meta:
         out["config"] = _parse_config(meta["config"], name)
+    # Other metadata entries (FlexTok's files carry their hydra config there) go to the family loader as text.
+    if any(k != "config" for k in meta):
+        out["metadata"] = {k: v for k, v in meta.items() if k != "config"}
     return clean_state_dict(sd), out
 
 
