@@ -1,6 +1,6 @@
 """The tokenizer-family registry: what each family is, how to recognise and load it, what it offers.
 
-One `Family` entry per family (ALIT, KARL, One-D-Piece, TiTok) in one `Registry` (`FAMILIES`). An
+One `Family` entry per family (ALIT, KARL, One-D-Piece, TiTok, FlexTok) in one `Registry` (`FAMILIES`). An
 entry names its config and tokenizer types, the sentinel key patterns that recognise its checkpoints,
 its loader (uniform signature ``loader(sd, meta, *, name, source, heads, **options)``), its presets,
 its inference options (ALIT: ``halting``; KARL: ``epsilon`` and ``halting``; prefix families: none)
@@ -252,6 +252,24 @@ for _name, _title, _summary, _presets, _budgets, _detect_as in (
         flop_components=f"{_ODP}.family:flop_components", flops_per_budget=f"{_ODP}.family:flops_per_budget",
         precision_note=f"{_ODP}.family:PRECISION_NOTE", release_note=f"{_ODP}.family:RELEASE_NOTE",
     ))
+
+
+_FT = "alit_eval.tokenizers.flextok"
+FAMILIES.register("flextok", Family(
+    name="flextok", title="FlexTok",
+    summary="Register tokens decoded by a rectified-flow decoder (Bachmann et al., ICML 2025): any prefix 1..256",
+    config_type=f"{_FT}.config:FlexTokConfig", tokenizer_type=f"{_FT}.model:FlexTokTokenizer",
+    loader=f"{_FT}.family:load_state_dict",
+    sentinels=("encoder.module_dict.enc_register_module.registers", "decoder.module_dict.dec_nested_dropout.dropout_mask_token"),
+    options=(InferenceOption("steps", 20, "FlexTok flow (Euler) steps T; official README 20"),
+             InferenceOption("guidance", 7.5, "FlexTok classifier-free guidance scale g (1 = off); official README 7.5"),
+             InferenceOption("apg", True, "FlexTok norm guidance (APG) on/off; official README on")),
+    budgets="prefix lengths 1..256", default_budgets="1,2,4,...", has_attention=True,
+    attention_definition=f"{_FT}.family:ATTENTION_DEFINITION", attention_modes=(True,),
+    describe=f"{_FT}.family:describe", bits_per_token=f"{_FT}.family:bits_per_token",
+    flop_components=f"{_FT}.family:flop_components",
+    precision_note=f"{_FT}.family:PRECISION_NOTE", release_note=f"{_FT}.family:RELEASE_NOTE",
+))
 
 
 def text_of(value: str) -> str:

@@ -1,4 +1,4 @@
-"""Named pretrained checkpoints: the official ALIT, KARL, One-D-Piece and TiTok releases and the demo.
+"""Named pretrained checkpoints: the official ALIT, KARL, One-D-Piece, TiTok and FlexTok releases and the demo.
 
 One table (`PRETRAINED`, the timm ``PretrainedCfg`` / open_clip ``pretrained.py`` pattern) says
 per name which tokenizer family it is, what the file is, where it comes from, its sha256 and its
@@ -237,6 +237,28 @@ for _size, _tokens, _rfid in (("s128", 128, "1.71"), ("b64", 64, "1.70"), ("l32"
         licence="Apache-2.0 (bytedance/1d-tokenizer)",
         notes=(f"Bytedance README rFID {_rfid}; fixed length {_tokens} (official eval never decodes a prefix); the "
                "file names are those of the One-D-Piece titok_*.yaml init_weight, strict loading not checked upstream"))
+
+
+# FlexTok (flextok_official.md §5.1): Hugging Face files whose safetensors metadata carries the model config (read as
+# data by tokenizers/flextok) and which include the VAE weights (vae.vae.*); budgets are prefix lengths 1..256.
+def _flextok() -> None:
+    from alit_eval.tokenizers.flextok.config import RELEASES
+
+    for preset, (d_enc, d_dec, train_set, repo) in RELEASES.items():
+        short = "in1k" if train_set == "imagenet1k" else train_set
+        entry = PretrainedEntry(
+            name=f"flextok_d{d_enc}_d{d_dec}.{short}", preset=preset, base="vae", quantized=True, train_set=train_set,
+            filename=f"{preset}.model.safetensors", family="flextok", hf_repo=repo, hf_filename="model.safetensors",
+            source=f"Hugging Face repo {repo} (file model.safetensors)", halting=None, budgets="1,2,4,...,256",
+            preprocess="resize-center-crop", licence="Apple Machine Learning Research Model licence (research only)",
+            precision="official code: no evaluation; notebook bf16 autocast on GPU; alit-eval float32",
+            notes=("decode options T 20, g 7.5, APG on (README) unless given; the official demo resizes bilinearly, "
+                   "resize-center-crop is bicubic" + ("; README: for non-ImageNet images" if train_set == "dfn" else "")),
+        )
+        PRETRAINED.register(entry.name, entry)
+
+
+_flextok()
 
 
 def sidecar_path(path: Path) -> Path:

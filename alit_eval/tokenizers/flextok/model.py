@@ -147,6 +147,8 @@ class FlexTokTokenizer(nn.Module):
         """Images ``[B,3,H,W]`` in [-1,1] -> every intermediate of the official ``tokenize``
         (``vae_*``, ``enc_*``, ``fsq_input``, ``fsq_*``, ``tokens`` ``[B,256]`` int64)."""
         out: dict[str, torch.Tensor] = {}
+        # Contiguous NCHW: other memory layouts take other conv kernels (differences up to 5e-4 here).
+        images_pm1 = images_pm1.contiguous()
         eps = self._posterior_eps(images_pm1, generator)
         out.update(self.vae.encode(images_pm1, eps))
         if eps is not None:
@@ -234,7 +236,7 @@ class FlexTokTokenizer(nn.Module):
 
     def decode_pixels(self, latents: torch.Tensor, chunk: int = 16) -> torch.Tensor:
         """Decoder latents -> images in [-1,1] (not clamped), in chunks to bound the VAE's memory."""
-        return torch.cat([self.vae.decode(latents[i: i + chunk]) for i in range(0, len(latents), chunk)])
+        return torch.cat([self.vae.decode(latents[i: i + chunk].contiguous()) for i in range(0, len(latents), chunk)])
 
     # -- the protocol ------------------------------------------------------------------------------
     def rollout(self, images: torch.Tensor, budgets: Iterable[int] | None = None, *, decode: bool = True,
