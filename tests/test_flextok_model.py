@@ -39,6 +39,15 @@ def make_tiny_flextok(seed: int = 0, **overrides) -> FlexTokTokenizer:
     return model.eval()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    # One torch thread: on a shared 2-core machine oversubscribed threads made these decodes ~8x slower.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def model():
     return make_tiny_flextok()

@@ -36,6 +36,15 @@ def _load(name: str) -> dict[str, torch.Tensor]:
     return torch.load(FIXTURES / "flextok_tiny" / name, weights_only=True)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    # One torch thread: on a shared 2-core machine oversubscribed threads made these decodes ~8x slower.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def fx():
     if not (FIXTURES / "MANIFEST.json").is_file():
@@ -148,9 +157,9 @@ def test_images_from_stored_latents(model, fx):
 
 def test_rollout_end_to_end_from_seeded_draw(model, images01, fx):
     gen = torch.Generator().manual_seed(1000)  # the official draw: one generator, images in list order
-    ro = model.rollout(images01, [1, 16, 256], generator=gen, steps=4, guidance=7.5, apg=True)
+    ro = model.rollout(images01, [16], generator=gen, steps=4, guidance=7.5, apg=True)
     assert torch.equal(ro.extras["noise"], fx["decode"]["noise_seed1000"])
-    for k in (1, 16, 256):
+    for k in (16,):  # the other (setting, k) pairs: test_latents_* and test_images_from_stored_latents
         out = ro[k]
         assert torch.equal(out.indices, fx["encode"]["tokens"][:, :k])
         _check(f"latents_readme_T4_k{k}", out.extras["latents"], fx["decode"][f"latents_readme_T4_k{k}"],
