@@ -90,6 +90,16 @@ def test_official_draw_is_one_generator_in_list_order(model):
     assert torch.equal(per_image[1], per_image[0]) and not torch.equal(one[1], one[0])
 
 
+def test_official_noise_policy_uses_the_global_stream(model, images):
+    gens = per_image_generators(0, ["a", "b"])
+    torch.manual_seed(123)
+    a = model.rollout(images[:2], [2], generator=gens, noise="official")
+    torch.manual_seed(123)
+    b = model.rollout(images[:2], [2], generator=None)
+    assert torch.equal(a.extras["noise"], b.extras["noise"])
+    assert not torch.equal(a.extras["noise"], model.rollout(images[:2], [2], generator=gens).extras["noise"])
+
+
 def test_batched_k_equals_one_decode_per_k(model, images):
     """All k in one decoder batch per step (cond and uncond together) = the official one call per k."""
     gens = lambda: per_image_generators(1, ["x", "y"])  # noqa: E731
@@ -110,8 +120,8 @@ def test_guidance_one_skips_the_unconditional_pass_and_apg(model, images):
 
 def test_injected_noise_replaces_the_draw(model, images):
     noise = torch.randn(2, 4, 16, 16)
-    a = model.rollout(images[:2], [3], noise=noise, generator=per_image_generators(0, ["p", "q"]))
-    b = model.rollout(images[:2], [3], noise=noise, generator=torch.Generator().manual_seed(9))
+    a = model.rollout(images[:2], [3], initial_noise=noise, generator=per_image_generators(0, ["p", "q"]))
+    b = model.rollout(images[:2], [3], initial_noise=noise, generator=torch.Generator().manual_seed(9))
     assert torch.equal(a[3].extras["latents"], b[3].extras["latents"])
 
 

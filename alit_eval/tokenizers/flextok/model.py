@@ -14,8 +14,9 @@ posterior sample when the file's config enables it. ``generator``:
   generator (posterior ε first, then the noise), so numbers do not depend on batch size or order;
 - one ``torch.Generator``: the official draw, images in list order from that one generator (the
   posterior, if sampled, comes from the global RNG as diffusers does); reproduces the fixtures;
-- None: the official global-RNG stream, including the ``torch.bernoulli`` the official FSQ eval
-  path calls on every ``tokenize`` (it advances the global RNG).
+- None, or the option ``noise="official"`` (whatever `generator` holds): the official global-RNG
+  stream, including the ``torch.bernoulli`` the official FSQ eval path calls on every ``tokenize``
+  (it advances the global RNG).
 
 Decode options (recorded with every number): ``steps`` (T, README 20), ``guidance`` (g, README 7.5),
 ``apg`` (norm guidance, README on).
@@ -241,7 +242,8 @@ class FlexTokTokenizer(nn.Module):
     # -- the protocol ------------------------------------------------------------------------------
     def rollout(self, images: torch.Tensor, budgets: Iterable[int] | None = None, *, decode: bool = True,
                 attention: bool | str = False, generator: GeneratorArg = None, steps: int | None = None,
-                guidance: float | None = None, apg: bool | None = None, noise: torch.Tensor | None = None) -> Rollout:
+                guidance: float | None = None, apg: bool | None = None, noise: str = "seeded",
+                initial_noise: torch.Tensor | None = None) -> Rollout:
         """Encode once; decode every requested prefix k in one batched flow sampling.
 
         Args:
@@ -251,7 +253,9 @@ class FlexTokTokenizer(nn.Module):
             attention: True: the decoder attention of `ATTENTION_DEFINITION` (family module).
             generator: per-image generators, one generator, or None (module docstring).
             steps, guidance, apg: decode options (None: the model's, README defaults unless loaded otherwise).
-            noise: ``[B,C,h,w]`` injected initial noise (replaces the draw; the official noise_read_key).
+            noise: ``seeded`` (the generators as given) or ``official`` (the global-RNG stream of the
+                official code, whatever `generator` holds).
+            initial_noise: ``[B,C,h,w]`` injected initial noise (replaces the draw; the official noise_read_key).
 
         Returns:
             `Rollout`; per k: ``latent`` = register outputs before FSQ ``[B,k,6]``, ``tokens`` = FSQ codes
@@ -265,6 +269,10 @@ class FlexTokTokenizer(nn.Module):
                                     self.guidance if guidance is None else guidance, self.apg if apg is None else apg)
         if attention not in (False, True):
             raise AlitEvalError(f"FlexTok offers attention=True (decoder attention of the last flow step), not {attention!r}")
+        if noise not in ("seeded", "official"):
+            raise AlitEvalError(f"FlexTok noise policy must be seeded or official; got {noise!r}")
+        if noise == "official":
+            generator = None
         x = (images.to(self.device, torch.float32).contiguous() - 0.5) / 0.5
         b = len(x)
         with torch.no_grad():
@@ -274,16 +282,19 @@ class FlexTokTokenizer(nn.Module):
             decoded: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
             maps: list[torch.Tensor] = []
             if decode or attention:
-                if noise is None:
-                    noise = self.draw_noise(b, generator)
-                elif tuple(noise.shape) != (b, self.cfg.latent_channels, self.cfg.latent_size, self.cfg.latent_size):
-                    raise AlitEvalError(f"injected noise must have shape {(b, self.cfg.latent_channels)} + latent grid; "
-                                        f"got {tuple(noise.shape)}")
-                noise = noise.to(self.device, torch.float32)
-                extras["noise"] = noise
+                if initial_noise is None:
+                    start = self.draw_noise(b, generator)
+                elif tuple(initial_noise.shape) != (b, self.cfg.latent_channels, self.cfg.latent_size,
+                                                    self.cfg.latent_size):
+                    raise AlitEvalError(f"injected noise must have shape {(b, self.cfg.latent_channels)} + latent "
+                                        f"grid; got {tuple(initial_noise.shape)}")
+                else:
+                    start = initial_noise
+                start = start.to(self.device, torch.float32)
+                extras["noise"] = start
                 kk = len(req)
                 keep = torch.tensor(req, device=self.device).repeat_interleave(b)
-                lat = self.sample(codes.repeat(kk, 1, 1), keep, noise.repeat(kk, 1, 1, 1), steps=opts[0],
+                lat = self.sample(codes.repeat(kk, 1, 1), keep, start.repeat(kk, 1, 1, 1), steps=opts[0],
                                   guidance=opts[1], apg=opts[2], weights=maps if attention else None)
                 pix = self.decode_pixels(lat) if decode else None
                 for i, k in enumerate(req):
