@@ -95,8 +95,11 @@ def test_official_noise_policy_uses_the_global_stream(model, images):
     torch.manual_seed(123)
     a = model.rollout(images[:2], [2], generator=gens, noise="official")
     torch.manual_seed(123)
-    b = model.rollout(images[:2], [2], generator=None)
+    b = model.rollout(images[:2], [2], generator=None, noise="official")
     assert torch.equal(a.extras["noise"], b.extras["noise"])
+    # without generators the default policy seeds each image from its content: batch-independent
+    c = model.rollout(images[:2], [2])
+    assert torch.equal(c.extras["noise"][1:], model.rollout(images[1:2], [2]).extras["noise"])
     assert not torch.equal(a.extras["noise"], model.rollout(images[:2], [2], generator=gens).extras["noise"])
 
 
@@ -188,7 +191,7 @@ def test_metadata_config_disagreeing_with_tensors_is_one_line(tmp_path):
     meta = {k: str(v) for k, v in cfg.items()}
     path = tmp_path / "model.safetensors"
     save_file(load_file(str(HUB / "model.safetensors")), str(path), metadata=meta)
-    with pytest.raises(CheckpointError, match="does not match its FlexTok config.*missing") as e:
+    with pytest.raises(CheckpointError, match="does not match the FlexTok config.*missing") as e:
         load_any(path)
     assert "\n" not in str(e.value)
     (path.with_name("model2.safetensors")).write_bytes(b"")
@@ -202,7 +205,10 @@ def test_registry_loads_official_file_and_own_format(tmp_path):
         pytest.skip("official FlexTok fixture not found")
     tok = load_any(HUB / "model.safetensors", guidance=3.0)
     fam = family_of(tok)
-    assert fam.name == "flextok" and tok.decode_options() == {"steps": 20, "guidance": 3.0, "apg": True}
+    assert fam.name == "flextok" and tok.decode_options() == {"steps": 20, "guidance": 3.0, "apg": True,
+                                                              "noise": "seeded"}
+    with pytest.raises(AlitEvalError, match="--guidance nan"):
+        load_any(HUB / "model.safetensors", guidance=float("nan"))
     assert fam.bits(tok.cfg) == pytest.approx(math.log2(64000))
     assert "FlexTok d2-d3" in fam.describe_config(tok.cfg)
     again = load_any(save_tokenizer(tok, tmp_path / "own.safetensors"))

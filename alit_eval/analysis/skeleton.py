@@ -195,7 +195,7 @@ class CommandRun:
         store = ShardStore(run.path)
         dataset = prepared.source.dataset
         # Changed images or damaged shards are dropped here and recomputed by the sweep that follows.
-        if verify_resume(store, dataset, official_stream=uses_global_stream(prepared.sweep.halting)):
+        if verify_resume(store, dataset, official_stream=uses_global_stream(prepared.sweep.options)):
             return False
         return len(store.done()) >= len(dataset)
 

@@ -18,8 +18,7 @@ from typing import Any, Mapping
 import torch
 
 from alit_eval.errors import CheckpointError, ConfigError
-from alit_eval.tokenizers.checkpoints import key_mismatch
-from alit_eval.tokenizers.flextok.config import FlexTokConfig
+from alit_eval.tokenizers.flextok.config import FIELDS, FlexTokConfig
 from alit_eval.tokenizers.flextok.official_config import MAX_METADATA_CHARS, config_from_official, parse_metadata
 from alit_eval.tokenizers.validate import safe_text
 
@@ -67,29 +66,30 @@ def config_for(sd: Mapping[str, Any], meta: Mapping[str, Any] | None, source: st
     return config_from_official(official, sd, source=safe_text(source, 200), preset=preset)
 
 
-def from_state_dict(sd: Mapping[str, torch.Tensor], config: FlexTokConfig, *, name: str = "flextok",
-                    source: str = "<state_dict>", **decode: Any) -> Any:
-    """Build a `FlexTokTokenizer` on the meta device and load `sd` strictly into it (no copy).
+def from_state_dict(sd: Mapping[str, torch.Tensor], config: FlexTokConfig | None = None, *, meta: Any = None,
+                    name: str = "flextok", source: str = "<state_dict>", preset: str | None = None,
+                    **decode: Any) -> Any:
+    """Build a `FlexTokTokenizer` on the meta device and load `sd` strictly into it (no copy), through the
+    project's one loading pipeline (`alit_eval.tokenizers.loading.load_checked`: finite weights, the
+    config checked against `FIELDS`, strict load with the one key-mismatch message).
 
     Args:
-        decode: default decode options (``steps``, ``guidance``, ``apg``).
+        config: the architecture; None reads it from `meta` / the file (`config_for`).
+        decode: default decode options (``steps``, ``guidance``, ``apg``, ``noise``).
 
     Raises:
         CheckpointError: not a FlexTok state_dict, or keys/shapes that disagree with the config.
     """
+    from alit_eval.tokenizers.flextok.family import describe
     from alit_eval.tokenizers.flextok.model import FlexTokTokenizer
+    from alit_eval.tokenizers.loading import load_checked
 
     if not looks_like_flextok(sd):
         raise CheckpointError(f"{safe_text(source, 200)} is not a FlexTok checkpoint: it lacks "
                               f"{', '.join(k for k in SENTINELS if k not in sd)}")
-    sd = {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}
-    with torch.device("meta"):
-        model = FlexTokTokenizer(config, name=name, **decode)
-    parts = key_mismatch(model.state_dict(), sd)
-    if parts:
-        raise CheckpointError(
-            f"{safe_text(source, 200)} does not match its FlexTok config (encoder {config.enc_width}w/{config.enc_depth}L, "
-            f"decoder {config.dec_width}w/{config.dec_depth}L, null condition {config.null_cond}): {'; '.join(parts)}"
-        )
-    model.load_state_dict(sd, strict=True, assign=True)
-    return model.eval()
+    return load_checked(
+        sd, title="FlexTok", source=source, fields=FIELDS, describe=describe,
+        build=lambda cfg: FlexTokTokenizer(cfg, name=name, **decode),
+        infer=(lambda: config) if config is not None else (lambda: config_for(sd, meta, source, preset)),
+        hint="a config in the file's metadata that disagrees with its tensors, or a partial file",
+    )

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from alit_eval.errors import ConfigError
-from alit_eval.tokenizers.validate import check_value, safe_text
+from alit_eval.tokenizers.validate import check_fields, safe_text
 
 NULL_CONDS = ("zero", "learned")
 ENC_MASKS = ("causal_last", "full")
@@ -33,26 +33,34 @@ RELEASES: dict[str, tuple[int, int, str, str]] = {
     "flextok_d18_d28_dfn": (18, 28, "dfn", "EPFL-VILAB/flextok_d18_d28_dfn"),
 }
 
-# field -> (kind, low, high), checked with the project's `check_value` (one line per bad value).
-_BOUNDS: dict[str, tuple[str, float, float]] = {
+# The config's field table (kinds of `validate.check_value`): checked before anything is built, for
+# alit-eval's own files and for configs read from the official metadata alike.
+FIELDS: dict[str, tuple[Any, ...]] = {
+    "family": ("choice", ("flextok",), None),
+    "scaling_factor": ("float", 1e-6, 1e6),
+    "sample_posterior": ("bool", 0, 1),
+    "null_cond": ("choice", NULL_CONDS, None),
     "image_size": ("int", 16, 4096),
-    "latent_channels": ("int", 1, 256),
+    "vae_channels": ("ints", 1, 8192),
     "vae_layers_per_block": ("int", 1, 8),
     "vae_norm_groups": ("int", 1, 512),
-    "scaling_factor": ("float", 1e-6, 1e6),
+    "latent_channels": ("int", 1, 256),
     "patch_size": ("int", 1, 16),
     "posemb_grid": ("int", 1, 256),
     "enc_width": ("int", 8, 8192),
     "enc_depth": ("int", 1, 128),
     "enc_head_dim": ("int", 1, 1024),
+    "enc_mask": ("choice", ENC_MASKS, None),
     "dec_width": ("int", 8, 8192),
     "dec_depth": ("int", 1, 128),
     "dec_head_dim": ("int", 1, 1024),
+    "adaln_expansion": ("int", 1, 2),
     "mlp_ratio": ("float", 0.25, 16.0),
     "n_registers": ("int", 1, 4096),
+    "fsq_levels": ("ints", 2, 4096),
     "freq_size": ("int", 2, 8192),
     "max_timestep": ("float", 1e-6, 1e6),
-    "adaln_expansion": ("int", 1, 2),
+    "preset": ("choice?", tuple(RELEASES), None),
 }
 
 
@@ -107,17 +115,10 @@ class FlexTokConfig:
     preset: str | None = None
 
     def __post_init__(self) -> None:
+        check_fields({k: list(v) if isinstance(v, tuple) else v for k, v in vars(self).items()}, FIELDS,
+                     "FlexTok ")
         object.__setattr__(self, "vae_channels", tuple(self.vae_channels))
         object.__setattr__(self, "fsq_levels", tuple(self.fsq_levels))
-        for name, (kind, lo, hi) in _BOUNDS.items():
-            check_value(f"FlexTok config {name}", getattr(self, name), kind, lo, hi)
-        check_value("FlexTok config sample_posterior", self.sample_posterior, "bool", 0, 1)
-        for name, allowed in (("null_cond", NULL_CONDS), ("enc_mask", ENC_MASKS)):
-            if getattr(self, name) not in allowed:
-                raise ConfigError(f"FlexTok config {name} = {safe_text(repr(getattr(self, name)), 40)} is not one "
-                                  f"of {', '.join(allowed)}")
-        check_value("FlexTok config vae_channels", list(self.vae_channels), "ints", 1, 8192)
-        check_value("FlexTok config fsq_levels", list(self.fsq_levels), "ints", 2, 4096)
         if not self.vae_channels or not self.fsq_levels:
             raise ConfigError("FlexTok config vae_channels and fsq_levels must not be empty")
         if any(c % self.vae_norm_groups for c in self.vae_channels):
@@ -135,8 +136,6 @@ class FlexTokConfig:
                 f"FlexTok image_size {self.image_size} must be a multiple of {down} and at most "
                 f"{down * self.posemb_grid} (the sin-cos tables are {self.posemb_grid}x{self.posemb_grid}, cropped)"
             )
-        if self.preset is not None and self.preset not in RELEASES:
-            raise ConfigError(f"unknown FlexTok preset {safe_text(self.preset, 40)!r}; valid: {', '.join(RELEASES)}")
 
     # -- derived sizes ---------------------------------------------------------------------------
     @property
@@ -189,11 +188,8 @@ class FlexTokConfig:
         """From `to_dict` output (alit-eval's own files); unknown fields are refused."""
         if not isinstance(d, Mapping):
             raise ConfigError(f"a FlexTok config must be a mapping, got {type(d).__name__}")
+        check_fields(d, FIELDS)
         d = {k: v for k, v in d.items() if k != "family"}
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = [k for k in d if k not in known]
-        if unknown:
-            raise ConfigError(f"unknown FlexTok config field {safe_text(unknown[0], 40)} (known: {', '.join(sorted(known))})")
         for req in ("scaling_factor", "sample_posterior", "null_cond"):
             if req not in d:
                 raise ConfigError(f"the FlexTok config lacks {req} (it cannot be inferred from the weights)")

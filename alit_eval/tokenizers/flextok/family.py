@@ -60,20 +60,21 @@ def flop_components(model: "FlexTokTokenizer") -> dict[str, list["nn.Module"]]:
 
 def load_state_dict(sd: Any, meta: Any = None, *, name: str = "flextok", source: str = "<state_dict>",
                     heads: int | None = None, steps: int | None = None, guidance: float | None = None,
-                    apg: bool | None = None, preset: str | None = None) -> "FlexTokTokenizer":
+                    apg: bool | None = None, noise: str | None = None, preset: str | None = None) -> "FlexTokTokenizer":
     """The family registry's uniform loader: state_dict + reader meta -> `FlexTokTokenizer`.
 
     Args:
         heads: not applicable (FlexTok's head dims are in its config); must be None.
-        steps, guidance, apg: default decode options (None: the official README's 20, 7.5, on).
+        steps, guidance, apg, noise: default inference options (None: the declared defaults, i.e. the
+            official README's T 20, g 7.5, APG on, and seeded noise).
         preset: the released variant, when loading a named pretrained entry (recorded in the config).
     """
-    from alit_eval.tokenizers.flextok.checkpoint import config_for, from_state_dict
-    from alit_eval.tokenizers.flextok.model import README_DEFAULTS
+    from alit_eval.tokenizers.flextok.checkpoint import from_state_dict
+    from alit_eval.tokenizers.flextok.options import OPTIONS
 
     if heads is not None:
         raise AlitEvalError("--heads does not apply to FlexTok: its head dims are read from the file's config")
-    decode = {k: v if v is not None else README_DEFAULTS[k]
-              for k, v in (("steps", steps), ("guidance", guidance), ("apg", apg))}
-    cfg = config_for(sd, meta, source, preset=preset)
-    return from_state_dict(sd, cfg, name=name, source=source, **decode)
+    given = {"steps": steps, "guidance": guidance, "apg": apg, "noise": noise}
+    options = {o.name: o.default if given[o.name] is None else o.check(given[o.name], owner="FlexTok")
+               for o in OPTIONS}
+    return from_state_dict(sd, meta=meta, name=name, source=source, preset=preset, **options)

@@ -14,9 +14,12 @@ posterior sample when the file's config enables it. ``generator``:
   generator (posterior ε first, then the noise), so numbers do not depend on batch size or order;
 - one ``torch.Generator``: the official draw, images in list order from that one generator (the
   posterior, if sampled, comes from the global RNG as diffusers does); reproduces the fixtures;
-- None, or the option ``noise="official"`` (whatever `generator` holds): the official global-RNG
-  stream, including the ``torch.bernoulli`` the official FSQ eval path calls on every ``tokenize``
-  (it advances the global RNG).
+- None: per-image generators seeded from each image's content (`generators.default_generators`);
+- the option ``noise="official"`` (whatever `generator` holds): the official global-RNG stream,
+  including the ``torch.bernoulli`` the official FSQ eval path calls on every ``tokenize`` (it
+  advances the global RNG).
+
+The lower-level `tokenize` / `draw_noise` take ``generator=None`` as the global RNG, as the official code.
 
 Decode options (recorded with every number): ``steps`` (T, README 20), ``guidance`` (g, README 7.5),
 ``apg`` (norm guidance, README on).
@@ -70,10 +73,11 @@ class FlexTokTokenizer(nn.Module):
     """FlexTok with the official parameter names (its state_dict is the released file layout)."""
 
     def __init__(self, cfg: FlexTokConfig, *, name: str = "flextok", steps: int = 20, guidance: float = 7.5,
-                 apg: bool = True) -> None:
+                 apg: bool = True, noise: str = "seeded") -> None:
         super().__init__()
         self.cfg, self.name = cfg, name
         self.steps, self.guidance, self.apg = check_decode_options(steps, guidance, apg)
+        self.noise = _check_noise(noise)
         we, wd, g, n, pd = cfg.enc_width, cfg.dec_width, cfg.posemb_grid, cfg.n_registers, cfg.patch_dim
         self.vae = VaeWrapper(cfg.vae_channels, cfg.vae_layers_per_block, cfg.vae_norm_groups, cfg.latent_channels,
                               cfg.scaling_factor)
@@ -110,7 +114,7 @@ class FlexTokTokenizer(nn.Module):
 
     def decode_options(self) -> dict[str, object]:
         """The decode options numbers are produced with (to record with them)."""
-        return {"steps": self.steps, "guidance": self.guidance, "apg": self.apg}
+        return {"steps": self.steps, "guidance": self.guidance, "apg": self.apg, "noise": self.noise}
 
     # -- encoding ----------------------------------------------------------------------------------
     def _posemb(self, table: Table) -> torch.Tensor:
@@ -242,7 +246,7 @@ class FlexTokTokenizer(nn.Module):
     # -- the protocol ------------------------------------------------------------------------------
     def rollout(self, images: torch.Tensor, budgets: Iterable[int] | None = None, *, decode: bool = True,
                 attention: bool | str = False, generator: GeneratorArg = None, steps: int | None = None,
-                guidance: float | None = None, apg: bool | None = None, noise: str = "seeded",
+                guidance: float | None = None, apg: bool | None = None, noise: str | None = None,
                 initial_noise: torch.Tensor | None = None) -> Rollout:
         """Encode once; decode every requested prefix k in one batched flow sampling.
 
@@ -253,8 +257,9 @@ class FlexTokTokenizer(nn.Module):
             attention: True: the decoder attention of `ATTENTION_DEFINITION` (family module).
             generator: per-image generators, one generator, or None (module docstring).
             steps, guidance, apg: decode options (None: the model's, README defaults unless loaded otherwise).
-            noise: ``seeded`` (the generators as given) or ``official`` (the global-RNG stream of the
-                official code, whatever `generator` holds).
+            noise: ``seeded`` (the generators as given; without any, per image from its content,
+                `generators.default_generators`) or ``official`` (the official code's global-RNG stream,
+                whatever `generator` holds); None: the model's.
             initial_noise: ``[B,C,h,w]`` injected initial noise (replaces the draw; the official noise_read_key).
 
         Returns:
@@ -269,10 +274,12 @@ class FlexTokTokenizer(nn.Module):
                                     self.guidance if guidance is None else guidance, self.apg if apg is None else apg)
         if attention not in (False, True):
             raise AlitEvalError(f"FlexTok offers attention=True (decoder attention of the last flow step), not {attention!r}")
-        if noise not in ("seeded", "official"):
-            raise AlitEvalError(f"FlexTok noise policy must be seeded or official; got {noise!r}")
-        if noise == "official":
+        if _check_noise(self.noise if noise is None else noise) == "official":
             generator = None
+        elif generator is None:
+            from alit_eval.tokenizers.generators import default_generators
+
+            generator = default_generators(images)
         x = (images.to(self.device, torch.float32).contiguous() - 0.5) / 0.5
         b = len(x)
         with torch.no_grad():
@@ -317,6 +324,12 @@ class FlexTokTokenizer(nn.Module):
         p, g = self.cfg.n_patches, self.cfg.grid
         per_layer = [w[start: start + b, :p, p: p + k].transpose(1, 2) for w in weights]
         return torch.stack(per_layer, dim=1).reshape(b, len(weights), k, g, g)
+
+
+def _check_noise(noise: object) -> str:
+    if noise not in ("seeded", "official"):
+        raise AlitEvalError(f"FlexTok noise policy must be seeded or official; got {noise!r}")
+    return noise  # type: ignore[return-value]
 
 
 def _per_image(generator: Sequence[torch.Generator], batch: int) -> list[torch.Generator]:
