@@ -15,13 +15,13 @@ MAX_STEPS = 1000
 MAX_GUIDANCE = 100.0
 
 OPTIONS = (
-    InferenceOption("steps", 20, "FlexTok flow (Euler) steps T of the rectified-flow decoder; official README 20",
+    InferenceOption("steps", 20, "flow (Euler) steps T of the rectified-flow decoder; official README 20",
                     kind="int", low=1, high=MAX_STEPS),
-    InferenceOption("guidance", 7.5, "FlexTok classifier-free guidance scale g (1 = no guidance, no unconditional "
+    InferenceOption("guidance", 7.5, "classifier-free guidance scale g (1 = no guidance, no unconditional "
                     "pass); official README 7.5", kind="float", low=0.0, high=MAX_GUIDANCE),
-    InferenceOption("apg", True, "FlexTok norm guidance (APG: momentum -0.5, norm threshold 2.5, eta 0) on/off; "
+    InferenceOption("apg", True, "norm guidance (APG: momentum -0.5, norm threshold 2.5, eta 0) on/off; "
                     "official README on", kind="bool"),
-    InferenceOption("noise", "seeded", "FlexTok decoder noise: seeded (one generator per image, batch-independent) "
+    InferenceOption("noise", "seeded", "decoder noise: seeded (one generator per image, batch-independent) "
                     "or official (the official global-RNG stream, list order)", choices=("seeded", "official"),
                     global_stream=("official",)),
 )
