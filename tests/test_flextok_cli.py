@@ -106,7 +106,6 @@ def test_cli_fid_on_the_official_file_end_to_end(tmp_path, capsys):
     assert {"l1", "psnr", "ssim"} <= set(metrics["metric"])
     for bad, match in ((["--guidance", "nan"], "--guidance"), (["--guidance", "-1"], "--guidance"),
                        (["--steps", "0"], "--steps"), (["--budgets", "257"], "257")):
-        code, out, err = _cli(base + ["--budgets", "16", *bad][-len(bad) - 2:] if bad[0] == "--budgets"
-                              else base + ["--budgets", "16", *bad], capsys)
+        code, out, err = _cli(base + (bad if bad[0] == "--budgets" else ["--budgets", "16", *bad]), capsys)
         lines = [ln for ln in err.strip().splitlines() if ln.startswith("error")]
         assert code == 2 and len(lines) == 1 and match in lines[0], err

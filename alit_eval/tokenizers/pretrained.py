@@ -262,7 +262,7 @@ def _flextok() -> None:
         entry = PretrainedEntry(
             name=f"flextok_d{d_enc}_d{d_dec}.{short}", preset=preset, base="vae", quantized=True, train_set=train_set,
             filename=f"{preset}.model.safetensors", family="flextok", hf_repo=repo, hf_filename="model.safetensors",
-            source=f"Hugging Face repo {repo} (file model.safetensors)", halting=None, budgets="1,2,4,...,256",
+            source=f"Hugging Face repo {repo} (file model.safetensors)", budgets="1,2,4,...,256",
             preprocess="resize-center-crop", licence="Apple Machine Learning Research Model licence (research only)",
             precision="official code: no evaluation; notebook bf16 autocast on GPU; alit-eval float32",
             notes=("decode options T 20, g 7.5, APG on (README) unless given; the official demo resizes bilinearly, "
