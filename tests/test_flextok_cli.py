@@ -109,3 +109,20 @@ def test_cli_fid_on_the_official_file_end_to_end(tmp_path, capsys):
         code, out, err = _cli(base + (bad if bad[0] == "--budgets" else ["--budgets", "16", *bad]), capsys)
         lines = [ln for ln in err.strip().splitlines() if ln.startswith("error")]
         assert code == 2 and len(lines) == 1 and match in lines[0], err
+
+
+def test_cli_compare_flextok_with_another_family(tiny_flextok, tiny_ckpt, tmp_path, capsys):
+    args = ["--results-dir", str(tmp_path), "--device", "cpu", "compare", "--ckpt", f"alit={tiny_ckpt}",
+            "--ckpt", f"ft={tiny_flextok}", "--data", "demo-scenes", "--limit", "3", "--no-fid", "--budgets", "4,8",
+            "--n-boot", "20", "--steps", "2", "--run-id", "c"]
+    code, out, err = _cli(args, capsys)
+    assert code == 0, err
+    folder = tmp_path / "compare" / "c"
+    table = pd.read_csv(folder / "compare.csv")
+    assert set(table["tokenizer"]) == {"alit", "ft"}
+    ft = table[(table["tokenizer"] == "ft") & table["bits_per_image"].notna()]
+    assert len(ft) and np.allclose(ft["bits_per_image"], ft["tokens"] * np.log2(12))  # FSQ levels (4, 3)
+    options = json.loads((folder / "sweeps" / "ft" / "config.json").read_text())["options"]
+    assert options["steps"] == 2 and options["apg"] is True
+    assert "options" not in json.loads((folder / "sweeps" / "alit" / "config.json").read_text()) or \
+        "steps" not in json.loads((folder / "sweeps" / "alit" / "config.json").read_text())["options"]

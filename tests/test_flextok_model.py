@@ -236,3 +236,14 @@ def test_sampled_posterior_per_image_is_batch_invariant(images):
     assert torch.equal(full[2].indices[1:2], one[2].indices)
     det = dataclasses.replace(m.cfg, sample_posterior=False)
     assert det.sample_posterior is False
+
+
+def test_row_chunks_do_not_change_the_decode(model, images, monkeypatch):
+    from alit_eval.tokenizers.flextok import model as model_module
+
+    gens = lambda: per_image_generators(4, ["a", "b"])  # noqa: E731
+    whole = model.rollout(images[:2], [1, 9], generator=gens(), guidance=2.0)
+    monkeypatch.setattr(model_module, "MAX_ROWS", 3)
+    chunked = model.rollout(images[:2], [1, 9], generator=gens(), guidance=2.0)
+    for k in (1, 9):
+        torch.testing.assert_close(chunked[k].extras["latents"], whole[k].extras["latents"], atol=2e-5, rtol=0)

@@ -318,6 +318,7 @@ FAMILIES.register("flextok", Family(
     loader=f"{_FT}.family:load_state_dict",
     sentinels=("encoder.module_dict.enc_register_module.registers", "decoder.module_dict.dec_nested_dropout.dropout_mask_token"),
     options=f"{_FT}.options:OPTIONS", random=True, config_fields=f"{_FT}.config:FIELDS",
+    presets=("flextok_d12_d12_in1k", "flextok_d18_d18_in1k", "flextok_d18_d28_in1k", "flextok_d18_d28_dfn"),
     budgets="prefix lengths 1..256", default_budgets="1,2,4,...", has_attention=True,
     attention_definition=f"{_FT}.family:ATTENTION_DEFINITION", attention_modes=(True,),
     describe=f"{_FT}.family:describe", bits_per_token=f"{_FT}.family:bits_per_token",

@@ -40,7 +40,7 @@ from alit_eval.tokenizers.flextok.modules import (FSQ, AdaLNBlock, Block, Linear
 from alit_eval.tokenizers.flextok.sampler import check_decode_options, euler_sample
 from alit_eval.tokenizers.flextok.vae import VaeWrapper
 
-README_DEFAULTS = {"steps": 20, "guidance": 7.5, "apg": True}
+MAX_ROWS = 256  # decoder rows (image x k x guidance branch) per forward pass
 
 
 class _Holder(nn.Module):
@@ -232,7 +232,12 @@ class FlexTokTokenizer(nn.Module):
         def velocity(x: torch.Tensor, t: float, guided: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
             xs, regs = (torch.cat([x, x]), both) if guided else (x, cond)
             last = weights is not None and t == 1 / steps  # attention only of the last step (t = 1/T)
-            v = self.velocity(xs, torch.full((len(xs),), t, device=x.device), regs, None, weights if last else None)
+            ts = torch.full((len(xs),), t, device=x.device)
+            if last or len(xs) <= MAX_ROWS:
+                v = self.velocity(xs, ts, regs, None, weights if last else None)
+            else:  # rows are independent: chunks bound the activation memory of large (k, image) batches
+                v = torch.cat([self.velocity(xs[i: i + MAX_ROWS], ts[i: i + MAX_ROWS], regs[i: i + MAX_ROWS])
+                               for i in range(0, len(xs), MAX_ROWS)])
             if last:
                 weights[:] = [w[: len(x)] for w in weights]  # the conditional rows
             return (v[: len(x)], v[len(x):]) if guided else (v, None)
