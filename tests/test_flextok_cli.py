@@ -87,7 +87,7 @@ def _cli(args, capsys):
     return exit_info.value.code, out.out, out.err
 
 
-def test_cli_fid_on_the_official_file_end_to_end(tmp_path, capsys):
+def test_cli_fid_on_the_official_hub_folder_end_to_end(tmp_path, capsys):
     hub = FIXTURES / "flextok_tiny" / "hub" / "model.safetensors"
     if not hub.is_file():
         pytest.skip("official FlexTok fixture not found")
@@ -95,7 +95,7 @@ def test_cli_fid_on_the_official_file_end_to_end(tmp_path, capsys):
     data.mkdir()
     for name in ("img0.png", "img1.png"):
         shutil.copy(FIXTURES / "inputs" / name, data / name)
-    base = ["--results-dir", str(tmp_path / "res"), "--device", "cpu", "--offline", "fid", "--ckpt", str(hub),
+    base = ["--results-dir", str(tmp_path / "res"), "--device", "cpu", "--offline", "fid", "--ckpt", str(hub.parent),
             "--data", str(data), "--no-fid"]
     code, out, err = _cli(base + ["--budgets", "16", "--steps", "2", "--apg", "false"], capsys)
     assert code == 0, err

@@ -422,6 +422,9 @@ def resolve_checkpoint(
         if local.is_file():
             return local
         if local.is_dir() and text not in PRETRAINED:
+            # A Hugging Face model folder (FlexTok's hub layout: config.json + model.safetensors).
+            if (local / "model.safetensors").is_file():
+                return local / "model.safetensors"
             raise CheckpointError(f"{text} is a folder; pass the checkpoint file inside it")
         entry = _entry_for(text)
 
