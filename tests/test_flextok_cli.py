@@ -126,3 +126,13 @@ def test_cli_compare_flextok_with_another_family(tiny_flextok, tiny_ckpt, tmp_pa
     assert options["steps"] == 2 and options["apg"] is True
     assert "options" not in json.loads((folder / "sweeps" / "alit" / "config.json").read_text()) or \
         "steps" not in json.loads((folder / "sweeps" / "alit" / "config.json").read_text())["options"]
+
+
+def test_attention_viz_uses_the_decoder_attention_definition(tiny_flextok, tmp_path, capsys):
+    out = tmp_path / "viz"
+    code, _, err = _cli(["--device", "cpu", "attention-viz", "--ckpt", str(tiny_flextok), "--budgets", "8",
+                         "--out", str(out)], capsys)
+    assert code == 0, err
+    z = np.load(next(out.glob("*.npz")))
+    assert z["attention_8"].shape == (8, 8, 8)  # k registers x 8x8 latent patch grid (32 px, VAE f2, patch 2)
+    assert (z["attention_8"] >= 0).all() and z["attention_8"].sum(axis=0).max() <= 1 + 1e-5

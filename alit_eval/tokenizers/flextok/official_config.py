@@ -116,11 +116,15 @@ def _module(cfg: Mapping[str, Any], part: str, name: str) -> dict[str, Any]:
     target = str(mod.get("_target_", ""))
     if not target.endswith(short) and not (short == "NullCond" and target.endswith("NullCond")):
         raise ConfigError(f"{part}.module_dict.{name} is {safe_text(target, 80)}, expected the official {short}")
+    _check_keys(mod, read, f"{part}.module_dict.{name}")
+    return mod
+
+
+def _check_keys(mod: Mapping[str, Any], read: tuple[str, ...], where: str) -> None:
     for key in mod:
         if key not in read and not _IGNORED.match(str(key)):
-            raise ConfigError(f"{part}.module_dict.{name} sets {safe_text(key, 40)} = {show_value(mod[key])}, a "
-                              "setting alit-eval does not implement; refusing rather than ignoring it")
-    return mod
+            raise ConfigError(f"{where} sets {safe_text(key, 40)} = {show_value(mod[key])}, a setting alit-eval "
+                              "does not implement; refusing rather than ignoring it")
 
 
 def _int(value: Any, what: str) -> int:
@@ -163,6 +167,8 @@ def config_from_official(cfg: Mapping[str, Any], sd: Mapping[str, Any], *, sourc
     if missing:
         raise ConfigError(f"the FlexTok config of {source} lacks {', '.join(missing)}")
     vae = cfg["vae"]
+    _check_keys(vae, ("latent_channels", "scaling_factor", "sample_posterior", "shift_factor"), "vae")
+    _check_keys(cfg["regularizer"], ("levels",), "regularizer")
     for key in ("scaling_factor", "sample_posterior"):  # unknown for the releases: never assumed
         if key not in vae:
             raise ConfigError(f"the FlexTok config of {source} does not say vae.{key}; alit-eval will not guess it")
