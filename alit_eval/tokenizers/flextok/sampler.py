@@ -18,12 +18,11 @@ from typing import Callable
 import torch
 
 from alit_eval.errors import AlitEvalError
+from alit_eval.tokenizers.flextok.options import MAX_GUIDANCE, MAX_STEPS
 
 APG_MOMENTUM = -0.5
 APG_THRESHOLD = 2.5
 APG_ETA = 0.0
-MAX_STEPS = 1000
-MAX_GUIDANCE = 100.0
 
 # velocity(x [N,C,h,w], t (python float), guided) -> (v_cond, v_uncond or None)
 Velocity = Callable[[torch.Tensor, float, bool], "tuple[torch.Tensor, torch.Tensor | None]"]
