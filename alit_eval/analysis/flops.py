@@ -207,14 +207,12 @@ def _halting_generator(tokenizer: Any, images: torch.Tensor, seed: int) -> Any:
     """Generators for one rollout of a family that draws random numbers: per image under its default
     policy; one local generator under an official global-stream policy (never the global RNG: the
     draws do not change the cost, only which tokens are masked); None for a deterministic family."""
-    from alit_eval.tokenizers.families import family_or_none
-    from alit_eval.tokenizers.families import uses_global_stream as family_global
+    from alit_eval.tokenizers.families import family_or_none, option_values
 
     fam = family_or_none(tokenizer)
     if fam is not None and not fam.random:
         return None
-    values = {name: getattr(tokenizer, name, None) for name in (fam.option_names() if fam else ())}
-    if fam is not None and family_global(values, fam):
+    if fam is not None and fam.uses_global_stream(option_values(tokenizer)):
         base = getattr(getattr(tokenizer, "cfg", None), "base", None)
         # VQGAN draws Bernoulli masks on the images' device; the VAE noise is drawn on the CPU.
         on = images.device if getattr(base, "kind", None) == "vqgan" else torch.device("cpu")

@@ -32,8 +32,16 @@ from alit_eval.paths import portable
 from alit_eval.metrics.fid import FeatureStats
 from alit_eval.metrics.pixel import pixel_metrics, to_uint8
 from alit_eval.metrics.specs import PIXEL, RAW
-from alit_eval.tokenizers.families import attention_for, family_or_none, inference_kwargs, tokens_used, top_level_names
-from alit_eval.tokenizers.generators import per_image_generators, start_global_stream, uses_global_stream
+from alit_eval.tokenizers.families import (
+    attention_for,
+    family_or_none,
+    inference_kwargs,
+    start_global_stream,
+    tokens_used,
+    top_level_names,
+    uses_global_stream,
+)
+from alit_eval.tokenizers.generators import per_image_generators
 
 log = logging.getLogger(__name__)
 

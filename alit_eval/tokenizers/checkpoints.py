@@ -22,6 +22,7 @@ import torch
 
 from alit_eval.errors import CheckpointError
 from alit_eval.paths import sha256_file
+from alit_eval.tokenizers.loading import key_mismatch  # noqa: F401 (the one key-mismatch message; its former home)
 from alit_eval.tokenizers.validate import describe_bytes, safe_text
 
 log = logging.getLogger(__name__)
@@ -211,27 +212,6 @@ def describe_foreign(sd: Mapping[str, Any]) -> str:
         return "it looks like a ViT/timm model, not an ALIT tokenizer"
     sample = ", ".join(safe_text(k, 60) for k in sorted(keys)[:4])
     return f"none of the ALIT keys ({', '.join(ALIT_SENTINELS)}) are present; first keys: {sample}"
-
-
-def key_mismatch(expected: Mapping[str, Any], sd: Mapping[str, Any], shown: int = 5) -> list[str]:
-    """What keeps `sd` from loading strictly into a model whose state_dict is `expected`.
-
-    Returns:
-        One readable part per kind of difference (``"2 missing: a, b"``, ``"1 unexpected: c"``,
-        ``"1 wrong shape: d (3, 4) vs (4, 4)"``, the file's shape first), key names escaped and
-        shortened; empty when the keys and shapes agree. Every family's loader words its error with it.
-    """
-    missing = sorted(set(expected) - set(sd))
-    unexpected = sorted(set(sd) - set(expected))
-    wrong = sorted(f"{safe_text(k, 60)} {tuple(sd[k].shape)} vs {tuple(expected[k].shape)}"
-                   for k in set(expected) & set(sd) if tuple(expected[k].shape) != tuple(sd[k].shape))
-    parts = []
-    for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
-        if keys:
-            more = f" (+{len(keys) - shown} more)" if len(keys) > shown else ""
-            names = keys[:shown] if label == "wrong shape" else [safe_text(k, 60) for k in keys[:shown]]
-            parts.append(f"{len(keys)} {label}: {', '.join(names)}{more}")
-    return parts
 
 
 def _describe_alit(cfg: Any) -> str:

@@ -342,12 +342,32 @@ def top_level_names() -> tuple[str, ...]:
     return tuple(o.name for o in all_options() if any(d.top_level for _, d in o.declarations))
 
 
-def uses_global_stream(values: Mapping[str, Any], family: "Family | str | None" = None) -> bool:
+def uses_global_stream(values: "Mapping[str, Any] | str | None", family: "Family | str | None" = None) -> bool:
     """Whether option `values` select an official global-stream policy (of `family`, else of any family
-    that declares the option: a family without the option never receives its value)."""
+    that declares the option: a family without the option never receives its value). A bare policy
+    name (the former signature) counts for every option that lists it."""
+    if values is None:
+        return False
+    if isinstance(values, str):
+        return any(values in o.global_stream for _, f in FAMILIES.items() for o in f.options)
     if family is not None:
         return (get_family(family) if isinstance(family, str) else family).uses_global_stream(values)
     return any(f.uses_global_stream(values) for _, f in FAMILIES.items())
+
+
+def start_global_stream(values: "Mapping[str, Any] | str", seed: int, cfg: object = None) -> None:
+    """Seed the global RNG for a global-stream policy: ``torch.manual_seed(seed)``, then the
+    ``stream_start`` of the family whose config `cfg` is (ALIT ``official`` skips the official model
+    construction's draws). A bare policy name is read as ``{option: name}`` for every option listing it."""
+    import torch
+
+    torch.manual_seed(seed)
+    if isinstance(values, str):
+        values = {o.name: values for _, f in FAMILIES.items() for o in f.options if values in o.global_stream}
+    for _, fam in FAMILIES.items():
+        if fam.stream_start and cfg is not None and isinstance(cfg, fam.config_cls()):
+            resolve_target(fam.stream_start)(values, seed, cfg)
+            return
 
 
 def run_identity(values: Mapping[str, Any], family: "Family | None") -> dict[str, Any]:
@@ -561,6 +581,13 @@ def convert_any(src: str | Path, dst: str | Path, *, family: str | None = None, 
     return {"family": model.family, "config": model.cfg.to_dict(),
             "num_params": sum(p.numel() for p in model.parameters()), "source_sha256": src_hash,
             "sha256": sha256_file(out), "path": str(out)}
+
+
+def option_values(tokenizer: Any) -> dict[str, Any]:
+    """The inference options a loaded tokenizer runs with (its attributes named after its family's
+    declared options; empty for a tokenizer of no registered family)."""
+    fam = family_or_none(tokenizer)
+    return {o.name: getattr(tokenizer, o.name, o.default) for o in fam.options} if fam else {}
 
 
 def family_or_none(tokenizer: Any) -> Family | None:

@@ -6,14 +6,15 @@ processes. The engine passes them to every family that declares ``random=True``,
 options. A rollout called without generators (the Python API, ``tok.rollout(x, [8, 64])``) seeds
 each image from `DEFAULT_SEED` and the image's content (`default_generators`): the same image
 gives the same draws in any batch. A family's official global-stream behaviour is a named policy
-(an option value in its declaration's ``global_stream``): `start_global_stream` seeds the global
-RNG once per run through the family's ``stream_start``. This module names no family.
+(an option value in its declaration's ``global_stream``): `alit_eval.tokenizers.families.start_global_stream`
+seeds the global RNG once per run through the family's ``stream_start``. This module names no family
+and imports no other tokenizer module.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 if TYPE_CHECKING:
     import torch
@@ -77,35 +78,3 @@ def per_image_list(generator: Any, batch: int) -> list["torch.Generator"]:
             "(use alit_eval.tokenizers.generators.per_image_generators(seed, image_ids))"
         )
     return list(generator)
-
-
-def uses_global_stream(values: "Mapping[str, Any] | str | None") -> bool:
-    """Whether inference option `values` (or one policy name, the former signature) select an official
-    global-stream policy of some family (see `alit_eval.tokenizers.families.uses_global_stream`)."""
-    from alit_eval.tokenizers.families import FAMILIES
-    from alit_eval.tokenizers.families import uses_global_stream as family_uses
-
-    if values is None:
-        return False
-    if isinstance(values, str):  # a bare policy name: global for any option that lists it
-        return any(values in o.global_stream for _, f in FAMILIES.items() for o in f.options)
-    return family_uses(values)
-
-
-def start_global_stream(values: "Mapping[str, Any] | str", seed: int, cfg: object = None) -> None:
-    """Seed the global RNG for a global-stream policy: ``torch.manual_seed(seed)``, then the
-    ``stream_start`` of the family whose config `cfg` is (e.g. ALIT ``official`` skips the official
-    model construction's draws). A bare policy name is accepted as ``{option: name}`` for every option
-    that lists it."""
-    import torch
-
-    from alit_eval.registry import resolve_target
-    from alit_eval.tokenizers.families import FAMILIES
-
-    torch.manual_seed(seed)
-    if isinstance(values, str):
-        values = {o.name: values for _, f in FAMILIES.items() for o in f.options if values in o.global_stream}
-    for _, fam in FAMILIES.items():
-        if fam.stream_start and cfg is not None and isinstance(cfg, fam.config_cls()):
-            resolve_target(fam.stream_start)(values, seed, cfg)
-            return

@@ -11,7 +11,7 @@ detected from its keys (`alit_eval.tokenizers.families.detect_family`), a family
    ``args.encoder_num_heads = 4.9``, is one line, in milliseconds);
 3. the family's cross-check of the config against the tensor shapes, where it has one;
 4. the build on the meta device (no weight allocated twice) and the strict load, whose key/shape
-   differences are the one message of `checkpoints.key_mismatch`.
+   differences are the one message of `key_mismatch` (also importable as `checkpoints.key_mismatch`).
 
 Errors are one line (`ConfigError` / `CheckpointError`) that start with the file's name.
 """
@@ -77,8 +77,6 @@ def load_checked(
     """
     import torch
 
-    from alit_eval.tokenizers.checkpoints import key_mismatch
-
     source = safe_text(source, 200)
     try:
         check_tensors(sd, title)
@@ -105,3 +103,24 @@ def load_checked(
         )
     model.load_state_dict(dict(sd), strict=True, assign=True)
     return model.eval()
+
+
+def key_mismatch(expected: Mapping[str, Any], sd: Mapping[str, Any], shown: int = 5) -> list[str]:
+    """What keeps `sd` from loading strictly into a model whose state_dict is `expected`.
+
+    Returns:
+        One readable part per kind of difference (``"2 missing: a, b"``, ``"1 unexpected: c"``,
+        ``"1 wrong shape: d (3, 4) vs (4, 4)"``, the file's shape first), key names escaped and
+        shortened; empty when the keys and shapes agree. Every family's loader words its error with it.
+    """
+    missing = sorted(set(expected) - set(sd))
+    unexpected = sorted(set(sd) - set(expected))
+    wrong = sorted(f"{safe_text(k, 60)} {tuple(sd[k].shape)} vs {tuple(expected[k].shape)}"
+                   for k in set(expected) & set(sd) if tuple(expected[k].shape) != tuple(sd[k].shape))
+    parts = []
+    for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
+        if keys:
+            more = f" (+{len(keys) - shown} more)" if len(keys) > shown else ""
+            names = keys[:shown] if label == "wrong shape" else [safe_text(k, 60) for k in keys[:shown]]
+            parts.append(f"{len(keys)} {label}: {', '.join(names)}{more}")
+    return parts
