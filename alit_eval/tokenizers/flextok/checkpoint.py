@@ -80,7 +80,6 @@ def from_state_dict(sd: Mapping[str, torch.Tensor], config: FlexTokConfig | None
     Raises:
         CheckpointError: not a FlexTok state_dict, or keys/shapes that disagree with the config.
     """
-    from alit_eval.tokenizers.flextok.family import describe
     from alit_eval.tokenizers.flextok.model import FlexTokTokenizer
     from alit_eval.tokenizers.loading import load_checked
 
@@ -88,7 +87,9 @@ def from_state_dict(sd: Mapping[str, torch.Tensor], config: FlexTokConfig | None
         raise CheckpointError(f"{safe_text(source, 200)} is not a FlexTok checkpoint: it lacks "
                               f"{', '.join(k for k in SENTINELS if k not in sd)}")
     return load_checked(
-        sd, title="FlexTok", source=source, fields=FIELDS, describe=describe,
+        sd, title="FlexTok", source=source, fields=FIELDS,
+        describe=lambda c: f"encoder {c.enc_width}w/{c.enc_depth}L, decoder {c.dec_width}w/{c.dec_depth}L, null "
+                           f"condition {c.null_cond}",
         build=lambda cfg: FlexTokTokenizer(cfg, name=name, **decode),
         infer=(lambda: config) if config is not None else (lambda: config_for(sd, meta, source, preset)),
         hint="a config in the file's metadata that disagrees with its tensors, or a partial file",
