@@ -247,3 +247,15 @@ def test_row_chunks_do_not_change_the_decode(model, images, monkeypatch):
     chunked = model.rollout(images[:2], [1, 9], generator=gens(), guidance=2.0)
     for k in (1, 9):
         torch.testing.assert_close(chunked[k].extras["latents"], whole[k].extras["latents"], atol=2e-5, rtol=0)
+
+
+def test_metadata_is_parsed_as_literals_only():
+    from alit_eval.tokenizers.flextok.official_config import MAX_METADATA_CHARS, parse_metadata
+
+    assert parse_metadata({"format": "pt"}) is None  # not a FlexTok config at all
+    assert parse_metadata({"vae": "{'scaling_factor': 1.5, 'hf_hub_path': None}"}) == {
+        "vae": {"scaling_factor": 1.5, "hf_hub_path": None}}
+    for evil in ("__import__('os').system('echo hi')", "[" * 100000, "x" * (MAX_METADATA_CHARS + 1)):
+        with pytest.raises(ConfigError, match="vae") as e:
+            parse_metadata({"vae": evil})
+        assert "\n" not in str(e.value)
