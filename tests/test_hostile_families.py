@@ -228,3 +228,12 @@ def test_a_family_refuses_an_option_value_only_other_families_accept(tiny, tmp_p
                       "--halting", "official-reseeded"], capsys)
     line = _one_error(code, out)
     assert "--halting 'official-reseeded' (KARL) is not known; use one of: official, seeded, off" in line, line
+
+
+def test_allocate_thresholds_of_an_option_criterion_obey_its_bounds(tiny, tmp_path, capsys):
+    _, _, path = tiny["karl"]  # --criterion epsilon: each threshold is a value of KARL's epsilon
+    code, out = _run(["--results-dir", str(tmp_path / "R"), "--device", "cpu", "allocate", "--ckpt", str(path),
+                      "--data", "demo-scenes", "--limit", "2", "--budgets", "8", "--no-fid", "--criterion", "epsilon",
+                      "--thresholds", "0.05,5"], capsys)
+    line = _one_error(code, out)
+    assert "--epsilon 5.0" in line and "out of range (allowed 0..1)" in line, line

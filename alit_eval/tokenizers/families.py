@@ -177,9 +177,18 @@ class Family:
         """Sub-modules per FLOP component (empty when the family declares none)."""
         return resolve_target(self.flop_components)(tokenizer) if self.flop_components else {}
 
-    def flops(self, cfg: Any, budget: int) -> dict[str, int] | None:
-        """Closed-form FLOPs per component at one budget, or None when the family has no closed form."""
-        return resolve_target(self.flops_per_budget)(cfg, budget) if self.flops_per_budget else None
+    def flops(self, cfg: Any, budget: int, options: Mapping[str, Any] | None = None) -> dict[str, int] | None:
+        """Closed-form FLOPs per component at one budget, or None when the family has no closed form.
+
+        `options` (the run's inference options) reach a closed form that takes them as keywords (a
+        decoder whose cost depends on an option, e.g. a number of sampling steps); others get none.
+        """
+        if not self.flops_per_budget:
+            return None
+        fn = resolve_target(self.flops_per_budget)
+        params = inspect.signature(fn).parameters
+        given = {k: v for k, v in (options or {}).items() if k in params and v is not None}
+        return fn(cfg, budget, **given)
 
     def attention_text(self) -> str:
         """What "attention of 2D position p to token j" means for this family ('' without attention)."""
@@ -456,8 +465,9 @@ def load_any(
         trust_checkpoint: allow full unpickling (trusted files only).
         device: where to put the model (None: leave it where the loader built it, e.g. on meta).
         source: how to call the weights in errors (default: the path).
-        **options: the family's inference options (``halting``, ``epsilon``); None values are
-            ignored, an option the family lacks is a one-line error.
+        **options: the family's inference options by their declared names; None values are
+            ignored (the declared default is used), an option the family lacks or a value its
+            declaration refuses is a one-line error.
 
     Returns:
         The tokenizer, with ``tokenizer.family`` set to its family's name.
@@ -511,7 +521,7 @@ def family_of(tokenizer: Any) -> Family:
 def inference_kwargs(tokenizer: Any, values: Mapping[str, Any]) -> dict[str, Any]:
     """The entries of `values` (None dropped) that `tokenizer.rollout` takes as keywords.
 
-    How the engine passes ``--halting`` / ``--epsilon`` / ``generator`` to any tokenizer without
+    How the engine passes the declared inference options and ``generator`` to any tokenizer without
     naming its family: a family that has no such option simply does not receive it (the loader
     already refused an option given explicitly for the wrong family).
     """
