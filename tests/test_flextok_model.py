@@ -259,3 +259,19 @@ def test_metadata_is_parsed_as_literals_only():
         with pytest.raises(ConfigError, match="vae") as e:
             parse_metadata({"vae": evil})
         assert "\n" not in str(e.value)
+
+
+def test_closed_form_flops_match_the_flop_counter(model):
+    from alit_eval.analysis.flops import count_flops
+    from alit_eval.tokenizers.families import family_of
+    from alit_eval.tokenizers.flextok.family import flop_components
+    from alit_eval.tokenizers.flextok.flops import flops_per_budget
+
+    x = torch.rand(1, 3, 32, 32)
+    for k, g in ((4, 1.0), (16, 3.0)):
+        counted = count_flops(lambda: model.rollout(x, [k], steps=2, guidance=g), flop_components(model))
+        expected = flops_per_budget(model.cfg, k, steps=2, guidance=g)
+        assert counted["other"] == 0 and {c: counted[c] for c in expected} == expected
+    model.family = "flextok"
+    assert family_of(model).flops(model.cfg, 4, {"steps": 2, "guidance": 3.0}) == flops_per_budget(
+        model.cfg, 4, steps=2, guidance=3.0)

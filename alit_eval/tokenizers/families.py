@@ -331,7 +331,7 @@ FAMILIES.register("flextok", Family(
     budgets="prefix lengths 1..256", default_budgets="1,2,4,...", has_attention=True,
     attention_definition=f"{_FT}.family:ATTENTION_DEFINITION", attention_modes=(True,),
     describe=f"{_FT}.family:describe", bits_per_token=f"{_FT}.family:bits_per_token",
-    flop_components=f"{_FT}.family:flop_components",
+    flop_components=f"{_FT}.family:flop_components", flops_per_budget=f"{_FT}.flops:flops_per_budget",
     precision_note=f"{_FT}.family:PRECISION_NOTE", release_note=f"{_FT}.family:RELEASE_NOTE",
 ))
 
