@@ -2,7 +2,8 @@
 
 - `load_state_dict`: the registry's uniform loader (config from the file, strict load, decode options).
 - `describe`, `bits_per_token` (log2 of the FSQ codebook: log2(64000) ≈ 15.97 bits for the releases),
-  `flop_components` (VAE encoder, register encoder, flow decoder — run T or 2T times per k —, VAE decoder).
+  `flop_components` (VAE encoder, register encoder, flow decoder — run T or 2T times per k —, VAE decoder);
+  the closed form of the same split is `flops.flops_per_budget`.
 - Decoder attention (`ATTENTION_DEFINITION`): FlexTok's decoder attends jointly over [256 noisy-latent
   patch tokens; 256 registers]; "attention of 2D position p to token j" is the softmax weight,
   averaged over heads, from the patch query p (row-major over the 16x16 grid of 2x2 latent patches,
