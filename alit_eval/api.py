@@ -135,7 +135,10 @@ def evaluate(ckpt: str | Path = "demo", data: str | Path = "demo-scenes",
     from alit_eval.analysis.fid import run
     from alit_eval.engine.config import SweepConfig
 
-    known = {f.name for f in dataclasses.fields(SweepConfig)} - _NOT_OPTIONS
+    from alit_eval.tokenizers.families import all_option_names
+
+    # The sweep's fields and every family's declared inference options (``halting=``, ``epsilon=``, ...).
+    known = ({f.name for f in dataclasses.fields(SweepConfig)} | set(all_option_names())) - _NOT_OPTIONS - {"options"}
     unknown = sorted(set(options) - known)
     if unknown:
         raise AlitEvalError(f"evaluate(): unknown option(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")

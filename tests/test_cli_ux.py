@@ -175,9 +175,10 @@ def test_option_names_match_the_engine():
     from alit_eval.engine.fastpath import PRECISIONS
     from alit_eval.metrics.inception import RESIZE_MODES
     from alit_eval.tokenizers.alit.halting import HALTING_POLICIES
+    from alit_eval.tokenizers.alit.options import HALTING_CHOICES
 
     assert set(options.PREPROCESS_MODES) == set(PREPROCESS.names())
-    assert set(options.HALTING_POLICIES) == set(HALTING_POLICIES.names())
+    assert set(HALTING_CHOICES) == set(HALTING_POLICIES.names())  # the option's declaration, the model's policies
     assert options.FID_RESIZE_MODES == RESIZE_MODES and options.PRECISIONS == PRECISIONS
 
 

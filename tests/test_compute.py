@@ -14,7 +14,7 @@ from alit_eval.cli.app import app
 from alit_eval.results.io import METRICS_FILE
 from alit_eval.results.report import read_metrics
 from alit_eval.results.schema import validate
-from alit_eval.tokenizers.alit.blocks import ResidualAttentionBlock
+from alit_eval.tokenizers.common.blocks import ResidualAttentionBlock
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -48,12 +48,14 @@ def _meta(layout: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
 # ------------------------------------------------------------------ the table itself
 
 def test_registry_entries_are_complete_and_light():
-    assert FAMILIES.names() == ["alit", "karl", "one_d_piece", "titok"]
+    assert FAMILIES.names() == ["alit", "karl", "one_d_piece", "titok", "flextok"]
+    # FlexTok's presets need the settings its released files carry (never guessed): give them here.
+    unknown = {"flextok": {"scaling_factor": 1.0, "sample_posterior": False, "null_cond": "zero"}}
     for name, fam in FAMILIES.items():
         assert fam.name == name and fam.sentinels and fam.presets and fam.budgets
         cfg_cls = fam.config_cls()
         for preset in fam.presets:  # every preset named by the entry builds a config of its type
-            assert isinstance(cfg_cls.from_preset(preset), cfg_cls)
+            assert isinstance(cfg_cls.from_preset(preset, **unknown.get(name, {})), cfg_cls)
         assert fam.has_attention and len(fam.attention_text()) > 40
     assert [o.name for o in FAMILIES.get("alit").options] == ["halting"]
     assert [o.name for o in FAMILIES.get("karl").options] == ["epsilon", "halting"]

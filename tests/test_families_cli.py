@@ -92,7 +92,7 @@ def test_unknown_family_checkpoint_names_the_families(tmp_path, capsys):
     torch.save({"conv1.weight": torch.zeros(2, 3, 1, 1), "fc.bias": torch.zeros(2)}, path)
     code, err = _main_fid(tmp_path, capsys, "--ckpt", str(path))
     assert code == 2
-    assert "not a checkpoint of a known tokenizer family (alit, karl, one_d_piece, titok)" in err
+    assert "not a checkpoint of a known tokenizer family (alit, karl, one_d_piece, titok, flextok)" in err
     assert "pass --family NAME" in err
 
 

@@ -72,8 +72,12 @@ def test_one_d_piece_and_titok_entries_are_the_hugging_face_releases():
         ("titok", "fun-research/TiTok", "tokenizer_titok_s128.bin"),
         ("titok", "fun-research/TiTok", "tokenizer_titok_b64.bin"),
         ("titok", "fun-research/TiTok", "tokenizer_titok_l32.bin"),
+        ("flextok", "EPFL-VILAB/flextok_d12_d12_in1k", "model.safetensors"),
+        ("flextok", "EPFL-VILAB/flextok_d18_d18_in1k", "model.safetensors"),
+        ("flextok", "EPFL-VILAB/flextok_d18_d28_in1k", "model.safetensors"),
+        ("flextok", "EPFL-VILAB/flextok_d18_d28_dfn", "model.safetensors"),
     }
-    assert len({e.cache_path() for e in hf.values()}) == 6  # three pytorch_model.bin files, three cache names
+    assert len({e.cache_path() for e in hf.values()}) == 10  # same-named files in the repos, one cache name each
     for e in hf.values():
         assert e.url is None and e.halting is None and e.epsilon is None and e.preprocess == "resize-center-crop"
         assert "bf16" in e.precision and e.preset in FAMILIES.get(e.family).presets

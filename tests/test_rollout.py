@@ -67,7 +67,18 @@ def test_seeded_halting_is_batch_and_order_independent(model, images):
 
 def test_seeded_needs_one_generator_per_image(model, images):
     with pytest.raises(ValueError, match="one torch.Generator per image"):
-        model.rollout(images, [32], halting="seeded")
+        model.rollout(images, [32], halting="seeded", generator=per_image_generators(0, ["only one"]))
+
+
+def test_seeded_without_generators_uses_the_documented_default(model, images):
+    from alit_eval.tokenizers.generators import DEFAULT_SEED, content_id
+
+    plain = model.rollout(images, [64], halting="seeded")  # the Python API's plain call works
+    ids = [content_id(x) for x in images.float()]
+    explicit = model.rollout(images, [64], halting="seeded", generator=per_image_generators(DEFAULT_SEED, ids))
+    assert torch.equal(plain[64].halting_mask, explicit[64].halting_mask)
+    alone = model.rollout(images[1:], [64], halting="seeded")  # the same image draws the same in any batch
+    assert torch.equal(plain[64].halting_mask[1:], alone[64].halting_mask)
 
 
 def test_official_halting_depends_on_global_seed(model, images):

@@ -4,24 +4,37 @@ from __future__ import annotations
 
 import json
 
-from alit_eval.engine.config import DEFAULT_HALTING, DEFAULT_PREPROCESS, SweepConfig, resolve_defaults
+from alit_eval.engine.config import DEFAULT_PREPROCESS, SweepConfig, resolve_defaults
+from alit_eval.tokenizers.families import FAMILIES
+
+ALIT_OPTIONS = FAMILIES.get("alit").options  # the declared options are what gets resolved
+DEFAULT_HALTING = FAMILIES.get("alit").option_defaults()["halting"]
 
 
 def test_explicit_options_win():
     cfg, src = resolve_defaults(SweepConfig(budgets=[32], halting="off", preprocess="center-crop"),
-                                model_budgets=[32, 64], entry_halting="official", entry_preprocess="resize-center-crop")
+                                model_budgets=[32, 64], entry_options={"halting": "official"},
+                                entry_preprocess="resize-center-crop", options=ALIT_OPTIONS)
     assert (cfg.budgets, cfg.halting, cfg.preprocess) == ([32], "off", "center-crop")
     assert src == {"budgets": "option", "halting": "option", "preprocess": "option"}
 
 
 def test_pretrained_entry_then_global_default():
-    cfg, src = resolve_defaults(SweepConfig(), model_budgets=[32, 64], entry_halting="official",
-                                entry_preprocess="center-crop")
+    cfg, src = resolve_defaults(SweepConfig(), model_budgets=[32, 64], entry_options={"halting": "official"},
+                                entry_preprocess="center-crop", options=ALIT_OPTIONS)
     assert (cfg.budgets, cfg.halting, cfg.preprocess) == ([32, 64], "official", "center-crop")
     assert src == {"budgets": "checkpoint", "halting": "pretrained", "preprocess": "pretrained"}
-    cfg, src = resolve_defaults(SweepConfig(), model_budgets=[8], entry_halting=None, entry_preprocess=None)
+    cfg, src = resolve_defaults(SweepConfig(), model_budgets=[8], entry_preprocess=None, options=ALIT_OPTIONS)
     assert (cfg.halting, cfg.preprocess) == (DEFAULT_HALTING, DEFAULT_PREPROCESS)
     assert src["halting"] == src["preprocess"] == "default"
+
+
+def test_only_the_loaded_familys_options_are_resolved():
+    cfg, src = resolve_defaults(SweepConfig(), model_budgets=[8], entry_preprocess=None, options=())
+    assert cfg.options == {} and "halting" not in src and cfg.halting is None
+    karl = FAMILIES.get("karl").options
+    cfg, src = resolve_defaults(SweepConfig(epsilon=0.05), model_budgets=[8], entry_preprocess=None, options=karl)
+    assert cfg.options == {"epsilon": 0.05, "halting": "seeded"} and src["epsilon"] == "option"
 
 
 def test_a_run_records_where_each_default_came_from(tmp_path, tiny_ckpt):

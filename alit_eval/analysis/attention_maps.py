@@ -19,8 +19,8 @@ import torch.nn.functional as F
 
 from alit_eval.errors import AlitEvalError
 from alit_eval.metrics.pixel import to_uint8
-from alit_eval.tokenizers.families import attention_for, inference_kwargs
-from alit_eval.tokenizers.generators import per_image_generators, uses_global_stream
+from alit_eval.tokenizers.families import attention_for, family_or_none, inference_kwargs, option_values
+from alit_eval.tokenizers.generators import per_image_generators
 
 
 INDEXING = ("corrected", "official-notebook")
@@ -103,13 +103,13 @@ def attention_views(tokenizer: Any, image: Any, image_id: str, budgets: Sequence
         ``{"layer", "n_layers", "raw": {b: [N, gh, gw]}, "maps": {b: [N, S, S] in [0,1]},
         "argmax": {b: [S, S]}, "recon": {b: uint8 [S, S, 3]}, "image": uint8 [S, S, 3]}``.
     """
-    policy = getattr(tokenizer, "halting", "off")
     dev = getattr(tokenizer, "device", torch.device("cpu"))
+    fam = family_or_none(tokenizer)
     gen: Any = None
-    if policy == "seeded":
+    if fam is not None and fam.random and fam.uses_global_stream(option_values(tokenizer)):
+        gen = torch.Generator(device=dev).manual_seed(seed)  # a local stream: never the global RNG
+    elif fam is None or fam.random:
         gen = per_image_generators(seed, [image_id])
-    elif uses_global_stream(policy):
-        gen = torch.Generator(device=dev).manual_seed(seed)
     x = image.float().div(255.0)[None]
     r = tokenizer.rollout(x, budgets, decode=True, attention=attention_for(tokenizer, indexing),
                           **inference_kwargs(tokenizer, {"generator": gen}))

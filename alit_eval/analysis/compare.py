@@ -140,21 +140,24 @@ def split_budgets(requested: str | None, space: Sequence[int]) -> tuple[list[int
 
 
 def _plan(req: Any, spec: TokenizerSpec, **kw: Any) -> Any:
-    """Plan one tokenizer's sweep; a family inference option (--halting, --epsilon) is dropped for a
-    family that lacks it (it applies to the tokenizers that have it)."""
+    """Plan one tokenizer's sweep; a family inference option (any declared one: --halting, --epsilon, ...)
+    is dropped for a family that lacks it (it applies to the tokenizers that have it)."""
+    from alit_eval.tokenizers.families import all_options
+
     r = replace(req, ckpt=spec.ckpt, budgets=None, heads=spec.heads)
     if spec.family is not None:
         if not hasattr(r, "family"):
             raise AlitEvalError("--family needs the family registry's sweep option; update alit-eval")
         r = replace(r, family=spec.family)
-    for _ in range(3):
+    declared = all_options()
+    for _ in range(len(declared) + 1):
         try:
             return plan_sweep(r, None, **kw)
         except AlitEvalError as exc:
-            option = next((o for o in ("halting", "epsilon") if str(exc).startswith(f"--{o} applies only")), None)
-            if option is None or getattr(r, option, None) is None:
+            option = next((o.name for o in declared if str(exc).startswith(f"{o.flag} applies only")), None)
+            if option is None or r.options.get(option) is None:
                 raise
-            r = replace(r, **{option: None})
+            r = replace(r, options={**r.options, option: None})
     raise AssertionError("unreachable")
 
 

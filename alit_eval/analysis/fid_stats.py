@@ -24,7 +24,7 @@ def compute_reference_stats(data: str, out: str | Path, *, size: int, preprocess
     """Compute and save reference statistics; return the number of images used."""
     source = open_source(data, size=size, preprocess=preprocess, limit=limit)
     dev = resolve_device(device)
-    cfg = SweepConfig(budgets=[], halting="off", batch_size=batch_size, workers=workers, device=str(dev),
+    cfg = SweepConfig(budgets=[], batch_size=batch_size, workers=workers, device=str(dev),
                       fid=True, fid_resize=fid_resize, inception_weights=inception_weights, offline=offline,
                       n_examples=0)
     config = {"data": data if data.startswith("demo-") else str(Path(data).resolve()), "size": size,

@@ -36,7 +36,7 @@ from alit_eval.engine import fastpath
 from alit_eval.metrics.inception import InceptionFeatures
 from alit_eval.tokenizers.base import check_budgets
 from alit_eval.tokenizers.families import family_or_none, inference_kwargs
-from alit_eval.tokenizers.generators import per_image_generators, uses_global_stream
+from alit_eval.tokenizers.generators import per_image_generators
 
 
 FLOP_COMPONENTS = ("base_encoder", "encoder_transformer", "alit_decoder", "base_decoder", "other")
@@ -204,19 +204,22 @@ def _numerics(precision: str, device: torch.device) -> Iterator[None]:
 
 
 def _halting_generator(tokenizer: Any, images: torch.Tensor, seed: int) -> Any:
-    """Generators for one rollout: per image for ``seeded``; one local generator for ``official``
-    (never the global RNG: the draws do not change the cost, only which tokens are masked)."""
-    policy = getattr(tokenizer, "halting", None)
-    if policy == "seeded":
-        return per_image_generators(seed, [str(i) for i in range(len(images))])
-    if uses_global_stream(policy):
+    """Generators for one rollout of a family that draws random numbers: per image under its default
+    policy; one local generator under an official global-stream policy (never the global RNG: the
+    draws do not change the cost, only which tokens are masked); None for a deterministic family."""
+    from alit_eval.tokenizers.families import family_or_none, option_values
+
+    fam = family_or_none(tokenizer)
+    if fam is not None and not fam.random:
+        return None
+    if fam is not None and fam.uses_global_stream(option_values(tokenizer)):
         base = getattr(getattr(tokenizer, "cfg", None), "base", None)
         # VQGAN draws Bernoulli masks on the images' device; the VAE noise is drawn on the CPU.
         on = images.device if getattr(base, "kind", None) == "vqgan" else torch.device("cpu")
         g = torch.Generator(device=on)
         g.manual_seed(seed)
         return g
-    return None
+    return per_image_generators(seed, [str(i) for i in range(len(images))])
 
 
 def _decoder_output(out: Any) -> torch.Tensor | None:

@@ -63,6 +63,9 @@ def run(req: Any, *, criterion: str, thresholds: Sequence[str], from_run: str | 
         owners = ", ".join(model_criteria().get(criterion, [])) or "no family"
         raise AlitEvalError(f"--criterion {criterion} is applied by the tokenizer itself, which only {owners} "
                             f"does; this checkpoint is {fam.title} (use l1, psnr, ... instead)")
+    declared = fam.option(option)
+    if declared is not None:  # each threshold is a value of the option: its declared bounds apply
+        values = [declared.check(t, owner=f"--thresholds of --criterion {criterion}") for t in values]
     budget = max(p.sweep.budgets)
     dataset = dataset_label(p.source.name, p.source.kind)
     config = {**p.config, "budgets": [budget],

@@ -200,12 +200,12 @@ class CommandRun:
             return False
         from alit_eval.engine.identity import verify_resume
         from alit_eval.engine.store import ShardStore
-        from alit_eval.tokenizers.generators import uses_global_stream
+        from alit_eval.tokenizers.families import uses_global_stream
 
         store = ShardStore(run.path)
         dataset = prepared.source.dataset
         # Changed images or damaged shards are dropped here and recomputed by the sweep that follows.
-        if verify_resume(store, dataset, official_stream=uses_global_stream(prepared.sweep.halting)):
+        if verify_resume(store, dataset, official_stream=uses_global_stream(prepared.sweep.options)):
             return False
         return len(store.done()) >= len(dataset)
 

@@ -28,7 +28,7 @@ def models(
         alit-eval models --json
     """
     from alit_eval.paths import checkpoints_dir
-    from alit_eval.tokenizers.families import FAMILIES
+    from alit_eval.tokenizers.families import FAMILIES, all_option_names
     from alit_eval.tokenizers.pretrained import PRETRAINED, local_status
 
     rows = []
@@ -38,15 +38,20 @@ def models(
             "name": name, "preset": entry.preset, "base": entry.base, "quantized": entry.quantized,
             "train_set": entry.train_set, "filename": entry.filename, "status": status.state,
             "path": str(status.path), "sha256": status.sha256, "url": entry.url, "source": entry.source,
-            "halting": entry.halting, "preprocess": entry.preprocess, "licence": entry.licence,
+            "preprocess": entry.preprocess, "licence": entry.licence,
             "notes": entry.notes, "family": entry.family, "hf_repo": entry.hf_repo,
-            "remote_filename": entry.remote_filename, "epsilon": entry.epsilon, "budgets": entry.budgets,
+            "remote_filename": entry.remote_filename, "budgets": entry.budgets,
+            # every declared inference option: the entry's default (None where its family lacks it)
+            **{name: getattr(entry, name) for name in all_option_names()},
             "precision": entry.precision,
         })
     cache = checkpoints_dir()
     groups = {
         name: {"title": fam.title, "summary": fam.summary, "budgets": fam.budgets,
-               "options": {o.name: o.default for o in fam.options}, "attention": fam.has_attention,
+               "options": {o.name: o.default for o in fam.options},
+               "option_details": {o.name: {"default": o.default, "accepts": o.bounds_text(), "help": o.help,
+                                           "changes_numbers": o.changes_numbers} for o in fam.options},
+               "random": fam.random, "attention": fam.has_attention,
                "models": [r["name"] for r in rows if r["family"] == name]}
         for name, fam in FAMILIES.items()
     }
@@ -64,11 +69,14 @@ def models(
     wide = Measurement.get(console, console.options.update_width(10_000), _table(rows, full, "")).maximum <= console.width
     for name, group in groups.items():
         members = [r for r in rows if r["family"] == name]
-        if not members:
-            continue
-        options = ", ".join(f"--{k} (default {v})" for k, v in group["options"].items()) or "none"
+        options = ", ".join(f"--{k.replace('_', '-')} {d['accepts']} (default {d['default']!r})"
+                            for k, d in group["option_details"].items()) or "none"
         title = (f"{group['title']} ({name}): {group['summary']}\n"
                  f"budgets: {group['budgets']}; inference options: {options}")
+        if not members:  # a family without pretrained checkpoints: load its files with --ckpt PATH
+            console.print(title + "\nno pretrained checkpoints; evaluate a file with --ckpt PATH")
+            console.print()
+            continue
         console.print(_table(members, full if wide else ("name", "status", "sha256"), title))
         console.print()
     console.print(f"cache: {cache}  (set ALIT_EVAL_CACHE to move it; files go in <train set>/<file>, "

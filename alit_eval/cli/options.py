@@ -147,7 +147,6 @@ def parse_floats(text: str, *, option: str) -> list[float]:
 # Names the engine accepts, repeated here (stdlib only) so that a typo fails before torch is imported;
 # tests/test_fast_errors.py checks they equal the engine's registries.
 PREPROCESS_MODES = ("center-crop", "resize-center-crop")  # data/transforms.py PREPROCESS
-HALTING_POLICIES = ("official", "official-reseeded", "seeded", "off")  # tokenizers/alit/halting.py
 FID_RESIZE_MODES = ("tf1", "pytorch-fid", "clean")  # metrics/inception.py RESIZE_MODES
 PRECISIONS = ("fp32", "bf16", "tf32")  # engine/fastpath.py PRECISIONS
 
@@ -211,9 +210,6 @@ Budgets = Annotated[Optional[str], typer.Option("--budgets", help=BUDGETS_HELP)]
 Family = Annotated[Optional[str], typer.Option(
     "--family", help="Tokenizer family of --ckpt (alit, karl, one_d_piece, titok; see `alit-eval models`); "
                      "default: recognised from the checkpoint's keys.")]
-Epsilon = Annotated[Optional[float], typer.Option(
-    "--epsilon", help="KARL only: desired reconstruction error (L1) that conditions the tokenizer; 0 = the "
-                      "official fixed-budget protocol (default: the checkpoint's, else 0).")]
 PREPROCESS_HELP = (
     "How images become S x S, where S is the tokenizer's input size read from the checkpoint: "
     "resize-center-crop (bicubic resize of the short side to S, then centre crop) or center-crop "
@@ -230,9 +226,6 @@ FollowSymlinks = Annotated[bool, typer.Option(
     "--follow-symlinks", help="Follow symbolic links that lead outside the data folder (skipped by default, "
                               "with their reason).")]
 SubsetSeed = Annotated[Optional[int], typer.Option("--subset-seed", help="Random subset of --limit images.")]
-Halting = Annotated[Optional[str], typer.Option(
-    "--halting", help="official | official-reseeded | seeded | off (default: the checkpoint's); ALIT and KARL "
-                      "only (KARL: official | seeded | off).")]
 Workers = Annotated[int, typer.Option("--workers", min=0, help="DataLoader worker processes.")]
 Heads = Annotated[Optional[int], typer.Option("--heads", min=1, help="Attention heads, if not inferable.")]
 TrustCheckpoint = Annotated[bool, typer.Option(
@@ -288,6 +281,21 @@ class SweepOption:
     convert: Callable[[Any], Any] = lambda value: value
 
 
+def family_options() -> list[SweepOption]:
+    """One sweep option per inference option that a registered family declares (``--halting``,
+    ``--epsilon``; `alit_eval.tokenizers.families.all_options`): flag, type and help come from the
+    declarations; a value no family accepts (``--epsilon nan``, ``--halting typo``) is one error line
+    before anything is loaded, and the loaded family then checks its own declaration."""
+    from alit_eval.tokenizers.families import all_options
+
+    out = []
+    for merged in all_options():
+        kind = {"float": Optional[float], "int": Optional[int]}.get(merged.kind, Optional[str])
+        annotation = Annotated[kind, typer.Option(merged.flag, help=merged.help())]
+        out.append(SweepOption(merged.name, annotation, None, merged.name, merged.check))
+    return out
+
+
 # Every sweep command has these (explicit > pretrained entry > default is resolved in engine/config.py).
 SWEEP_OPTIONS: list[SweepOption] = [
     SweepOption("ckpt", Ckpt, "demo", "ckpt"),
@@ -300,8 +308,7 @@ SWEEP_OPTIONS: list[SweepOption] = [
     SweepOption("limit", Limit, None, "limit"),
     SweepOption("subset_seed", SubsetSeed, None, "subset_seed"),
     SweepOption("follow_symlinks", FollowSymlinks, False, "follow_symlinks"),
-    SweepOption("halting", Halting, None, "halting", lambda v: check_choice(v, HALTING_POLICIES, option="--halting")),
-    SweepOption("epsilon", Epsilon, None, "epsilon"),
+    *family_options(),
     SweepOption("workers", Workers, 0, "workers"),
     SweepOption("heads", Heads, None, "heads"),
     SweepOption("trust_checkpoint", TrustCheckpoint, False, "trust_checkpoint"),

@@ -32,8 +32,16 @@ from alit_eval.paths import portable
 from alit_eval.metrics.fid import FeatureStats
 from alit_eval.metrics.pixel import pixel_metrics, to_uint8
 from alit_eval.metrics.specs import PIXEL, RAW
-from alit_eval.tokenizers.families import attention_for, inference_kwargs, tokens_used
-from alit_eval.tokenizers.generators import per_image_generators, start_global_stream, uses_global_stream
+from alit_eval.tokenizers.families import (
+    attention_for,
+    family_or_none,
+    inference_kwargs,
+    start_global_stream,
+    tokens_used,
+    top_level_names,
+    uses_global_stream,
+)
+from alit_eval.tokenizers.generators import per_image_generators
 
 log = logging.getLogger(__name__)
 
@@ -151,11 +159,15 @@ def run_sweep(tokenizer: Any, source: Source, cfg: SweepConfig, run_path: Any, *
     dist = dist or DistInfo()
     device = resolve_device(cfg.device)
     budgets = sorted(cfg.budgets)
-    if dist.active and uses_global_stream(cfg.halting):
-        raise AlitEvalError("the official halting stream needs a single process; use --halting seeded with torchrun")
+    fam = family_or_none(tokenizer) if tokenizer is not None else None
+    global_stream = uses_global_stream(cfg.options)
+    if dist.active and global_stream:
+        given = ", ".join(f"--{k} {v}" for k, v in cfg.options.items() if v is not None)
+        raise AlitEvalError(f"an official global-stream policy ({given}) needs a single process; use the family's "
+                            "default (per-image generators) with torchrun")
     store = ShardStore(run_path)
     if dist.main:  # never reuse a damaged shard or the numbers of an image that changed since
-        verify_resume(store, source.dataset, official_stream=uses_global_stream(cfg.halting))
+        verify_resume(store, source.dataset, official_stream=global_stream)
     barrier(dist)
     done = store.done()
     # Every rank must read the same `done` before any rank writes a shard, or the batch plans differ.
@@ -167,8 +179,8 @@ def run_sweep(tokenizer: Any, source: Source, cfg: SweepConfig, run_path: Any, *
         tokenizer = tokenizer.to(device)
         if cfg.compile:
             tokenizer = fastpath.compile_model(tokenizer)
-    process = fastpath.BackoffProcessor(lambda b: _process(tokenizer, b, budgets, cfg, measures, device))
-    if uses_global_stream(cfg.halting):
+    process = fastpath.BackoffProcessor(lambda b: _process(tokenizer, b, budgets, cfg, measures, device, fam))
+    if global_stream:
         # Faithful reproduction needs the global stream (STYLE.md §10 exception): seed it once (for
         # `official`, then skip the official model construction's draws), and on resume continue
         # from the state saved after the last finished batch.
@@ -176,7 +188,7 @@ def run_sweep(tokenizer: Any, source: Source, cfg: SweepConfig, run_path: Any, *
         if state is not None:
             torch.set_rng_state(torch.from_numpy(state))
         else:
-            start_global_stream(cfg.halting, cfg.seed, getattr(tokenizer, "cfg", None) if budgets else None)
+            start_global_stream(cfg.options, cfg.seed, getattr(tokenizer, "cfg", None) if budgets else None)
     calls = 0
     if batches:
         loader = DataLoader(identify(source.dataset), batch_sampler=batches, num_workers=cfg.workers,
@@ -199,7 +211,7 @@ def run_sweep(tokenizer: Any, source: Source, cfg: SweepConfig, run_path: Any, *
     per_image, failed = _table(store, budgets, source)
     if not len(store.concat("index")):
         raise DataError(f"no image of {source.name} could be decoded ({len(failed)} failed)")
-    info = {"device": str(device), "halting": cfg.halting, "precision": cfg.precision,
+    info = {"device": str(device), **{k: cfg.options.get(k) for k in top_level_names()}, "precision": cfg.precision,
             "approximate": cfg.precision != "fp32", "compile": cfg.compile,
             "batch_size": fastpath.auto_batch_size(cfg.batch_size, device), "oom_chunk": process.limit, **measures.info}
     return SweepResult(store, budgets, per_image, failed, info, calls)
@@ -212,7 +224,7 @@ def _collate_with_positions(items: list[dict[str, Any]]) -> dict[str, Any]:
     return batch
 
 
-def _process(tokenizer, batch, budgets, cfg, measures, device) -> dict[str, np.ndarray]:
+def _process(tokenizer, batch, budgets, cfg, measures, device, fam=None) -> dict[str, np.ndarray]:
     failed = batch["failed"]
     arrays: dict[str, np.ndarray] = {
         "index": np.asarray(batch["indices"], dtype=np.int64),
@@ -227,9 +239,12 @@ def _process(tokenizer, batch, budgets, cfg, measures, device) -> dict[str, np.n
         ref = images_u8.to(device)
         if budgets:  # no budgets: a reference-only sweep (originals' features, e.g. fid-stats)
             x = ref.float().div_(255.0)
-            gens = per_image_generators(cfg.seed, batch["ids"]) if cfg.halting == "seeded" else None
+            # One generator per image for every family that draws random numbers (a tokenizer of no
+            # registered family gets them too, where its rollout takes `generator`); a global-stream
+            # policy ignores them and draws from the global RNG, seeded once per run above.
+            gens = per_image_generators(cfg.seed, batch["ids"]) if fam is None or fam.random else None
             # The family's inference options reach only tokenizers whose rollout takes them.
-            options = inference_kwargs(tokenizer, {"generator": gens, "halting": cfg.halting, "epsilon": cfg.epsilon})
+            options = inference_kwargs(tokenizer, {"generator": gens, **cfg.options})
             with fastpath.precision(cfg.precision, device):
                 rollout = tokenizer.rollout(x, budgets, decode=True, attention=attention_for(tokenizer, cfg.attention),
                                             **options)
@@ -271,7 +286,7 @@ def _process(tokenizer, batch, budgets, cfg, measures, device) -> dict[str, np.n
             arrays["example_ref"] = ref.cpu().numpy()[keep]
             for j, b in enumerate(budgets):
                 arrays[f"example_{b}"] = recons[j].cpu().numpy()[keep]
-    if uses_global_stream(cfg.halting):
+    if uses_global_stream(cfg.options):
         arrays["rng_state"] = torch.get_rng_state().numpy()
     return arrays
 

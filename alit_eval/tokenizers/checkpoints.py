@@ -1,4 +1,4 @@
-"""Safe loading of ALIT checkpoints (official .pth and our safetensors), and conversion.
+"""Safe reading of checkpoint files of every family (official .pth and our safetensors); ALIT loading and conversion.
 
 Unpickling is a security boundary (STYLE.md §6): official ``.pth`` files are read with
 ``torch.load(weights_only=True)`` plus an allow-list holding only ``argparse.Namespace`` (the ``args``
@@ -20,9 +20,10 @@ from typing import Any, Mapping
 
 import torch
 
-from alit_eval.errors import CheckpointError, ConfigError
+from alit_eval.errors import CheckpointError
 from alit_eval.paths import sha256_file
-from alit_eval.tokenizers.validate import check_against_tensors, check_tensors, describe_bytes, safe_text
+from alit_eval.tokenizers.loading import key_mismatch  # noqa: F401 (the one key-mismatch message; its former home)
+from alit_eval.tokenizers.validate import describe_bytes, safe_text
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +157,9 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, An
     out: dict[str, Any] = {}
     if "config" in meta:
         out["config"] = _parse_config(meta["config"], name)
+    # Other metadata entries (FlexTok's files carry their hydra config there) go to the family loader as text.
+    if any(k != "config" for k in meta):
+        out["metadata"] = {k: v for k, v in meta.items() if k != "config"}
     return clean_state_dict(sd), out
 
 
@@ -210,49 +214,22 @@ def describe_foreign(sd: Mapping[str, Any]) -> str:
     return f"none of the ALIT keys ({', '.join(ALIT_SENTINELS)}) are present; first keys: {sample}"
 
 
-def key_mismatch(expected: Mapping[str, Any], sd: Mapping[str, Any], shown: int = 5) -> list[str]:
-    """What keeps `sd` from loading strictly into a model whose state_dict is `expected`.
-
-    Returns:
-        One readable part per kind of difference (``"2 missing: a, b"``, ``"1 unexpected: c"``,
-        ``"1 wrong shape: d (3, 4) vs (4, 4)"``, the file's shape first), key names escaped and
-        shortened; empty when the keys and shapes agree. Every family's loader words its error with it.
-    """
-    missing = sorted(set(expected) - set(sd))
-    unexpected = sorted(set(sd) - set(expected))
-    wrong = sorted(f"{safe_text(k, 60)} {tuple(sd[k].shape)} vs {tuple(expected[k].shape)}"
-                   for k in set(expected) & set(sd) if tuple(expected[k].shape) != tuple(sd[k].shape))
-    parts = []
-    for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
-        if keys:
-            more = f" (+{len(keys) - shown} more)" if len(keys) > shown else ""
-            names = keys[:shown] if label == "wrong shape" else [safe_text(k, 60) for k in keys[:shown]]
-            parts.append(f"{len(keys)} {label}: {', '.join(names)}{more}")
-    return parts
+def _describe_alit(cfg: Any) -> str:
+    return f"width {cfg.width}, depth {cfg.depth}, base {cfg.base.kind}, quantised {cfg.quantize}"
 
 
 def build_tokenizer(
     sd: Mapping[str, torch.Tensor], cfg: "Any", *, halting: str = "official", name: str = "alit", source: str = ""
 ) -> "Any":
-    """Build an `AlitTokenizer` for `cfg` on the meta device and load `sd` strictly into it.
-
-    `cfg` must already be checked against `sd` (`tokenizer_from_state_dict` does): the meta build is
-    cheap only because the config's bounds keep it small.
-    """
+    """Build an `AlitTokenizer` for `cfg` on the meta device and load `sd` strictly into it
+    (`alit_eval.tokenizers.loading.load_checked` with a given config)."""
+    from alit_eval.tokenizers.alit.config import FIELDS
     from alit_eval.tokenizers.alit.model import AlitTokenizer
+    from alit_eval.tokenizers.loading import load_checked
 
-    with torch.device("meta"):
-        model = AlitTokenizer(cfg, halting=halting, name=name)
-    parts = key_mismatch(model.state_dict(), sd)
-    if parts:
-        raise CheckpointError(
-            f"checkpoint {safe_text(source, 200)} does not match the inferred ALIT config "
-            f"(width {cfg.width}, depth {cfg.depth}, "
-            f"base {cfg.base.kind}, quantised {cfg.quantize}): {'; '.join(parts)}. Likely cause: a different "
-            "architecture or a partial file."
-        )
-    model.load_state_dict(dict(sd), strict=True, assign=True)
-    return model.eval()
+    return load_checked(sd, title="ALIT", source=source, fields=FIELDS, infer=lambda: cfg,
+                        build=lambda c: AlitTokenizer(c, halting=halting, name=name), describe=_describe_alit,
+                        what="inferred ALIT config")
 
 
 def tokenizer_from_state_dict(
@@ -264,32 +241,27 @@ def tokenizer_from_state_dict(
     name: str = "alit",
     source: str = "<state_dict>",
 ) -> "Any":
-    """Infer the config of a cleaned ALIT state_dict (or take it from ``meta``) and load it strictly."""
-    from alit_eval.tokenizers.alit.config import AlitConfig, infer_config
+    """Infer the config of a cleaned ALIT state_dict (or take it from ``meta``) and load it strictly,
+    through the one loading pipeline (`alit_eval.tokenizers.loading.load_checked`)."""
+    from alit_eval.tokenizers.alit.config import FIELDS, AlitConfig, check_against_tensors, infer_config
+    from alit_eval.tokenizers.alit.model import AlitTokenizer
+    from alit_eval.tokenizers.loading import load_checked
 
     meta = dict(meta or {})
     source = safe_text(source, 200)
     if not all(k in sd for k in ALIT_SENTINELS):
         raise CheckpointError(f"{source} is not an ALIT checkpoint: {describe_foreign(sd)}")
-    # Everything below runs before any module is built: dtypes and values of the weights, then the
-    # config's types and bounds, then the config against the shapes actually present.
-    try:
-        check_tensors(sd)
-    except CheckpointError as e:
-        raise CheckpointError(f"{source}: {e}") from None
-    try:
-        if "config" in meta:
-            cfg = AlitConfig.from_dict(meta["config"])
-            if heads:
-                cfg = AlitConfig.from_dict({**cfg.to_dict(), "heads": heads, "dec_heads": heads})
-            check_against_tensors(cfg.to_dict(), sd)
-        else:
-            cfg = infer_config(sd, heads=heads, args=meta.get("args"))
-    except ConfigError as e:
-        raise ConfigError(f"{source}: {e}") from None
-    except (KeyError, ValueError, TypeError, IndexError) as e:
-        raise CheckpointError(f"cannot infer the ALIT configuration of {source}: {safe_text(e, 200)}") from None
-    return build_tokenizer(sd, cfg, halting=halting, name=name, source=source)
+
+    def from_dict(d: Mapping[str, Any]) -> Any:
+        cfg = AlitConfig.from_dict(d)
+        return AlitConfig.from_dict({**cfg.to_dict(), "heads": heads, "dec_heads": heads}) if heads else cfg
+
+    return load_checked(
+        sd, title="ALIT", source=source, fields=FIELDS, raw_config=meta.get("config"), from_dict=from_dict,
+        infer=lambda: infer_config(sd, heads=heads, args=meta.get("args")),
+        cross_check=(lambda cfg, tensors: check_against_tensors(cfg.to_dict(), tensors)) if "config" in meta else None,
+        build=lambda cfg: AlitTokenizer(cfg, halting=halting, name=name), describe=_describe_alit,
+        what="inferred ALIT config")
 
 
 def load_tokenizer(

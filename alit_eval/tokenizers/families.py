@@ -1,16 +1,50 @@
-"""The tokenizer-family registry: what each family is, how to recognise and load it, what it offers.
+"""The tokenizer-family registry and the family contract: what a family declares, and nothing else.
 
-One `Family` entry per family (ALIT, KARL, One-D-Piece, TiTok) in one `Registry` (`FAMILIES`). An
-entry names its config and tokenizer types, the sentinel key patterns that recognise its checkpoints,
-its loader (uniform signature ``loader(sd, meta, *, name, source, heads, **options)``), its presets,
-its inference options (ALIT: ``halting``; KARL: ``epsilon`` and ``halting``; prefix families: none)
-and its ingredients: decoder attention (bool + definition), bits per token, FLOP components per
-budget and a one-line ``describe(cfg)``. Every callable is a lazy ``"module:attr"`` target, so
-importing this module (``alit-eval --help``, ``alit-eval models``) imports no torch.
+A family is **one folder** under ``tokenizers/`` plus **one** `register` line (here, or in any module
+that imports `FAMILIES`: a test can register a toy family). Engine, analyses and CLI reach families
+only through this module (`load_any`, `family_of`, `all_options`, `run_identity`); none of them names
+a family or one of its options. Every callable is a lazy ``"module:attr"`` target, so importing this
+module (``alit-eval --help``, ``alit-eval models``) imports no torch.
 
-Adding a family = one folder under ``tokenizers/`` (config, model, checkpoint and family modules)
-plus one `register` line here. Engine, analyses and CLI reach families only through this module
-(`load_any`, `family_of`).
+How a family declares itself (the `Family` fields):
+
+1. **Inference options** (``options``): a tuple of `alit_eval.tokenizers.options.InferenceOption`,
+   kept in the family's folder in a stdlib-only module (``alit/options.py``: ``OPTIONS``). Each has a
+   name (loader and ``rollout`` keyword, CLI flag ``--<name>``), kind (``choice``/``float``/``int``/
+   ``bool``/``str``), choices or ``low``/``high`` bounds (NaN/inf always refused), default, help, and
+   ``changes_numbers`` (then part of the run identity, under ``config.json``'s ``options``). From
+   that one declaration come: the CLI flags of every sweep command and their ``--help``
+   (`all_options`), `SweepConfig.options`, the defaults of pretrained entries (an entry's
+   ``options`` overrides them), ``meta.json``'s ``resolved_from``, ``compare``'s per-tokenizer
+   options (an option a family lacks is dropped for it), ``alit-eval models`` and the run identity
+   (`run_identity`). The loader receives the resolved values as keywords (``load(..., halting=...)``)
+   and the engine passes them to ``rollout`` (only those its signature takes, `inference_kwargs`).
+   The loaded tokenizer exposes each option's value as an attribute of the same name.
+2. **Randomness** (``random``): True when inference draws random numbers. The engine then passes
+   ``generator=`` a list of one CPU `torch.Generator` per image, seeded from (run seed, image id)
+   (`alit_eval.tokenizers.generators.per_image_generators`), for *every* option value: draws must
+   come from these generators under the family's default policy, so results do not depend on batch
+   size, order, resume or the number of processes. A rollout called without generators (Python API
+   ``tok.rollout(x, [8, 64])``) must still work: seed per image from
+   `alit_eval.tokenizers.generators.DEFAULT_SEED` and the image's content
+   (`generators.default_generators`). Where the official code draws from the global RNG instead,
+   that is a *named policy*: an option value listed in the option's ``global_stream`` (ALIT/KARL
+   ``--halting official``). Then the engine seeds the global RNG once per run with the family's
+   ``stream_start`` (``"module:attr"`` of ``f(values, seed, cfg)``; default: ``torch.manual_seed``),
+   records the batch size in the run identity, refuses several processes and resumes the RNG state.
+3. **Loading** (``loader``, ``config_type``, ``config_fields``): ``loader(sd, meta, *, name, source,
+   heads, **options) -> tokenizer`` receives the cleaned state_dict (`checkpoints.read_checkpoint`:
+   safe unpickling, float32, container unwrapped) and goes through the one pipeline
+   `alit_eval.tokenizers.loading`: detect (``sentinels``/``excludes`` here) -> validate the config dict
+   against the family's field table (``config_fields``: ``"module:attr"`` of ``{field: (kind, low,
+   high)}``, kinds of `alit_eval.tokenizers.validate.check_value`; every family has one, so a hostile
+   config is refused in milliseconds before anything is built) -> check the weights (floating point,
+   finite, naming the tensor) -> build on the meta device -> strict load with the one key-mismatch
+   message (`checkpoints.key_mismatch`). `loading.load_checked` does the last three steps.
+
+The rest (``describe``, ``bits_per_token``, ``flop_components``, ``flops_per_budget``, attention,
+notes, budgets) are optional ingredients for tables and analyses. Adding a family with one inference
+option touches no file outside its folder except the registry line.
 """
 
 from __future__ import annotations
@@ -23,16 +57,9 @@ from typing import Any, Callable, Collection, Mapping
 
 from alit_eval.errors import AlitEvalError, CheckpointError
 from alit_eval.registry import Registry, resolve_target
+from alit_eval.tokenizers.options import InferenceOption, MergedOption, merged
 
-
-@dataclass(frozen=True)
-class InferenceOption:
-    """A family-specific inference option (``--halting``, ``--epsilon``): loader keyword and CLI help."""
-
-    name: str
-    default: Any
-    help: str
-    choices: tuple[str, ...] = ()
+__all__ = ["FAMILIES", "Family", "InferenceOption"]  # InferenceOption: its former home
 
 
 @dataclass(frozen=True)
@@ -51,7 +78,12 @@ class Family:
             auto-detected, only chosen by ``--family`` or by the loaded config's ``family``.
         explicit: loader keywords added when the user names this family with ``--family``.
         presets: architecture presets (names the config type's ``from_preset`` accepts).
-        options: the family's inference options.
+        options: the family's inference options (`InferenceOption`; see the module docstring).
+        random: whether inference draws random numbers (then ``rollout`` gets one generator per image).
+        stream_start: ``"module:attr"`` of ``f(values, seed, cfg)`` seeding the global RNG for a
+            global-stream policy (None: ``torch.manual_seed(seed)``).
+        config_fields: ``"module:attr"`` of the config's field table ``{field: (kind, low, high)}``
+            (`alit_eval.tokenizers.validate.check_fields`), checked before anything is built.
         model_criteria: allocation criteria the model applies itself: criterion name -> the inference
             option each threshold sets (KARL: ``epsilon``); the tokens it keeps are `tokens_used`.
         budgets: how its budgets work, in words (``32, 64, ..., 256``; ``prefix 1..N``).
@@ -76,7 +108,7 @@ class Family:
     detect_as: str | None = None
     explicit: Mapping[str, Any] = field(default_factory=dict)
     presets: tuple[str, ...] = ()
-    options: tuple[InferenceOption, ...] = ()
+    options: tuple[InferenceOption, ...] | str = ()  # or "module:attr" of the tuple (resolved at registration)
     model_criteria: Mapping[str, str] = field(default_factory=dict)
     budgets: str = ""
     default_budgets: str | None = None
@@ -89,6 +121,15 @@ class Family:
     flops_per_budget: str | None = None
     precision_note: str = ""
     release_note: str = ""
+    random: bool = False
+    stream_start: str | None = None
+    config_fields: str | None = None
+
+    def __post_init__(self) -> None:
+        # The registry line may point at the declaration in the family's folder ("module:attr" of a
+        # stdlib-only module), so the declaration lives in one place.
+        if isinstance(self.options, str):
+            object.__setattr__(self, "options", tuple(resolve_target(self.options)))
 
     # -- recognition -------------------------------------------------------------------------------
     def matches(self, keys: Collection[str]) -> bool:
@@ -103,6 +144,17 @@ class Family:
 
     def option_defaults(self) -> dict[str, Any]:
         return {o.name: o.default for o in self.options}
+
+    def option(self, name: str) -> InferenceOption | None:
+        return next((o for o in self.options if o.name == name), None)
+
+    def field_table(self) -> Mapping[str, tuple[Any, ...]]:
+        """The config's field table (`config_fields`), empty when the family declares none."""
+        return resolve_target(self.config_fields) if self.config_fields else {}
+
+    def uses_global_stream(self, values: Mapping[str, Any]) -> bool:
+        """Whether `values` select one of this family's official global-stream policies."""
+        return any(values.get(o.name) in o.global_stream for o in self.options if o.global_stream)
 
     def load_fn(self) -> Callable[..., Any]:
         return resolve_target(self.loader)
@@ -125,9 +177,18 @@ class Family:
         """Sub-modules per FLOP component (empty when the family declares none)."""
         return resolve_target(self.flop_components)(tokenizer) if self.flop_components else {}
 
-    def flops(self, cfg: Any, budget: int) -> dict[str, int] | None:
-        """Closed-form FLOPs per component at one budget, or None when the family has no closed form."""
-        return resolve_target(self.flops_per_budget)(cfg, budget) if self.flops_per_budget else None
+    def flops(self, cfg: Any, budget: int, options: Mapping[str, Any] | None = None) -> dict[str, int] | None:
+        """Closed-form FLOPs per component at one budget, or None when the family has no closed form.
+
+        `options` (the run's inference options) reach a closed form that takes them as keywords (a
+        decoder whose cost depends on an option, e.g. a number of sampling steps); others get none.
+        """
+        if not self.flops_per_budget:
+            return None
+        fn = resolve_target(self.flops_per_budget)
+        params = inspect.signature(fn).parameters
+        given = {k: v for k, v in (options or {}).items() if k in params and v is not None}
+        return fn(cfg, budget, **given)
 
     def attention_text(self) -> str:
         """What "attention of 2D position p to token j" means for this family ('' without attention)."""
@@ -168,31 +229,31 @@ class Family:
         """The family's inference options among `values` (None dropped), as ``rollout`` keywords."""
         return {k: values[k] for k in self.option_names() if values.get(k) is not None}
 
-    def check_options(self, options: Mapping[str, Any]) -> None:
-        """Raise one line for an inference option this family does not have (e.g. --halting for TiTok)."""
+    def check_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The given options (None dropped) checked against this family's declarations.
+
+        Raises:
+            AlitEvalError: one line for an option this family does not have (e.g. --halting for TiTok),
+                or a value its declaration refuses (KARL ``--halting official-reseeded``, ε = NaN).
+        """
+        out = {}
         for key, value in options.items():
-            if value is None or key in self.option_names():
+            if value is None:
                 continue
-            owners = [n for n, f in FAMILIES.items() if key in f.option_names()]
-            mine = ", ".join(f"--{o}" for o in self.option_names()) or "none"
-            raise AlitEvalError(
-                f"--{key} applies only to {', '.join(owners) or 'no family'}; this checkpoint is {self.title} "
-                f"(family {self.name}, inference options: {mine})"
-            )
+            declared = self.option(key)
+            if declared is None:
+                owners = [n for n, f in FAMILIES.items() if key in f.option_names()]
+                mine = ", ".join(o.flag for o in self.options) or "none"
+                flag = "--" + key.replace("_", "-")
+                raise AlitEvalError(
+                    f"{flag} applies only to {', '.join(owners) or 'no family'}; this checkpoint is {self.title} "
+                    f"(family {self.name}, inference options: {mine})"
+                )
+            out[key] = declared.check(value, owner=self.title)
+        return out
 
 
 FAMILIES: Registry[Family] = Registry("tokenizer family")
-
-_ALIT_HALTING = InferenceOption(
-    "halting", "seeded", "ALIT 2D-token halting between iterations: official (the official draws on the global "
-    "RNG), official-reseeded, seeded (per-image generators, batch-independent), off",
-    ("official", "official-reseeded", "seeded", "off"))
-_KARL_HALTING = InferenceOption(
-    "halting", "seeded", "KARL: official/seeded apply the learned slot halting (VAE noise from the global RNG / "
-    "per image); off decodes all T slots", ("official", "seeded", "off"))
-_KARL_EPSILON = InferenceOption(
-    "epsilon", 0.0, "KARL's desired reconstruction error (L1), mapped to its 19 bins; 0 = the evaluate.py "
-    "protocol (lowest bin 0.005); the adaptive mode uses 0.03/0.05/0.09 with 256 slots")
 
 FAMILIES.register("alit", Family(
     name="alit", title="ALIT",
@@ -203,7 +264,9 @@ FAMILIES.register("alit", Family(
     sentinels=("latent_tokens", "timestep_embedding", "encoder_positional_embedding"),
     excludes=("rec_loss_embeddings",),
     presets=("alit_tiny", "alit_small", "alit_base", "alit_semilarge"),
-    options=(_ALIT_HALTING,), budgets="iterations x 32 tokens (32, 64, ..., 256)",
+    options="alit_eval.tokenizers.alit.options:OPTIONS", random=True,
+    stream_start="alit_eval.tokenizers.alit.halting:start_stream",
+    config_fields="alit_eval.tokenizers.alit.config:FIELDS", budgets="iterations x 32 tokens (32, 64, ..., 256)",
     has_attention=True, attention_definition="alit_eval.tokenizers.alit.family:ATTENTION_DEFINITION",
     attention_modes=(True, "corrected", "official-notebook", "full"),
     describe="alit_eval.tokenizers.alit.family:describe",
@@ -219,7 +282,8 @@ FAMILIES.register("karl", Family(
     loader="alit_eval.tokenizers.karl.family:load_state_dict",
     sentinels=("rec_loss_embeddings", "halting_mlp.0.weight", "decoder_latent_tokens_timestep_embed", "latent_tokens"),
     presets=("karl_tiny", "karl_small", "karl_base", "karl_semilarge"),
-    options=(_KARL_EPSILON, _KARL_HALTING), model_criteria={"epsilon": "epsilon"}, budgets="any slot count 1..512 (official sweep 32, 64, ..., 256)",
+    options="alit_eval.tokenizers.karl.options:OPTIONS", random=True,
+    config_fields="alit_eval.tokenizers.karl.config:FIELDS", model_criteria={"epsilon": "epsilon"}, budgets="any slot count 1..512 (official sweep 32, 64, ..., 256)",
     has_attention=True, attention_modes=(True, "corrected", "full"),
     attention_definition=("head-averaged decoder attention from mask query row p (of g*g) to latent slot j "
                           "(key g*g+j), per decoder layer; halted slots receive 0"),
@@ -245,6 +309,7 @@ for _name, _title, _summary, _presets, _budgets, _detect_as in (
         sentinels=("latent_tokens", "encoder.positional_embedding", "encoder.latent_token_positional_embedding",
                    "decoder.mask_token", "pixel_quantize.embedding.weight"),
         excludes=("timestep_embedding",), detect_as=_detect_as, explicit={"kind": _name}, presets=_presets,
+        config_fields=f"{_ODP}.config:FIELDS",
         budgets=_budgets, has_attention=True, attention_definition=f"{_ODP}.family:ATTENTION_DEFINITION",
         # All N prefixes would be N decodes per image; doublings 1, 2, 4, ..., N (+ N itself) by default.
         default_budgets="1,2,4,..." if _name == "one_d_piece" else None,
@@ -252,6 +317,86 @@ for _name, _title, _summary, _presets, _budgets, _detect_as in (
         flop_components=f"{_ODP}.family:flop_components", flops_per_budget=f"{_ODP}.family:flops_per_budget",
         precision_note=f"{_ODP}.family:PRECISION_NOTE", release_note=f"{_ODP}.family:RELEASE_NOTE",
     ))
+
+
+_FT = "alit_eval.tokenizers.flextok"
+FAMILIES.register("flextok", Family(
+    name="flextok", title="FlexTok",
+    summary="Register tokens decoded by a rectified-flow decoder (Bachmann et al., ICML 2025): any prefix 1..256",
+    config_type=f"{_FT}.config:FlexTokConfig", tokenizer_type=f"{_FT}.model:FlexTokTokenizer",
+    loader=f"{_FT}.family:load_state_dict",
+    sentinels=("encoder.module_dict.enc_register_module.registers", "decoder.module_dict.dec_nested_dropout.dropout_mask_token"),
+    options=f"{_FT}.options:OPTIONS", random=True, config_fields=f"{_FT}.config:FIELDS",
+    presets=("flextok_d12_d12_in1k", "flextok_d18_d18_in1k", "flextok_d18_d28_in1k", "flextok_d18_d28_dfn"),
+    budgets="prefix lengths 1..256", default_budgets="1,2,4,...", has_attention=True,
+    attention_definition=f"{_FT}.family:ATTENTION_DEFINITION", attention_modes=(True,),
+    describe=f"{_FT}.family:describe", bits_per_token=f"{_FT}.family:bits_per_token",
+    flop_components=f"{_FT}.family:flop_components", flops_per_budget=f"{_FT}.flops:flops_per_budget",
+    precision_note=f"{_FT}.family:PRECISION_NOTE", release_note=f"{_FT}.family:RELEASE_NOTE",
+))
+
+
+# -- the options of every family (CLI, sweep config, run identity) ----------------------------------
+def all_options() -> list[MergedOption]:
+    """Every registered family's inference options, one per name (the CLI's flags, `SweepConfig.options`)."""
+    return merged((f.title, f.options) for _, f in FAMILIES.items())
+
+
+def all_option_names() -> tuple[str, ...]:
+    return tuple(o.name for o in all_options())
+
+
+def top_level_names() -> tuple[str, ...]:
+    """Options recorded as top-level keys of ``config.json``/``meta.json`` (`InferenceOption.top_level`)."""
+    return tuple(o.name for o in all_options() if any(d.top_level for _, d in o.declarations))
+
+
+def uses_global_stream(values: "Mapping[str, Any] | str | None", family: "Family | str | None" = None) -> bool:
+    """Whether option `values` select an official global-stream policy (of `family`, else of any family
+    that declares the option: a family without the option never receives its value). A bare policy
+    name (the former signature) counts for every option that lists it."""
+    if values is None:
+        return False
+    if isinstance(values, str):
+        return any(values in o.global_stream for _, f in FAMILIES.items() for o in f.options)
+    if family is not None:
+        return (get_family(family) if isinstance(family, str) else family).uses_global_stream(values)
+    return any(f.uses_global_stream(values) for _, f in FAMILIES.items())
+
+
+def start_global_stream(values: "Mapping[str, Any] | str", seed: int, cfg: object = None) -> None:
+    """Seed the global RNG for a global-stream policy: ``torch.manual_seed(seed)``, then the
+    ``stream_start`` of the family whose config `cfg` is (ALIT ``official`` skips the official model
+    construction's draws). A bare policy name is read as ``{option: name}`` for every option listing it."""
+    import torch
+
+    torch.manual_seed(seed)
+    if isinstance(values, str):
+        values = {o.name: values for _, f in FAMILIES.items() for o in f.options if values in o.global_stream}
+    for _, fam in FAMILIES.items():
+        if fam.stream_start and cfg is not None and isinstance(cfg, fam.config_cls()):
+            resolve_target(fam.stream_start)(values, seed, cfg)
+            return
+
+
+def run_identity(values: Mapping[str, Any], family: "Family | None") -> dict[str, Any]:
+    """The ``config.json`` entries of the inference options (the run identity).
+
+    Options declared ``top_level`` (``halting``) are top-level keys for every run, None where the
+    family lacks them (so the run ids of earlier runs stay the same); every other option that
+    changes the numbers goes under ``options`` (absent when there is none).
+    """
+    out: dict[str, Any] = dict.fromkeys(top_level_names())
+    rest = {}
+    for o in (family.options if family is not None else ()):
+        value = values.get(o.name)
+        if o.top_level:
+            out[o.name] = value
+        elif o.changes_numbers and value is not None:
+            rest[o.name] = value
+    if rest:
+        out["options"] = rest
+    return out
 
 
 def text_of(value: str) -> str:
@@ -320,8 +465,9 @@ def load_any(
         trust_checkpoint: allow full unpickling (trusted files only).
         device: where to put the model (None: leave it where the loader built it, e.g. on meta).
         source: how to call the weights in errors (default: the path).
-        **options: the family's inference options (``halting``, ``epsilon``); None values are
-            ignored, an option the family lacks is a one-line error.
+        **options: the family's inference options by their declared names; None values are
+            ignored (the declared default is used), an option the family lacks or a value its
+            declaration refuses is a one-line error.
 
     Returns:
         The tokenizer, with ``tokenizer.family`` set to its family's name.
@@ -341,8 +487,8 @@ def load_any(
         sd, meta = read_checkpoint(path, trust_checkpoint=trust_checkpoint)
         source, name = source or str(path), name or path.stem
     entry = get_family(family) if family else detect_family(sd, source=source)
-    entry.check_options(options)
-    kwargs = {k: v for k, v in options.items() if v is not None}
+    # The declared defaults first, so every loader receives every option of its family.
+    kwargs = {**entry.option_defaults(), **entry.check_options(options)}
     if family:
         kwargs = {**entry.explicit, **kwargs}
     model = entry.load_fn()(sd, meta, name=name, source=source, heads=heads, **kwargs)
@@ -375,7 +521,7 @@ def family_of(tokenizer: Any) -> Family:
 def inference_kwargs(tokenizer: Any, values: Mapping[str, Any]) -> dict[str, Any]:
     """The entries of `values` (None dropped) that `tokenizer.rollout` takes as keywords.
 
-    How the engine passes ``--halting`` / ``--epsilon`` / ``generator`` to any tokenizer without
+    How the engine passes the declared inference options and ``generator`` to any tokenizer without
     naming its family: a family that has no such option simply does not receive it (the loader
     already refused an option given explicitly for the wrong family).
     """
@@ -445,6 +591,13 @@ def convert_any(src: str | Path, dst: str | Path, *, family: str | None = None, 
     return {"family": model.family, "config": model.cfg.to_dict(),
             "num_params": sum(p.numel() for p in model.parameters()), "source_sha256": src_hash,
             "sha256": sha256_file(out), "path": str(out)}
+
+
+def option_values(tokenizer: Any) -> dict[str, Any]:
+    """The inference options a loaded tokenizer runs with (its attributes named after its family's
+    declared options; empty for a tokenizer of no registered family)."""
+    fam = family_or_none(tokenizer)
+    return {o.name: getattr(tokenizer, o.name, o.default) for o in fam.options} if fam else {}
 
 
 def family_or_none(tokenizer: Any) -> Family | None:

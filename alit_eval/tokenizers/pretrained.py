@@ -1,4 +1,4 @@
-"""Named pretrained checkpoints: the official ALIT, KARL, One-D-Piece and TiTok releases and the demo.
+"""Named pretrained checkpoints: the official ALIT, KARL, One-D-Piece, TiTok and FlexTok releases and the demo.
 
 One table (`PRETRAINED`, the timm ``PretrainedCfg`` / open_clip ``pretrained.py`` pattern) says
 per name which tokenizer family it is, what the file is, where it comes from, its sha256 and its
@@ -20,9 +20,9 @@ import shutil
 import urllib.request
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator
+from typing import Any, BinaryIO, Callable, Iterator, Mapping
 
 from alit_eval import __version__
 from alit_eval.errors import CheckpointError, OfflineError
@@ -63,7 +63,8 @@ class PretrainedEntry:
         source: human-readable origin (repository and file that publish the URL).
         sha256: hex digest when known, else None (then recorded on first download).
         alt_filenames: other names the same file is known by (accepted in the cache).
-        halting: default halting policy (``official``, ``seeded``, ``off``).
+        options: the family's inference options where this checkpoint's default differs from the
+            family's declared one (`alit_eval.tokenizers.options`); read one as ``entry.<name>``.
         preprocess: default preprocess mode (``center-crop``, ``resize-center-crop``).
         licence: licence of the weights, as far as known.
         notes: anything a user should know (which figures used it, quirks).
@@ -71,7 +72,6 @@ class PretrainedEntry:
         family: tokenizer family (a name of `alit_eval.tokenizers.families.FAMILIES`).
         hf_repo, hf_filename, hf_revision: Hugging Face source (repo id, file in the repo, revision);
             such files are fetched with ``huggingface_hub`` and cached under `filename`.
-        epsilon: default KARL ε (desired reconstruction error); None for other families.
         budgets: default budgets in the budget syntax of `alit_eval.budgets` (None: the tokenizer's).
         precision: the numerics of the official evaluation, to record with numbers.
     """
@@ -86,7 +86,7 @@ class PretrainedEntry:
     source: str = _OFFICIAL_SOURCE
     sha256: str | None = None
     alt_filenames: tuple[str, ...] = ()
-    halting: str | None = "seeded"
+    options: Mapping[str, Any] = field(default_factory=dict)
     preprocess: str = "center-crop"
     licence: str = _OFFICIAL_LICENCE
     notes: str = ""
@@ -95,9 +95,21 @@ class PretrainedEntry:
     hf_repo: str | None = None
     hf_filename: str | None = None
     hf_revision: str | None = None
-    epsilon: float | None = None
     budgets: str | None = None
     precision: str = ""
+
+    def __getattr__(self, name: str) -> Any:
+        # Reached only for names that are not fields: an inference option reads as this entry's value,
+        # else its family's declared default (None when the family has no such option).
+        from alit_eval.tokenizers.families import FAMILIES, all_option_names
+
+        if name.startswith("__") or name not in all_option_names():
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        options = self.__dict__.get("options", {})
+        if name in options:
+            return options[name]
+        fam = FAMILIES.get(self.family) if self.family in FAMILIES else None
+        return fam.option_defaults().get(name) if fam else None
 
     @property
     def remote_filename(self) -> str:
@@ -170,8 +182,9 @@ PRETRAINED.register("demo", PretrainedEntry(
     name="demo", preset="demo", base="vqgan", quantized=True, train_set="demo",
     filename="demo_tokenizer.safetensors", url=None,
     source="bundled with alit-eval (trained by alit_eval/train; see alit_eval/assets/MODEL_CARD.md)",
-    # seeded: batch-independent halting, so demo numbers do not depend on --batch-size.
-    halting="seeded", preprocess="resize-center-crop",
+    # The family's default inference options (per-image generators), so demo numbers do not depend on
+    # --batch-size.
+    preprocess="resize-center-crop",
     licence="Apache-2.0 (as alit-eval)", notes="tiny CPU-friendly tokenizer for the demo run",
     bundled="demo_tokenizer.safetensors",
     # sha256 of the bundled file (tests/test_cli_ux.py checks it against the file).
@@ -196,7 +209,7 @@ def _karl(base: str, quantized: bool, train_set: str, file_id: str, rlkey: str, 
         # Official links end in dl=0 (a preview page); dl=1 asks Dropbox for the file itself.
         url=f"https://www.dropbox.com/scl/fi/{file_id}/{filename}?rlkey={rlkey}&st={st}&dl=1",
         licence="no licence stated in the official README; weights by the KARL authors",
-        halting="seeded", epsilon=0.0, budgets="32-256:32", preprocess="center-crop",
+        budgets="32-256:32", preprocess="center-crop",  # options: KARL's declared defaults (evaluate.py)
         precision="official evaluation: float32, batch size 1", notes="; ".join(filter(None, (notes, _KARL_NOTES))),
     )
     PRETRAINED.register(entry.name, entry)
@@ -219,7 +232,7 @@ def _hf(name: str, preset: str, family: str, repo: str, hf_filename: str, filena
     entry = PretrainedEntry(
         name=name, preset=preset, base="vqgan", quantized=True, train_set="imagenet1k", filename=filename,
         family=family, hf_repo=repo, hf_filename=hf_filename, source=f"Hugging Face repo {repo} (file {hf_filename})",
-        halting=None, budgets=budgets, preprocess="resize-center-crop", precision=_ODP_PRECISION, licence=licence,
+        budgets=budgets, preprocess="resize-center-crop", precision=_ODP_PRECISION, licence=licence,
         notes=notes,
     )
     PRETRAINED.register(entry.name, entry)
@@ -237,6 +250,28 @@ for _size, _tokens, _rfid in (("s128", 128, "1.71"), ("b64", 64, "1.70"), ("l32"
         licence="Apache-2.0 (bytedance/1d-tokenizer)",
         notes=(f"Bytedance README rFID {_rfid}; fixed length {_tokens} (official eval never decodes a prefix); the "
                "file names are those of the One-D-Piece titok_*.yaml init_weight, strict loading not checked upstream"))
+
+
+# FlexTok (flextok_official.md §5.1): Hugging Face files whose safetensors metadata carries the model config (read as
+# data by tokenizers/flextok) and which include the VAE weights (vae.vae.*); budgets are prefix lengths 1..256.
+def _flextok() -> None:
+    from alit_eval.tokenizers.flextok.config import RELEASES
+
+    for preset, (d_enc, d_dec, train_set, repo) in RELEASES.items():
+        short = "in1k" if train_set == "imagenet1k" else train_set
+        entry = PretrainedEntry(
+            name=f"flextok_d{d_enc}_d{d_dec}.{short}", preset=preset, base="vae", quantized=True, train_set=train_set,
+            filename=f"{preset}.model.safetensors", family="flextok", hf_repo=repo, hf_filename="model.safetensors",
+            source=f"Hugging Face repo {repo} (file model.safetensors)", budgets="1,2,4,...,256",
+            preprocess="resize-center-crop", licence="Apple Machine Learning Research Model licence (research only)",
+            precision="official code: no evaluation; notebook bf16 autocast on GPU; alit-eval float32",
+            notes=("decode options T 20, g 7.5, APG on (README) unless given; the official demo resizes bilinearly, "
+                   "resize-center-crop is bicubic" + ("; README: for non-ImageNet images" if train_set == "dfn" else "")),
+        )
+        PRETRAINED.register(entry.name, entry)
+
+
+_flextok()
 
 
 def sidecar_path(path: Path) -> Path:
@@ -387,6 +422,9 @@ def resolve_checkpoint(
         if local.is_file():
             return local
         if local.is_dir() and text not in PRETRAINED:
+            # A Hugging Face model folder (FlexTok's hub layout: config.json + model.safetensors).
+            if (local / "model.safetensors").is_file():
+                return local / "model.safetensors"
             raise CheckpointError(f"{text} is a folder; pass the checkpoint file inside it")
         entry = _entry_for(text)
 
@@ -543,7 +581,6 @@ def load_pretrained(
     offline: bool = False,
     trust_checkpoint: bool = False,
     heads: int | None = None,
-    halting: str | None = None,
     device: str = "cpu",
     family: str | None = None,
     **options: Any,
@@ -551,32 +588,34 @@ def load_pretrained(
     """Resolve and load a tokenizer of any family; return it with provenance for meta.json.
 
     The family comes from `family` (``--family``), else from the file's keys (the family registry).
-    Inference options default to the entry's for named checkpoints (``halting``, KARL's ``epsilon``)
-    and to the family's for local files (``seeded`` halting, ε = 0); an option the family does not
-    have (``--halting`` for One-D-Piece) is a one-line error.
+    Inference options (`options`, by their declared names: ``halting=``, ``epsilon=``) default to the
+    entry's for named checkpoints, then to the family's declared defaults; an option the family does
+    not have (``halting`` for One-D-Piece) or a value its declaration refuses is a one-line error.
 
     Returns:
         ``(tokenizer, info)``; info holds name, path, sha256, family, config, the inference options
-        used (``halting`` is None for families without halting), default preprocess and budgets.
+        used (``options``; the top-level ones, e.g. ``halting``, also as keys, None for families
+        without them), default preprocess and budgets.
     """
     from alit_eval.paths import portable
-    from alit_eval.tokenizers.families import family_of, load_any
+    from alit_eval.tokenizers.families import family_of, load_any, top_level_names
 
     path = resolve_checkpoint(name_or_path, offline=offline)
     text = None if isinstance(name_or_path, Path) else str(name_or_path)
     entry = PRETRAINED.get(text) if text is not None and text in PRETRAINED else None
-    options = {**options, "halting": halting}
+    options = dict(options)
     if entry is not None and (family is None or family == entry.family):
-        for key, value in (("halting", entry.halting), ("epsilon", entry.epsilon)):
+        for key, value in entry.options.items():
             if options.get(key) is None and value is not None:
                 options[key] = value
     model = load_any(path, family=family, heads=heads, trust_checkpoint=trust_checkpoint,
                      name=entry.name if entry else path.stem, device=device, **options)
     fam = family_of(model)
-    used = {o: getattr(model, o, None) for o in fam.option_names()}
+    defaults = {**fam.option_defaults(), **{k: v for k, v in options.items() if v is not None}}
+    used = {o: getattr(model, o, defaults.get(o)) for o in fam.option_names()}
     info = {"name": model.name, "path": portable(path), "sha256": checkpoint_sha256(path), "family": fam.name,
             "describe": fam.describe_config(model.cfg), "config": model.cfg.to_dict(),
-            "halting": used.get("halting"), "options": used,
+            **{name: used.get(name) for name in top_level_names()}, "options": used,
             "default_preprocess": entry.preprocess if entry else None,
             "default_budgets": entry.budgets if entry else None,
             "notes": "; ".join(filter(None, (entry.precision, entry.notes))) if entry else fam.notes()}

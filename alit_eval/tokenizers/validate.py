@@ -1,13 +1,15 @@
 """Checks on untrusted checkpoint content, run before anything is built or allocated.
 
 A checkpoint is input from the internet: its config values, tensor names, dtypes and values are
-claims to check. This module holds the field table (types and sane bounds of every ALIT and base
-config field), the cross-check of a claimed config against the tensor shapes actually present, the
-dtype/finiteness check of the weights, and `safe_text`, which makes any name or value from a file fit
-for one terminal line (control characters escaped, long text shortened).
+claims to check. This module holds the generic checks every family's loading goes through
+(`alit_eval.tokenizers.loading`): a config dict against the family's field table (`check_fields`;
+each family declares its table beside its config, `Family.config_fields`), claimed values against
+what the tensors show (`check_claims`), the dtype/finiteness check of the weights (`check_tensors`),
+and `safe_text`, which makes any name or value from a file fit for one terminal line (control
+characters escaped, long text shortened). It names no family and imports none.
 
-Bounds are generous (the largest official preset is width 1024, depth 16): they exist so that a
-hostile value is refused in milliseconds instead of building a model with a million layers.
+Bounds in the tables are generous (the largest official preset is width 1024, depth 16): they exist
+so that a hostile value is refused in milliseconds instead of building a model with a million layers.
 """
 
 from __future__ import annotations
@@ -20,38 +22,10 @@ from alit_eval.errors import CheckpointError, ConfigError
 
 MAX_TEXT = 80  # characters of one name or value quoted in a message
 
-# field -> (kind, low, high). kinds: "int", "float", "bool", "ints" (list of ints), "kind", "preset".
-ALIT_FIELDS: dict[str, tuple[str, float, float]] = {
-    "width": ("int", 8, 16384),
-    "depth": ("int", 1, 128),
-    "heads": ("int", 1, 256),
-    "dec_width": ("int?", 8, 16384),
-    "dec_depth": ("int?", 1, 128),
-    "dec_heads": ("int?", 1, 256),
-    "image_size": ("int", 8, 8192),
-    "patch_size": ("int", 1, 256),
-    "tokens_per_iter": ("int", 1, 4096),
-    "iterations": ("int", 1, 1024),
-    "quantize": ("bool", 0, 1),
-    "codebook_size": ("int", 1, 1 << 20),
-    "token_dim": ("int", 1, 4096),
-    "mlp_ratio": ("int", 1, 16),
-    "halting_threshold": ("float", 0.0, 1.0),
-    "base": ("base", 0, 0),
-    "preset": ("preset", 0, 0),
-}
-BASE_FIELDS: dict[str, tuple[str, float, float]] = {
-    "kind": ("kind", 0, 0),
-    "ch": ("int", 1, 2048),
-    "ch_mult": ("ints", 1, 64),
-    "num_res_blocks": ("int", 1, 16),
-    "z_channels": ("int", 1, 4096),
-    "embed_dim": ("int", 1, 4096),
-    "n_embed": ("int", 0, 1 << 20),
-    "attn_levels": ("ints", 0, 7),
-    "vae_scale": ("float", 1e-6, 1e3),
-    "norm_groups": ("int", 1, 2048),
-}
+# A field table maps field -> (kind, low, high[, max length]); every family declares one for its config
+# (`Family.config_fields`). Kinds: "int", "int?" (None allowed), "float", "bool", "ints"/"floats" (a list,
+# each item low..high, at most max length items, default MAX_LEVELS), "bool?", "choice"/"choice?" (low is the tuple
+# of allowed values), "table" (a nested object; low is its field table), "str?" (None or short text).
 MAX_LEVELS = 8  # length limit of ch_mult / attn_levels (8 levels = 128x downsampling)
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
@@ -85,10 +59,10 @@ def _range(lo: float, hi: float) -> str:
     return f"{fmt(lo)}..{fmt(hi)}"
 
 
-def check_value(label: str, value: Any, kind: str, lo: float, hi: float) -> None:
+def check_value(label: str, value: Any, kind: str, lo: Any, hi: Any, maxlen: int = 0) -> None:
     """Raise `ConfigError` naming ``label``, the value and the allowed range if `value` is not valid."""
     bad = f"{label} = {show_value(value)}"
-    if kind == "int?" and value is None:
+    if kind in ("int?", "bool?", "choice?", "str?") and value is None:
         return
     if kind in ("int", "int?"):
         if isinstance(value, bool) or not isinstance(value, int):
@@ -100,62 +74,64 @@ def check_value(label: str, value: Any, kind: str, lo: float, hi: float) -> None
             raise ConfigError(f"{bad} must be a number (allowed {_range(lo, hi)})")
         if isinstance(value, int) and value.bit_length() > 64 or not math.isfinite(value) or not lo <= value <= hi:
             raise ConfigError(f"{bad} is out of range (allowed {_range(lo, hi)})")
-    elif kind == "bool":
+    elif kind in ("bool", "bool?"):
         if not isinstance(value, bool):
             raise ConfigError(f"{bad} must be true or false")
-    elif kind == "ints":
-        if not isinstance(value, (list, tuple)) or len(value) > MAX_LEVELS:
-            raise ConfigError(f"{bad} must be a list of at most {MAX_LEVELS} whole numbers, each {_range(lo, hi)}")
+    elif kind in ("ints", "floats"):
+        limit = maxlen or MAX_LEVELS
+        what = "whole numbers" if kind == "ints" else "numbers"
+        msg = f"{bad} must be a list of at most {limit} {what}, each {_range(lo, hi)}"
+        if not isinstance(value, (list, tuple)) or len(value) > limit:
+            raise ConfigError(msg)
         for v in value:
-            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-                raise ConfigError(f"{bad} must be a list of at most {MAX_LEVELS} whole numbers, each {_range(lo, hi)}")
-    elif kind == "kind":
-        if value not in ("vqgan", "vae"):
-            raise ConfigError(f"{bad} is not a base tokenizer kind (allowed 'vqgan', 'vae')")
-    elif kind == "preset":
-        from alit_eval.tokenizers.alit.config import PRESETS
+            ok_type = isinstance(v, int) if kind == "ints" else isinstance(v, (int, float))
+            if isinstance(v, bool) or not ok_type or (isinstance(v, int) and v.bit_length() > 64):
+                raise ConfigError(msg)
+            if not math.isfinite(v) or not lo <= v <= hi:
+                raise ConfigError(msg)
+    elif kind in ("choice", "choice?"):
+        if not isinstance(value, str) or value not in lo:
+            allowed = ", ".join(repr(c) for c in lo) + (", null" if kind == "choice?" else "")
+            raise ConfigError(f"{bad} is not one of the allowed values ({allowed})")
+    elif kind == "str?":
+        if not isinstance(value, str) or len(value) > 200:
+            raise ConfigError(f"{bad} must be a short text or null")
+    elif kind == "table":
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{bad} must be a JSON object")
+    else:
+        raise ConfigError(f"{label}: unknown field kind {kind!r} in the field table")
 
-        if value is not None and (not isinstance(value, str) or value not in PRESETS):
-            raise ConfigError(f"{bad} is not a preset name (allowed null, {', '.join(PRESETS)})")
 
-
-def check_fields(values: Mapping[str, Any], table: Mapping[str, tuple[str, float, float]], prefix: str) -> None:
-    """Check each present field of `values` against `table`; unknown names are refused."""
+def check_fields(values: Mapping[str, Any], table: Mapping[str, tuple[Any, ...]], prefix: str = "") -> None:
+    """Check each present field of `values` against `table` (nested tables too); unknown names are refused."""
     unknown = [k for k in values if k not in table]
     if unknown:
         raise ConfigError(
             f"unknown config field {prefix}{safe_text(unknown[0], 40)} (known: {', '.join(table)}); "
             "the file was written by something other than alit-eval or is damaged"
         )
-    for name, (kind, lo, hi) in table.items():
-        if name in values and kind != "base":
-            check_value(f"config field {prefix}{name}", values[name], kind, lo, hi)
+    for name, spec in table.items():
+        if name not in values:
+            continue
+        check_value(f"config field {prefix}{name}", values[name], *spec)
+        if spec[0] == "table":
+            check_fields(values[name], spec[1], f"{prefix}{name}.")
 
 
-def check_config_dict(d: Any) -> None:
-    """Validate a config dict read from a file (types, bounds, known names) before it is used.
+def check_config_dict(d: Any, table: Mapping[str, tuple[Any, ...]]) -> None:
+    """Validate a config dict read from a file (types, bounds, known names) against a family's field
+    table before it is used.
 
     Raises:
         ConfigError: one line naming the first bad field, its value and the allowed range.
     """
     if not isinstance(d, Mapping):
         raise ConfigError(f"the config metadata is {type(d).__name__}, not a JSON object")
-    check_fields(d, ALIT_FIELDS, "")
-    base = d.get("base", {})
-    if not isinstance(base, Mapping):
-        raise ConfigError(f"config field base = {show_value(base)} must be a JSON object")
-    check_fields(base, BASE_FIELDS, "base.")
+    check_fields(d, table, "")
 
 
 # -- the claimed config against the tensors -----------------------------------------------------------
-
-
-def _dim(sd: Mapping[str, Any], key: str, i: int) -> int | None:
-    t = sd.get(key)
-    shape = getattr(t, "shape", None)
-    if shape is None or len(shape) <= abs(i) - (1 if i < 0 else 0):
-        return None
-    return int(shape[i])
 
 
 def layer_count(sd: Mapping[str, Any], prefix: str) -> int:
@@ -164,70 +140,25 @@ def layer_count(sd: Mapping[str, Any], prefix: str) -> int:
     return max(idx) + 1 if idx else 0
 
 
-def observed_fields(sd: Mapping[str, Any]) -> dict[str, tuple[Any, str]]:
-    """Config values the tensors show, as ``field -> (value, evidence)``; unreadable ones are left out."""
-    out: dict[str, tuple[Any, str]] = {}
-
-    def put(field: str, value: Any, evidence: str) -> None:
-        if value is not None:
-            out[field] = (value, evidence)
-
-    put("width", _dim(sd, "latent_tokens", 1), "latent_tokens")
-    put("tokens_per_iter", _dim(sd, "latent_tokens", 0), "latent_tokens")
-    put("iterations", _dim(sd, "timestep_embedding", 0), "timestep_embedding")
-    put("depth", layer_count(sd, "encoder.transformer."), "encoder.transformer.*")
-    put("dec_depth", layer_count(sd, "decoder.transformer."), "decoder.transformer.*")
-    put("dec_width", _dim(sd, "decoder.decoder_embed.weight", 0), "decoder.decoder_embed.weight")
-    put("token_dim", _dim(sd, "pre_quantizer_mlp.weight", 0), "pre_quantizer_mlp.weight")
-    put("patch_size", _dim(sd, "patch_embed.weight", -1), "patch_embed.weight")
-    put("quantize", "quantize.embedding.weight" in sd, "quantize.embedding.weight")
-    if "quantize.embedding.weight" in sd:
-        put("codebook_size", _dim(sd, "quantize.embedding.weight", 0), "quantize.embedding.weight")
-    n = _dim(sd, "encoder_positional_embedding", 0)
-    grid = math.isqrt(n - 1) if n and n > 1 else None
-    patch = out.get("patch_size", (None,))[0]
-    if grid and grid * grid == n - 1 and patch:  # type: ignore[operator]
-        put("image_size", grid * patch, "encoder_positional_embedding and patch_embed.weight")
-    hidden, width = _dim(sd, "encoder.transformer.0.mlp.c_fc.weight", 0), out.get("width", (None,))[0]
-    if hidden and width and hidden % width == 0:
-        put("mlp_ratio", hidden // width, "encoder.transformer.0.mlp.c_fc.weight")
-    return out
+def dim(sd: Mapping[str, Any], key: str, i: int) -> int | None:
+    """Size of dimension `i` of tensor `key`, or None when absent or of lower rank."""
+    t = sd.get(key)
+    shape = getattr(t, "shape", None)
+    if shape is None or len(shape) <= abs(i) - (1 if i < 0 else 0):
+        return None
+    return int(shape[i])
 
 
-def observed_base_fields(sd: Mapping[str, Any]) -> dict[str, tuple[Any, str]]:
-    """Base config values the tensors show, as ``base.field -> (value, evidence)`` (empty if unreadable)."""
-    from alit_eval.tokenizers.base2d.config import base_geometry
-
-    try:
-        geometry = base_geometry(sd)
-    except (KeyError, IndexError, ValueError, TypeError, AttributeError):
-        return {}  # the strict key check after the build names what is missing
-    if geometry["kind"] == "vae":
-        geometry.pop("n_embed")  # unused by the VAE
-    else:
-        geometry.pop("attn_levels")  # the VQGAN port has no attention blocks
-    return {f"base.{k}": (v, f"base_tokenizer.{geometry['kind']}.* shapes") for k, v in geometry.items()}
-
-
-def check_against_tensors(cfg: Mapping[str, Any], sd: Mapping[str, Any]) -> None:
-    """Refuse a config whose values disagree with the tensors present (before any model is built)."""
-    from alit_eval.tokenizers.alit.config import PRESETS
-
-    preset = PRESETS.get(cfg.get("preset") or "")
-    if preset and any(cfg.get(k) != preset[k] for k in ("width", "depth", "heads")):
-        raise ConfigError(
-            f"config field preset = {show_value(cfg.get('preset'))} disagrees with width/depth/heads "
-            f"{cfg.get('width')}/{cfg.get('depth')}/{cfg.get('heads')} (the preset has "
-            f"{preset['width']}/{preset['depth']}/{preset['heads']})"
-        )
-    flat = {**cfg, **{f"base.{k}": v for k, v in (cfg.get("base") or {}).items()}}
-    for field, (value, evidence) in {**observed_fields(sd), **observed_base_fields(sd)}.items():
-        claimed = flat.get(field)
-        if isinstance(claimed, list):
-            claimed = tuple(claimed)
-        if claimed is not None and claimed != value:
+def check_claims(claimed: Mapping[str, Any], observed: Mapping[str, tuple[Any, str]]) -> None:
+    """Refuse a config whose values disagree with what the tensors show (``field -> (value, evidence)``;
+    `claimed` is flat, nested fields as ``base.ch``), before any model is built."""
+    for field, (value, evidence) in observed.items():
+        mine = claimed.get(field)
+        if isinstance(mine, list):
+            mine = tuple(mine)
+        if mine is not None and mine != value:
             raise ConfigError(
-                f"config field {field} = {show_value(claimed)} does not match the weights ({evidence} "
+                f"config field {field} = {show_value(mine)} does not match the weights ({evidence} "
                 f"implies {value}); the file's metadata is damaged or belongs to another model"
             )
 
@@ -235,8 +166,8 @@ def check_against_tensors(cfg: Mapping[str, Any], sd: Mapping[str, Any]) -> None
 # -- the tensors themselves ---------------------------------------------------------------------------
 
 
-def check_tensors(sd: Mapping[str, Any]) -> None:
-    """Refuse non-floating-point or non-finite weights, naming the tensor (ALIT holds only float weights).
+def check_tensors(sd: Mapping[str, Any], title: str = "the model") -> None:
+    """Refuse non-floating-point or non-finite weights, naming the tensor (every family stores float weights).
 
     Raises:
         CheckpointError: the first offending tensor, its dtype or how many NaN/Inf values it holds.
@@ -248,8 +179,8 @@ def check_tensors(sd: Mapping[str, Any]) -> None:
             raise CheckpointError(f"entry {safe_text(key)} is a {type(t).__name__}, not a tensor")
         if not t.is_floating_point():
             raise CheckpointError(
-                f"tensor {safe_text(key)} has dtype {str(t.dtype).removeprefix('torch.')} where ALIT stores "
-                "floating-point weights; the file is damaged or not an ALIT checkpoint"
+                f"tensor {safe_text(key)} has dtype {str(t.dtype).removeprefix('torch.')} where {title} stores "
+                f"floating-point weights; the file is damaged or not {_article(title)} {title} checkpoint"
             )
     for key, t in sd.items():
         if t.is_meta or t.numel() == 0:
@@ -262,6 +193,10 @@ def check_tensors(sd: Mapping[str, Any]) -> None:
                 f"tensor {safe_text(key)} holds {nan} NaN and {inf} infinite values (of {t.numel()}); "
                 "the weights are damaged (a diverged training run or a corrupt file): use another checkpoint"
             )
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1].upper() in "AEIOU" else "a"
 
 
 # -- what a file that is not a checkpoint looks like ---------------------------------------------------

@@ -13,8 +13,17 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from alit_eval.errors import ConfigError
-from alit_eval.tokenizers.base2d.config import Base2DConfig, infer_base_config
-from alit_eval.tokenizers.validate import ALIT_FIELDS, check_config_dict, check_fields, check_value, layer_count
+from alit_eval.tokenizers.base2d.config import FIELDS as BASE_FIELDS
+from alit_eval.tokenizers.base2d.config import Base2DConfig, infer_base_config, observed_base_fields
+from alit_eval.tokenizers.validate import (
+    check_claims,
+    check_config_dict,
+    check_fields,
+    check_value,
+    dim,
+    layer_count,
+    show_value,
+)
 
 # Heads cannot be read from shapes (alit_official.md §2): they come from this table.
 PRESETS: dict[str, dict[str, int]] = {
@@ -23,6 +32,29 @@ PRESETS: dict[str, dict[str, int]] = {
     "alit_base": {"width": 768, "depth": 12, "heads": 12},
     "alit_semilarge": {"width": 1024, "depth": 16, "heads": 16},
 }
+
+# Types and sane bounds of every config field (the family's `config_fields`), checked before anything
+# is built: field -> (kind, low, high), kinds of alit_eval.tokenizers.validate.check_value.
+FIELDS: dict[str, tuple[Any, ...]] = {
+    "width": ("int", 8, 16384),
+    "depth": ("int", 1, 128),
+    "heads": ("int", 1, 256),
+    "dec_width": ("int?", 8, 16384),
+    "dec_depth": ("int?", 1, 128),
+    "dec_heads": ("int?", 1, 256),
+    "image_size": ("int", 8, 8192),
+    "patch_size": ("int", 1, 256),
+    "tokens_per_iter": ("int", 1, 4096),
+    "iterations": ("int", 1, 1024),
+    "quantize": ("bool", 0, 1),
+    "codebook_size": ("int", 1, 1 << 20),
+    "token_dim": ("int", 1, 4096),
+    "mlp_ratio": ("int", 1, 16),
+    "halting_threshold": ("float", 0.0, 1.0),
+    "base": ("table", BASE_FIELDS, None),
+    "preset": ("choice?", tuple(PRESETS), None),
+}
+ALIT_FIELDS = FIELDS  # its former name
 
 
 @dataclass(frozen=True)
@@ -61,7 +93,7 @@ class AlitConfig:
     def __post_init__(self) -> None:
         # Types and bounds first (a file's config is untrusted), so the checks below cannot divide
         # by zero and nothing is ever built from an absurd value. Raises ConfigError (a ValueError).
-        check_fields({k: v for k, v in vars(self).items()}, ALIT_FIELDS, "")
+        check_fields({k: v for k, v in vars(self).items() if k != "base"}, FIELDS, "")
         if not isinstance(self.base, Base2DConfig):
             raise ConfigError(f"config field base must be a base tokenizer config, not {type(self.base).__name__}")
         for name in ("dec_width", "dec_depth", "dec_heads"):
@@ -105,7 +137,7 @@ class AlitConfig:
         Raises:
             ConfigError: an unknown field, a wrong type or a value out of its bounds.
         """
-        check_config_dict(d)
+        check_config_dict(d, FIELDS)
         d = dict(d)
         base = dict(d.pop("base", {}))
         for key in ("ch_mult", "attn_levels"):
@@ -139,7 +171,7 @@ def _arg_int(args: Mapping[str, Any], key: str, field_name: str) -> int | None:
     value = args.get(key)
     if value is None:
         return None
-    kind, lo, hi = ALIT_FIELDS.get(field_name) or ("int", 1, 2048)
+    kind, lo, hi = FIELDS.get(field_name) or ("int", 1, 2048)
     check_value(f"args.{key}", value, "int", lo, hi)
     return int(value)
 
@@ -190,7 +222,7 @@ def infer_config(
                         ("patch_size", patch), ("tokens_per_iter", tokens_per_iter), ("iterations", iterations),
                         ("token_dim", token_dim), ("codebook_size", codebook), ("mlp_ratio", mlp_ratio)):
         # Values read off the tensors are as untrusted as metadata: check before anything divides by them.
-        check_value(f"config field {name} (from the weights)", value, *ALIT_FIELDS[name])
+        check_value(f"config field {name} (from the weights)", value, *FIELDS[name])
     if preset and (PRESETS[preset]["width"], PRESETS[preset]["depth"]) != (width, depth):
         # The preset only supplies the heads; a name that disagrees with the shapes is not trusted for them.
         p = PRESETS[preset]
@@ -227,3 +259,49 @@ def infer_config(
         iterations=iterations, quantize=quantize, codebook_size=codebook, token_dim=token_dim, mlp_ratio=mlp_ratio,
         halting_threshold=0.55 if base.kind == "vqgan" else 0.025, base=base, preset=preset,
     )
+
+
+# -- the claimed config against the tensors (before any model is built) ------------------------------
+
+
+def observed_fields(sd: Mapping[str, Any]) -> dict[str, tuple[Any, str]]:
+    """Config values the tensors show, as ``field -> (value, evidence)``; unreadable ones are left out."""
+    out: dict[str, tuple[Any, str]] = {}
+
+    def put(field_name: str, value: Any, evidence: str) -> None:
+        if value is not None:
+            out[field_name] = (value, evidence)
+
+    put("width", dim(sd, "latent_tokens", 1), "latent_tokens")
+    put("tokens_per_iter", dim(sd, "latent_tokens", 0), "latent_tokens")
+    put("iterations", dim(sd, "timestep_embedding", 0), "timestep_embedding")
+    put("depth", layer_count(sd, "encoder.transformer."), "encoder.transformer.*")
+    put("dec_depth", layer_count(sd, "decoder.transformer."), "decoder.transformer.*")
+    put("dec_width", dim(sd, "decoder.decoder_embed.weight", 0), "decoder.decoder_embed.weight")
+    put("token_dim", dim(sd, "pre_quantizer_mlp.weight", 0), "pre_quantizer_mlp.weight")
+    put("patch_size", dim(sd, "patch_embed.weight", -1), "patch_embed.weight")
+    put("quantize", "quantize.embedding.weight" in sd, "quantize.embedding.weight")
+    if "quantize.embedding.weight" in sd:
+        put("codebook_size", dim(sd, "quantize.embedding.weight", 0), "quantize.embedding.weight")
+    n = dim(sd, "encoder_positional_embedding", 0)
+    grid = math.isqrt(n - 1) if n and n > 1 else None
+    patch = out.get("patch_size", (None,))[0]
+    if grid and grid * grid == n - 1 and patch:  # type: ignore[operator]
+        put("image_size", grid * patch, "encoder_positional_embedding and patch_embed.weight")
+    hidden, width = dim(sd, "encoder.transformer.0.mlp.c_fc.weight", 0), out.get("width", (None,))[0]
+    if hidden and width and hidden % width == 0:
+        put("mlp_ratio", hidden // width, "encoder.transformer.0.mlp.c_fc.weight")
+    return out
+
+
+def check_against_tensors(cfg: Mapping[str, Any], sd: Mapping[str, Any]) -> None:
+    """Refuse a config whose values disagree with the tensors present (before any model is built)."""
+    preset = PRESETS.get(cfg.get("preset") or "")
+    if preset and any(cfg.get(k) != preset[k] for k in ("width", "depth", "heads")):
+        raise ConfigError(
+            f"config field preset = {show_value(cfg.get('preset'))} disagrees with width/depth/heads "
+            f"{cfg.get('width')}/{cfg.get('depth')}/{cfg.get('heads')} (the preset has "
+            f"{preset['width']}/{preset['depth']}/{preset['heads']})"
+        )
+    flat = {**cfg, **{f"base.{k}": v for k, v in (cfg.get("base") or {}).items()}}
+    check_claims(flat, {**observed_fields(sd), **observed_base_fields(sd)})

@@ -73,12 +73,15 @@ The 8 loss modules are 1,151,100,232 of each total (143,887,529 each); the unrel
 
 from __future__ import annotations
 
-import hashlib
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import torch
 
 from alit_eval.registry import Registry
+from alit_eval.tokenizers.alit.options import GLOBAL_STREAM_POLICIES
+from alit_eval.tokenizers.generators import image_seed, per_image_generators  # noqa: F401 (their former home)
+from alit_eval.tokenizers.generators import normal as draw_normal
+from alit_eval.tokenizers.generators import per_image_list
 
 if TYPE_CHECKING:
     from alit_eval.tokenizers.alit.config import AlitConfig
@@ -91,9 +94,8 @@ HALTING_POLICIES.register("official-reseeded", "official draw order on the globa
 HALTING_POLICIES.register("seeded", "per-image generators seeded from (seed, image id); batch-independent")
 HALTING_POLICIES.register("off", "no 2D-token masking")
 
-
-# Policies that draw from the global RNG in the official order (one stream for the whole run).
-GLOBAL_STREAM_POLICIES = ("official", "official-reseeded")
+# Policies that draw from the global RNG in the official order (one stream for the whole run):
+# GLOBAL_STREAM_POLICIES, declared with the option in alit/options.py.
 
 # Official PatchGAN (taming NLayerDiscriminator, n_layers=3, ndf=64): (c_in, c_out, bias) per 4x4 conv;
 # a BatchNorm follows each bias-free conv.
@@ -256,6 +258,13 @@ def advance_cpu_generator(draws: int, generator: torch.Generator | None = None, 
         left -= k
 
 
+def start_stream(values: Mapping[str, Any], seed: int, cfg: "AlitConfig") -> None:
+    """ALIT's ``stream_start`` (family contract): after ``torch.manual_seed(seed)``, ``official`` skips
+    the official model construction's draws; ``official-reseeded`` starts at the bare seed."""
+    if values.get("halting") == "official":
+        advance_cpu_generator(official_construction_draws(cfg))
+
+
 def start_global_stream(policy: str, seed: int, cfg: object = None) -> None:
     """Seed the global RNG for a global-stream policy, and for ``official`` skip the construction draws.
 
@@ -271,29 +280,7 @@ def start_global_stream(policy: str, seed: int, cfg: object = None) -> None:
         advance_cpu_generator(official_construction_draws(cfg))
 
 
-def image_seed(seed: int, image_id: str) -> int:
-    """A stable 63-bit seed for one image, the same on every machine and Python version."""
-    digest = hashlib.sha256(f"{int(seed)}\x00{image_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
-
-
-def per_image_generators(seed: int, image_ids: Sequence[str]) -> list[torch.Generator]:
-    """CPU generators for the ``seeded`` policy, one per image id."""
-    gens = []
-    for image_id in image_ids:
-        g = torch.Generator(device="cpu")
-        g.manual_seed(image_seed(seed, image_id))
-        gens.append(g)
-    return gens
-
-
-def _per_image(generator: object, batch: int) -> list[torch.Generator]:
-    if not isinstance(generator, (list, tuple)) or len(generator) != batch:
-        raise ValueError(
-            "the 'seeded' halting policy needs one torch.Generator per image "
-            "(use alit_eval.tokenizers.alit.halting.per_image_generators(seed, image_ids))"
-        )
-    return list(generator)
+_per_image = per_image_list  # its former name
 
 
 def bernoulli(p: torch.Tensor, policy: str, generator: object = None) -> torch.Tensor:
@@ -310,12 +297,6 @@ def bernoulli(p: torch.Tensor, policy: str, generator: object = None) -> torch.T
 
 
 def normal(shape: Sequence[int], policy: str, generator: object = None, device: torch.device | str = "cpu") -> torch.Tensor:
-    """Standard normal noise of `shape` (VAE posterior sample), drawn on the CPU then moved."""
-    if policy == "seeded":
-        gens = _per_image(generator, shape[0])
-        noise = torch.stack([torch.randn(tuple(shape[1:]), generator=g) for g in gens])
-    else:
-        g = generator if isinstance(generator, torch.Generator) else None
-        # The official wrapper draws torch.randn(shape) on the CPU generator even on GPU.
-        noise = torch.randn(tuple(shape), generator=g)
-    return noise.to(device)
+    """Standard normal noise of `shape` (VAE posterior sample), drawn on the CPU then moved (the official
+    wrapper draws ``torch.randn(shape)`` on the CPU generator even on GPU); ``seeded``: per image."""
+    return draw_normal(shape, generator, device, per_image=policy == "seeded")

@@ -16,9 +16,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from alit_eval.tokenizers.alit import halting as halting_rng
-from alit_eval.tokenizers.alit.blocks import ResidualAttentionBlock, Transformer
+from alit_eval.tokenizers.common.blocks import ResidualAttentionBlock, Transformer
 from alit_eval.tokenizers.alit.config import AlitConfig
-from alit_eval.tokenizers.alit.quantizer import VectorQuantizer
+from alit_eval.tokenizers.common.quantizer import VectorQuantizer
+from alit_eval.tokenizers.generators import default_generators
 from alit_eval.tokenizers.base import (
     BudgetOutput,
     GeneratorArg,
@@ -26,8 +27,7 @@ from alit_eval.tokenizers.base import (
     check_budgets,
     check_images,
 )
-from alit_eval.tokenizers.base2d.klvae import KLVAE
-from alit_eval.tokenizers.base2d.vqgan import VQGAN
+from alit_eval.tokenizers.common.base_holder import BaseTokenizer
 
 ATTENTION_INDEXING = ("corrected", "official-notebook")
 
@@ -51,18 +51,6 @@ class AlitDecoder(nn.Module):
         )
         self.ln_post = nn.LayerNorm(w)
         self.ffn = nn.Sequential(nn.Linear(w, 2 * w), nn.Tanh(), nn.Linear(2 * w, cfg.decoder_out))
-
-
-class BaseTokenizer(nn.Module):
-    """Holds the base 2D tokenizer under its official key (``base_tokenizer.vqgan`` or ``.vae``)."""
-
-    def __init__(self, cfg: AlitConfig) -> None:
-        super().__init__()
-        self.kind = cfg.base.kind
-        if self.kind == "vqgan":
-            self.vqgan = VQGAN(cfg.base)
-        else:
-            self.vae = KLVAE(cfg.base)
 
 
 class AlitTokenizer(nn.Module):
@@ -215,7 +203,8 @@ class AlitTokenizer(nn.Module):
             attention: False, True/"corrected", "official-notebook", or "full" (adds the raw
                 ``[B, layers, L, L]`` weights to ``extras["attention_full"]``; maps use "corrected").
             generator: for ``official`` an optional `torch.Generator` (else the global RNG); for
-                ``seeded`` one generator per image (`halting.per_image_generators`).
+                ``seeded`` one generator per image (`generators.per_image_generators`); None:
+                per image from `generators.DEFAULT_SEED` and the image's pixels.
             halting: override the model's halting policy for this call.
         """
         check_images(images, self.image_size)
@@ -231,6 +220,9 @@ class AlitTokenizer(nn.Module):
         # Contiguous NCHW on purpose: channels-last inputs take other conv kernels whose rounding
         # moves base features by ~4e-4 (measured), so numbers would depend on the caller's layout.
         images = images.to(self.device, torch.float32).contiguous()
+        if policy == "seeded" and generator is None:
+            # Called without generators (the Python API): per image, from the default seed and its pixels.
+            generator = default_generators(images)
         outputs: dict[int, BudgetOutput] = {}
         with torch.no_grad():
             base_z, target, extras = self.base_features(images, policy, generator)

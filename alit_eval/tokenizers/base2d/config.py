@@ -14,6 +14,20 @@ from alit_eval.errors import ConfigError
 OFFICIAL_CH_MULT = (1, 1, 2, 2, 4)
 OFFICIAL_RES_BLOCKS = 2
 
+# Types and sane bounds of every field (alit_eval.tokenizers.validate.check_fields), checked before use.
+FIELDS: dict[str, tuple[Any, ...]] = {
+    "kind": ("choice", ("vqgan", "vae"), None),
+    "ch": ("int", 1, 2048),
+    "ch_mult": ("ints", 1, 64),
+    "num_res_blocks": ("int", 1, 16),
+    "z_channels": ("int", 1, 4096),
+    "embed_dim": ("int", 1, 4096),
+    "n_embed": ("int", 0, 1 << 20),
+    "attn_levels": ("ints", 0, 7),
+    "vae_scale": ("float", 1e-6, 1e3),
+    "norm_groups": ("int", 1, 2048),
+}
+
 
 @dataclass(frozen=True)
 class Base2DConfig:
@@ -47,9 +61,9 @@ class Base2DConfig:
     norm_groups: int = 32
 
     def __post_init__(self) -> None:
-        from alit_eval.tokenizers.validate import BASE_FIELDS, check_fields
+        from alit_eval.tokenizers.validate import check_fields
 
-        check_fields(dataclasses.asdict(self), BASE_FIELDS, "base.")
+        check_fields(dataclasses.asdict(self), FIELDS, "base.")
         for name in ("ch_mult", "attn_levels"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         for c in {self.ch * m for m in (1, *self.ch_mult)}:  # every GroupNorm's channel count
@@ -130,3 +144,16 @@ def infer_base_config(
             )
         norm_groups = 32
     return Base2DConfig(**geometry, norm_groups=norm_groups)
+
+
+def observed_base_fields(sd: Mapping[str, Any]) -> dict[str, tuple[Any, str]]:
+    """Base config values the tensors show, as ``base.field -> (value, evidence)`` (empty if unreadable)."""
+    try:
+        geometry = base_geometry(sd)
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError):
+        return {}  # the strict key check after the build names what is missing
+    if geometry["kind"] == "vae":
+        geometry.pop("n_embed")  # unused by the VAE
+    else:
+        geometry.pop("attn_levels")  # the VQGAN port has no attention blocks
+    return {f"base.{k}": (v, f"base_tokenizer.{geometry['kind']}.* shapes") for k, v in geometry.items()}

@@ -15,9 +15,11 @@ from typing import Any, Mapping
 import torch
 
 from alit_eval.errors import CheckpointError
-from alit_eval.tokenizers.checkpoints import clean_state_dict, key_mismatch, read_checkpoint, unwrap
-from alit_eval.tokenizers.karl.config import KarlConfig, infer_config
+from alit_eval.tokenizers.checkpoints import clean_state_dict, read_checkpoint, unwrap
+from alit_eval.tokenizers.karl.config import FIELDS, KarlConfig, infer_config
 from alit_eval.tokenizers.karl.model import KarlTokenizer
+from alit_eval.tokenizers.loading import load_checked
+from alit_eval.tokenizers.validate import safe_text
 
 # Keys only KARL has (ALIT has none of them; karl_official.md §2.8 "Keys removed / added").
 KARL_SENTINELS = ("rec_loss_embeddings", "halting_mlp.0.weight", "decoder_latent_tokens_timestep_embed",
@@ -40,17 +42,6 @@ def convert_official(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return clean_state_dict(sd)
 
 
-def _mismatch(model: KarlTokenizer, sd: Mapping[str, torch.Tensor], cfg: KarlConfig, source: str) -> None:
-    parts = key_mismatch(model.state_dict(), sd)
-    if not parts:
-        return
-    raise CheckpointError(
-        f"checkpoint {source} does not match the KARL config (width {cfg.width}, depth {cfg.depth}, base "
-        f"{cfg.base.kind}, quantised {cfg.quantize}): {'; '.join(parts)}. Likely cause: a different "
-        "architecture or a partial file."
-    )
-
-
 def from_state_dict(
     sd: Mapping[str, torch.Tensor],
     args: Mapping[str, Any] | None = None,
@@ -64,8 +55,9 @@ def from_state_dict(
 ) -> KarlTokenizer:
     """Build a `KarlTokenizer` from an official (or converted) state_dict and load it strictly.
 
-    The model is built on the meta device and the tensors are assigned, so no weight is allocated
-    twice; meta tensors in `sd` give a meta model (layout checks without memory).
+    Goes through the one loading pipeline (`alit_eval.tokenizers.loading.load_checked`): weights and
+    config checked, the model built on the meta device and the tensors assigned, so no weight is
+    allocated twice; meta tensors in `sd` give a meta model (layout checks without memory).
 
     Args:
         sd: flat state_dict (``gan_losses.*`` and ``module.`` are handled by `convert_official`).
@@ -76,29 +68,24 @@ def from_state_dict(
         source: how to name the checkpoint in errors.
 
     Raises:
-        CheckpointError: not a KARL state_dict, config not inferable, or keys/shapes do not match.
+        CheckpointError: not a KARL state_dict, config not inferable, bad weights, or keys/shapes do not match.
+        ConfigError: a config field of wrong type or out of its bounds.
     """
     sd = convert_official(sd)
+    source = safe_text(source, 200)
     if not looks_like_karl(sd):
-        sample = ", ".join(sorted(sd)[:4])
+        sample = ", ".join(safe_text(k, 60) for k in sorted(sd)[:4])
         raise CheckpointError(
             f"{source} is not a KARL checkpoint: it lacks the KARL keys ({', '.join(KARL_SENTINELS)}); "
             f"first keys: {sample}"
         )
-    try:
-        if isinstance(config, KarlConfig):
-            cfg = config
-        elif config is not None:
-            cfg = KarlConfig.from_dict(config)
-        else:
-            cfg = infer_config(sd, heads=heads, args=args)
-    except (KeyError, ValueError, TypeError) as e:
-        raise CheckpointError(f"cannot infer the KARL configuration of {source}: {e}") from None
-    with torch.device("meta"):
-        model = KarlTokenizer(cfg, halting=halting, epsilon=epsilon, name=name)
-    _mismatch(model, sd, cfg, source)
-    model.load_state_dict(dict(sd), strict=True, assign=True)
-    return model.eval()
+    if isinstance(config, KarlConfig):
+        config = config.to_dict()
+    return load_checked(
+        sd, title="KARL", source=source, fields=FIELDS, raw_config=config, from_dict=KarlConfig.from_dict,
+        infer=lambda: infer_config(sd, heads=heads, args=args),
+        build=lambda cfg: KarlTokenizer(cfg, halting=halting, epsilon=epsilon, name=name),
+        describe=lambda cfg: f"width {cfg.width}, depth {cfg.depth}, base {cfg.base.kind}, quantised {cfg.quantize}")
 
 
 def from_checkpoint_object(obj: Any, **kwargs: Any) -> KarlTokenizer:

@@ -12,7 +12,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from alit_eval.tokenizers.base2d.config import FIELDS as BASE_FIELDS
 from alit_eval.tokenizers.base2d.config import Base2DConfig, infer_base_config
+from alit_eval.tokenizers.validate import check_config_dict, check_fields, check_value, layer_count
 
 # kolmogorov_tokenizers/__init__.py: widths small 512 / base 768 / semi_large 1024. Heads are not stored
 # in the weights, so they come from this table (or the checkpoint's args). The ten mixed
@@ -38,6 +40,33 @@ EPS_BINS: tuple[float, ...] = (
     0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.09, 0.1, 0.12, 0.14, 0.16, 0.18, 0.2, 0.24, 0.28, 0.32, 0.38,
 )
 
+
+# Types and sane bounds of every config field (the family's `config_fields`), checked before anything is
+# built (alit_eval.tokenizers.validate.check_fields): the largest official preset is width 1024, depth 16.
+FIELDS: dict[str, tuple[Any, ...]] = {
+    "width": ("int", 8, 16384),
+    "depth": ("int", 1, 128),
+    "heads": ("int", 1, 256),
+    "dec_width": ("int?", 8, 16384),
+    "dec_depth": ("int?", 1, 128),
+    "dec_heads": ("int?", 1, 256),
+    "image_size": ("int", 8, 8192),
+    "patch_size": ("int", 1, 256),
+    "pos_grid": ("int", 1, 1024),
+    "max_tokens": ("int", 1, 4096),
+    "quantize": ("bool", 0, 1),
+    "codebook_size": ("int", 1, 1 << 20),
+    "token_dim": ("int", 1, 4096),
+    "mlp_ratio": ("int", 1, 16),
+    "halting_hidden": ("int", 1, 16384),
+    "halting_threshold": ("float", 0.0, 1.0),
+    "eps_bins": ("floats", 0.0, 1e3, 256),
+    "default_budgets": ("ints", 1, 4096, 4096),
+    "base": ("table", BASE_FIELDS, None),
+    "preset": ("choice?", tuple(PRESETS), None),
+}
+# Integer fields an official ``args`` namespace may carry, with the config field that bounds each.
+_ARG_FIELDS = {"encoder_num_heads": "heads", "decoder_num_heads": "dec_heads", "norm_groups": None}
 
 @dataclass(frozen=True)
 class KarlConfig:
@@ -82,6 +111,10 @@ class KarlConfig:
     preset: str | None = None
 
     def __post_init__(self) -> None:
+        # Types and bounds first (a file's config is untrusted): nothing below divides by zero.
+        check_fields({k: v for k, v in vars(self).items() if k != "base"}, FIELDS)
+        if not isinstance(self.base, Base2DConfig):
+            raise ValueError(f"config field base must be a base tokenizer config, not {type(self.base).__name__}")
         for name in ("dec_width", "dec_depth", "dec_heads"):
             if getattr(self, name) is None:
                 object.__setattr__(self, name, getattr(self, name[4:]))
@@ -135,6 +168,12 @@ class KarlConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "KarlConfig":
+        """Build from `to_dict` output (e.g. a file's metadata), checking every field first.
+
+        Raises:
+            ConfigError: an unknown field, a wrong type or a value out of its bounds.
+        """
+        check_config_dict(d, FIELDS)
         d = dict(d)
         base = dict(d.pop("base", {}))
         for key in ("ch_mult", "attn_levels"):
@@ -162,9 +201,18 @@ class KarlConfig:
         return cls.from_preset(v["preset"], base=v["base"], quantize=v["quantize"])
 
 
+def _arg_int(args: Mapping[str, Any], key: str, field_name: str | None) -> int | None:
+    """An integer from the checkpoint's ``args``, checked (4.9 heads is refused, not truncated)."""
+    value = args.get(key)
+    if value is None:
+        return None
+    kind, lo, hi = FIELDS[field_name][:3] if field_name else ("int", 1, 2048)
+    check_value(f"args.{key}", value, "int", lo, hi)
+    return int(value)
+
+
 def _depth(sd: Mapping[str, Any], prefix: str) -> int:
-    idx = {int(m.group(1)) for k in sd if (m := re.match(re.escape(prefix) + r"(\d+)\.", k))}
-    return max(idx) + 1 if idx else 0
+    return layer_count(sd, prefix)
 
 
 def heads_for(width: int, depth: int) -> int | None:
@@ -212,10 +260,9 @@ def infer_config(
     codebook = int(sd["quantize.embedding.weight"].shape[0]) if quantize else 4096
     # GroupNorm groups are not visible in the weights: the official 32 holds only for the official base
     # geometry, else the file's args must say (infer_base_config refuses, naming the field).
-    groups = args.get("norm_groups")
-    if groups is not None and (isinstance(groups, bool) or not isinstance(groups, (int, float)) or groups != int(groups)):
-        raise ValueError(f"args.norm_groups = {groups!r} must be a whole number")
-    base = infer_base_config(sd, norm_groups=int(groups) if groups is not None else None)
+    arg_ints = {key: _arg_int(args, key, field_name) for key, field_name in _ARG_FIELDS.items()}
+    groups = arg_ints["norm_groups"]
+    base = infer_base_config(sd, norm_groups=groups)
     if args.get("base_tokenizer") not in (None, base.kind):
         raise ValueError(f"args say base {args['base_tokenizer']!r} but the weights hold a {base.kind} base")
     if args.get("quantize_latent") is not None and bool(args["quantize_latent"]) != quantize:
@@ -225,14 +272,14 @@ def infer_config(
     def pick(arg_key: str, w: int, d: int) -> int:
         if heads:
             return int(heads)
-        if args.get(arg_key):
-            return int(args[arg_key])
+        if arg_ints[arg_key]:
+            return arg_ints[arg_key]  # type: ignore[return-value]
         if preset:
             return PRESETS[preset]["heads"]
         h = heads_for(w, d)
         if h is None:
             raise ValueError(f"cannot tell the attention heads for width {w}, depth {d} (not stored in the "
-                             "weights); pass heads explicitly")
+                             "weights); pass --heads N (heads= in the Python API)")
         return h
 
     enc_heads, dec_heads = pick("encoder_num_heads", width, depth), pick("decoder_num_heads", dec_width, dec_depth)

@@ -17,7 +17,8 @@ Plain functions and attributes, so a registry entry can point at them by ``"modu
   structure (karl_official.md §2.7: sequence ``[256 mask tokens ; T latents]``, no class token).
   Slots halted by the model receive exactly 0 (they are masked for every query). The official code
   never returns attention weights (``need_weights=False``), so there is no official map to match.
-- `PRESETS`, `VARIANTS`, `INFERENCE_OPTIONS`, `looks_like_karl`, `from_state_dict`, `load_karl`.
+- `PRESETS`, `VARIANTS`, `INFERENCE_OPTIONS` (from `karl.options.OPTIONS`, the one declaration),
+  `looks_like_karl`, `from_state_dict`, `load_karl`.
 """
 
 from __future__ import annotations
@@ -27,17 +28,14 @@ from typing import Any
 
 from alit_eval.tokenizers.karl.checkpoint import from_state_dict, load_karl, looks_like_karl
 from alit_eval.tokenizers.karl.config import PRESETS, VARIANTS, KarlConfig
-from alit_eval.tokenizers.karl.model import HALTING_POLICIES, KarlTokenizer
+from alit_eval.tokenizers.karl.model import KarlTokenizer
+from alit_eval.tokenizers.karl.options import OPTIONS
 
 FAMILY = "karl"
 CONFIG_TYPE = KarlConfig
 TOKENIZER_TYPE = KarlTokenizer
-# Inference options the CLI should expose for this family (name -> (default, help)).
-INFERENCE_OPTIONS: dict[str, tuple[Any, str]] = {
-    "epsilon": (0.0, "desired reconstruction error (L1) conditioning KARL; 0 = the evaluate.py protocol "
-                     "(lowest bin 0.005); the adaptive mode uses 0.03/0.05/0.09 with 256 slots"),
-    "halting": ("official", "; ".join(f"{k}: {v}" for k, v in HALTING_POLICIES.items())),
-}
+# The inference options (name -> (default, help)), derived from their one declaration (karl/options.py).
+INFERENCE_OPTIONS: dict[str, tuple[Any, str]] = {o.name: (o.default, o.help) for o in OPTIONS}
 attention_maps = KarlTokenizer.attention_maps
 
 __all__ = ["FAMILY", "CONFIG_TYPE", "TOKENIZER_TYPE", "INFERENCE_OPTIONS", "PRESETS", "VARIANTS", "describe",

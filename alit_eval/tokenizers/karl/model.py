@@ -29,19 +29,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from alit_eval.tokenizers.alit import halting as rng
-from alit_eval.tokenizers.alit.blocks import ResidualAttentionBlock, Transformer
-from alit_eval.tokenizers.alit.model import BaseTokenizer
-from alit_eval.tokenizers.alit.quantizer import VectorQuantizer
+from alit_eval.tokenizers import generators as rng
 from alit_eval.tokenizers.base import BudgetError, BudgetOutput, GeneratorArg, Rollout, check_images
+from alit_eval.tokenizers.common.base_holder import BaseTokenizer
+from alit_eval.tokenizers.common.blocks import ResidualAttentionBlock, Transformer
+from alit_eval.tokenizers.common.quantizer import VectorQuantizer
+from alit_eval.tokenizers.generators import default_generators
 from alit_eval.tokenizers.karl.config import KarlConfig
-
-HALTING_POLICIES = {
-    "official": "learned halting applied in the decoder; VAE noise drawn image by image from the generator "
-                "(or the global CPU RNG), as consecutive official batch-of-one calls draw it",
-    "seeded": "learned halting applied; VAE noise from one generator per image (batch- and order-independent)",
-    "off": "no slot halted: all T slots are decoded (VAE noise as 'official')",
-}
+from alit_eval.tokenizers.karl.options import HALTING_POLICIES  # declared with the option
 ATTENTION_MODES = (True, "corrected", "full")
 
 
@@ -154,6 +149,8 @@ class KarlTokenizer(nn.Module):
         """
         # float32 on the CPU, as the official comparison (float(0.03) rounds down and keeps its bin).
         eps = torch.as_tensor(epsilon).detach().to("cpu", torch.float32).reshape(-1)
+        if not bool(torch.isfinite(eps).all()):
+            raise ValueError(f"epsilon must be finite; got {epsilon!r}")
         if eps.numel() == 1:
             eps = eps.expand(batch)
         if eps.numel() != batch:
@@ -172,12 +169,12 @@ class KarlTokenizer(nn.Module):
             return z, {"base_z": z, "gt_indices": idx}
         mean, std = self.base_tokenizer.vae.posterior(images)
         if policy == "seeded":
-            noise = rng.normal(mean.shape, "seeded", generator, device=mean.device)
+            noise = rng.normal(mean.shape, generator, device=mean.device, per_image=True)
         else:
             # Image by image from one stream: what consecutive official B=1 encode() calls draw
             # (torch.randn on the CPU generator, then moved), so batching does not change it.
             shape = (1, *mean.shape[1:])
-            noise = torch.cat([rng.normal(shape, "official", generator, device=mean.device)
+            noise = torch.cat([rng.normal(shape, generator, device=mean.device)
                                for _ in range(mean.shape[0])])
         z = (mean + std * noise) * self.cfg.base.vae_scale
         return z, {"base_z": z, "vae_posterior_mean": mean, "vae_posterior_std": std, "vae_noise": noise}
@@ -295,7 +292,8 @@ class KarlTokenizer(nn.Module):
             attention: False, True/"corrected" (maps, see `attention_maps`) or "full" (also the raw
                 ``[B, layers, L, L]`` weights in ``extras["attention_full"]``).
             generator: VAE noise source: a CPU `torch.Generator` (``official``/``off``; default the
-                global CPU RNG) or one per image (``seeded``). VQGAN models draw nothing.
+                global CPU RNG) or one per image (``seeded``; None: per image from
+                `generators.DEFAULT_SEED` and the image's pixels). VQGAN models draw nothing.
             halting: a key of `HALTING_POLICIES` (default the model's).
             epsilon: desired reconstruction error, one or one per image (default the model's, 0.0).
 
@@ -315,6 +313,9 @@ class KarlTokenizer(nn.Module):
         eps = self.epsilon if epsilon is None else epsilon
         # Contiguous NCHW float32, as ALIT does: other layouts take conv kernels with other rounding.
         images = images.to(self.device, torch.float32).contiguous()
+        if policy == "seeded" and generator is None:
+            # Called without generators (the Python API): per image, from the default seed and its pixels.
+            generator = default_generators(images)
         outputs: dict[int, BudgetOutput] = {}
         with torch.no_grad():
             base_z, extras = self.base_features(images, policy, generator)

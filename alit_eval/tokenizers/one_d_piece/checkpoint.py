@@ -17,8 +17,9 @@ from typing import Any, Mapping
 import torch
 
 from alit_eval.errors import CheckpointError
-from alit_eval.tokenizers.checkpoints import key_mismatch
-from alit_eval.tokenizers.one_d_piece.config import OneDPieceConfig, infer_config
+from alit_eval.tokenizers.loading import load_checked
+from alit_eval.tokenizers.one_d_piece.config import FIELDS, OneDPieceConfig, infer_config
+from alit_eval.tokenizers.validate import safe_text
 
 # Keys every stage-2 One-D-Piece / TiTok state_dict has and no ALIT or KARL one does.
 SENTINELS = (
@@ -77,6 +78,7 @@ def from_state_dict(
     from alit_eval.tokenizers.one_d_piece.model import OneDPieceTokenizer
 
     sd = convert_official(sd)
+    source = safe_text(source, 200)
     if not looks_like_one_d_piece(sd):
         if "latent_tokens" in sd and "pixel_quantize.embedding.weight" not in sd and "encoder.positional_embedding" in sd:
             raise CheckpointError(
@@ -86,21 +88,13 @@ def from_state_dict(
         raise CheckpointError(
             f"{source} is not a One-D-Piece/TiTok checkpoint: it lacks {', '.join(k for k in SENTINELS if k not in sd)}"
         )
-    if config is None:
-        try:
-            config = infer_config(sd, heads=heads, family=family)
-        except (KeyError, ValueError, TypeError) as e:
-            raise CheckpointError(f"cannot infer the One-D-Piece/TiTok configuration of {source}: {e}") from None
-    with torch.device("meta"):
-        model = OneDPieceTokenizer(config, name=name)
-    parts = key_mismatch(model.state_dict(), sd)
-    if parts:
-        raise CheckpointError(
-            f"{source} does not match the {config.family} config (width {config.width}, depth {config.depth}, "
-            f"{config.num_latent_tokens} tokens): {'; '.join(parts)}. Likely cause: another variant or a partial file."
-        )
-    model.load_state_dict(sd, strict=True, assign=True)
-    return model.eval()
+    return load_checked(
+        sd, title="One-D-Piece/TiTok", source=source, fields=FIELDS,
+        raw_config=config.to_dict() if isinstance(config, OneDPieceConfig) else config,
+        from_dict=OneDPieceConfig.from_dict, infer=lambda: infer_config(sd, heads=heads, family=family),
+        build=lambda cfg: OneDPieceTokenizer(cfg, name=name), what="One-D-Piece/TiTok config",
+        describe=lambda cfg: f"width {cfg.width}, depth {cfg.depth}, {cfg.num_latent_tokens} tokens",
+        hint="another variant or a partial file")
 
 
 def load_one_d_piece(

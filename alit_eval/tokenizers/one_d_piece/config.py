@@ -36,6 +36,32 @@ PRESETS: dict[str, tuple[str, str, int, str]] = {
 }
 
 
+# Types and sane bounds of every config field (the family's `config_fields`), checked before anything is
+# built (alit_eval.tokenizers.validate.check_fields): the largest release is width 1024, depth 24.
+FIELDS: dict[str, tuple[Any, ...]] = {
+    "family": ("choice", FAMILIES, None),
+    "width": ("int", 8, 16384),
+    "depth": ("int", 1, 128),
+    "heads": ("int", 1, 256),
+    "dec_width": ("int?", 8, 16384),
+    "dec_depth": ("int?", 1, 128),
+    "dec_heads": ("int?", 1, 256),
+    "num_latent_tokens": ("int", 1, 4096),
+    "image_size": ("int", 8, 8192),
+    "patch_size": ("int", 1, 256),
+    "token_size": ("int", 1, 4096),
+    "codebook_size": ("int", 1, 1 << 20),
+    "use_l2_norm": ("bool", 0, 1),
+    "mlp_ratio": ("int", 1, 16),
+    "pixel_hidden": ("int", 32, 4096),
+    "pixel_channel_mult": ("ints", 1, 64),
+    "pixel_res_blocks": ("int", 1, 16),
+    "pixel_z_channels": ("int", 1, 4096),
+    "pixel_codebook_size": ("int", 1, 1 << 20),
+    "strict_length": ("bool?", 0, 1),
+    "preset": ("choice?", tuple(PRESETS), None),
+}
+
 @dataclass(frozen=True)
 class OneDPieceConfig:
     """Everything needed to build a One-D-Piece or TiTok tokenizer (stage-2, with pixel decoder).
@@ -77,6 +103,10 @@ class OneDPieceConfig:
     preset: str | None = None
 
     def __post_init__(self) -> None:
+        from alit_eval.tokenizers.validate import check_fields
+
+        # Types and bounds first (a file's config is untrusted): nothing below divides by zero.
+        check_fields(vars(self), FIELDS)
         for name in ("dec_width", "dec_depth", "dec_heads"):
             if getattr(self, name) is None:
                 object.__setattr__(self, name, getattr(self, name[4:]))
@@ -128,6 +158,14 @@ class OneDPieceConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "OneDPieceConfig":
+        """Build from `to_dict` output (e.g. a file's metadata), checking every field first.
+
+        Raises:
+            ConfigError: an unknown field, a wrong type or a value out of its bounds.
+        """
+        from alit_eval.tokenizers.validate import check_config_dict
+
+        check_config_dict(d, FIELDS)
         d = dict(d)
         if "pixel_channel_mult" in d:
             d["pixel_channel_mult"] = tuple(d["pixel_channel_mult"])
@@ -191,7 +229,7 @@ def infer_config(
         if h is None:
             raise ValueError(
                 f"cannot tell the attention heads for width {w}, depth {d} (not stored in the weights, and no "
-                "official size matches); pass heads explicitly"
+                "official size matches); pass --heads N (heads= in the Python API)"
             )
         return h
 

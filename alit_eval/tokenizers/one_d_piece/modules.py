@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from alit_eval.tokenizers.alit.blocks import ResidualAttentionBlock
+from alit_eval.tokenizers.common.blocks import ResidualAttentionBlock
 from alit_eval.tokenizers.one_d_piece.config import OneDPieceConfig
 
 

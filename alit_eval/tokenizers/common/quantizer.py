@@ -1,4 +1,4 @@
-"""The 1D-token vector quantiser of ALIT: plain VQ with L2-normalised inputs and codebook.
+"""The 1D-token vector quantiser of ALIT (also KARL's): plain VQ with L2-normalised inputs and codebook.
 
 alit_official.md §1.5: lookup by argmin squared Euclidean distance between the normalised vector and
 normalised codebook rows (equivalent to max cosine); the output is the normalised codebook row.

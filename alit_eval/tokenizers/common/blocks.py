@@ -1,4 +1,4 @@
-"""Transformer blocks with the official ALIT parameter names.
+"""Transformer blocks with the official ALIT parameter names, shared by ALIT, KARL and One-D-Piece/TiTok.
 
 Official layout (alit_official.md §1.8): pre-LN residual block ``x + MHA(ln_1(x))`` then
 ``x + MLP(ln_2(x))`` with ``MLP = c_fc -> exact GELU -> c_proj`` and a fused-QKV
