@@ -24,6 +24,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -146,6 +147,10 @@ def fid_between(folder_a: str | Path, folder_b: str | Path, *, fid_resize: str =
     Returns:
         The Frechet distance of the two sets' Inception pool features (float64 statistics).
 
+    Warns:
+        UserWarning: a set of fewer than 2048 images (the feature dimension), as the CLI warns: the
+        FID is then biased upwards and comparable only with FIDs on as many images.
+
     Example:
         >>> fid_between("recons/original", "recons/64")  # doctest: +SKIP
         12.3
@@ -158,7 +163,13 @@ def fid_between(folder_a: str | Path, folder_b: str | Path, *, fid_resize: str =
     from alit_eval.metrics.fid import FeatureStats, fid_from_stats
     from alit_eval.metrics.inception import InceptionFeatures
 
+    from alit_eval.analysis.skeleton import RFID_MIN_IMAGES
+
     sets = [_image_files(folder_a), _image_files(folder_b)]
+    fewest = min(len(f) for f in sets)
+    if fewest < RFID_MIN_IMAGES:
+        warnings.warn(f"FID rests on {fewest} images (< {RFID_MIN_IMAGES}): it is biased upwards and not comparable "
+                      "with published 50k-image numbers", UserWarning, stacklevel=2)
     net = InceptionFeatures(str(inception_weights) if inception_weights else None, fid_resize,
                             resolve_device(device), offline=offline)
     stats = []

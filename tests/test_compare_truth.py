@@ -161,3 +161,54 @@ def test_compare_flags_no_budget_signal_and_names_every_row(tiny_pair, tmp_path)
     metrics = pd.read_csv(folder / "metrics.csv")
     alloc = rp.allocation_table(metrics)
     assert alloc is not None and set(alloc["tokenizer"]) == {"a", "b"}  # no row without its tokenizer
+
+
+def test_allocate_epsilon_writes_every_output_and_warns_on_a_missed_target(tmp_path):
+    from alit_eval.tokenizers.checkpoints import save_tokenizer
+    from test_karl_model import tiny_model
+
+    ckpt = save_tokenizer(tiny_model(), tmp_path / "karl.safetensors")
+    res = CliRunner().invoke(app, ["--results-dir", str(tmp_path), "--device", "cpu", "allocate", "--ckpt", str(ckpt),
+                                   "--criterion", "epsilon", "--thresholds", "0.03,0.05", "--data", "demo-scenes",
+                                   "--limit", "4", "--no-fid", "--run-id", "e"])
+    assert res.exit_code == 0, res.output
+    folder = tmp_path / "allocate" / "e"
+    for name in ("per_image.parquet", "selection.parquet", "allocation_summary.csv", "selected_budgets.csv",
+                 "gallery/gallery.csv", "figures/tokens_vs_threshold.png", "figures/selected_budget_histogram.png",
+                 "figures/gallery.png"):
+        assert (folder / name).is_file(), name
+    summary = pd.read_csv(folder / "allocation_summary.csv")
+    per = pd.read_parquet(folder / "per_image.parquet")
+    for t, g in per.groupby("threshold"):  # the summary is the mean of the per-image table
+        row = summary[np.isclose(summary["threshold"], t)].iloc[0]
+        assert row["mean_tokens"] == pytest.approx(g["tokens_used"].mean())
+        missed = abs(g["l1"].mean() - t) / t > 0.5
+        assert bool(row["target_missed"]) == missed
+        assert (f"epsilon = {t:g} the achieved mean L1" in res.output) == missed
+    assert summary["target_missed"].any()  # a random tiny KARL does not reach L1 0.03
+    assert "token allocation" in res.output  # the console summary
+
+
+def test_compare_variable_token_rfid_with_its_shuffled_control(tmp_path):
+    from types import SimpleNamespace
+
+    from alit_eval.analysis.compare import fid_rows, variable_fids
+    from test_allocation import _fake_store, _naive_fid
+
+    budgets = [4, 8, 12, 16]
+    store, feats = _fake_store(tmp_path, n=13, dim=3, budgets=budgets)
+    rng = np.random.default_rng(3)
+    chosen = rng.choice(budgets, size=13)
+    sel = pd.DataFrame({"tokenizer": "t", "index": np.arange(13), "image_id": [f"img{i}" for i in range(13)],
+                        "threshold": 0.1, "selected_budget": chosen})
+    inputs = {"t": SimpleNamespace(result=SimpleNamespace(store=store, budgets=budgets))}
+    fids = variable_fids(inputs, sel, seed=0)
+    rows = np.stack([feats[int(b)][i] for i, b in enumerate(chosen)])
+    assert fids["variable_rfid"].item() == pytest.approx(_naive_fid(rows, feats["ref"]), rel=1e-6)
+    perm = np.random.default_rng(0).permutation(chosen)  # the shuffled control: same budgets, random images
+    shuffled = np.stack([feats[int(b)][i] for i, b in enumerate(perm)])
+    assert fids["shuffled_rfid"].item() == pytest.approx(_naive_fid(shuffled, feats["ref"]), rel=1e-6)
+    summary = pd.DataFrame({"tokenizer": ["t"], "threshold": [0.1], "n": [13]})
+    out = fid_rows(fids, summary, "tf1", dataset="d", preprocess="p", criterion="l1")
+    assert sorted(r["condition"].split("selection=")[1].split(";")[0] for r in out) == ["shuffled", "variable"]
+    assert all("tokenizer=t" in r["condition"] for r in out)

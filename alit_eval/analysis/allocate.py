@@ -77,7 +77,7 @@ def run(req: Any, *, from_run: str | None, thresholds: Sequence[str], criterion:
         # the tokenizer chooses its own token count under the condition (KARL's epsilon)
         return model_allocation.run(req, criterion=criterion, thresholds=thresholds, from_run=from_run, seed=seed,
                                     device=device, offline=offline, results_dir=results_dir, run_id=run_id,
-                                    overwrite=overwrite, progress=progress)
+                                    overwrite=overwrite, progress=progress, gallery=gallery, figures=figures)
     ts.criterion_spec(criterion)
     plan = plan_sweep(req, from_run, seed=seed, device=device, offline=offline, progress=progress)
     config = {**plan.config, "allocate": {"criterion": criterion, "thresholds": [str(t) for t in thresholds],
