@@ -212,3 +212,42 @@ def test_compare_variable_token_rfid_with_its_shuffled_control(tmp_path):
     out = fid_rows(fids, summary, "tf1", dataset="d", preprocess="p", criterion="l1")
     assert sorted(r["condition"].split("selection=")[1].split(";")[0] for r in out) == ["shuffled", "variable"]
     assert all("tokenizer=t" in r["condition"] for r in out)
+    # the cross-family reproduction finds the variable (not the shuffled) rFID of a compare run
+    import sys
+    from pathlib import Path
+
+    from alit_eval.results.schema import metrics_frame
+
+    analyses = Path(__file__).resolve().parents[1] / "analyses"
+    sys.path.insert(0, str(analyses))
+    try:
+        import _common
+        import published
+        import reproduce_cross_family as x
+    finally:
+        sys.path.remove(str(analyses))
+    rows = x.tokenizer_rows(metrics_frame(out), "t")
+    got = _common.lookup(rows, published.Published("t", "d", "rfid", 9.0, "s", threshold=0.1))
+    assert got == pytest.approx(fids["variable_rfid"].item())
+    assert "variable-token FIDs" in x.__doc__ and "has no variable-token rFID" not in x.__doc__
+
+
+def test_fid_between_warns_under_2048_images_like_the_cli(tmp_path, monkeypatch):
+    import alit_eval
+    from alit_eval.metrics import inception
+    from PIL import Image
+
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        for i in range(3):
+            Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(tmp_path / name / f"{i}.png")
+
+    class Stop(Exception):
+        pass
+
+    def no_network(*a, **k):  # the warning comes before the network is built; stop there (fast)
+        raise Stop
+
+    monkeypatch.setattr(inception, "InceptionFeatures", no_network)
+    with pytest.warns(UserWarning, match=r"3 images \(< 2048\)"), pytest.raises(Stop):
+        alit_eval.fid_between(tmp_path / "a", tmp_path / "b", device="cpu", offline=True)
