@@ -187,6 +187,40 @@ def fid_between(folder_a: str | Path, folder_b: str | Path, *, fid_resize: str =
     return float(fid_from_stats(stats[0], stats[1]))
 
 
+DEFAULT_SEED = 0  # the seed of a plain rollout's halting draws (see `load_tokenizer`)
+
+
+def _default_generators(tok: Any) -> None:
+    """Let ``tok.rollout(images, budgets)`` run without generators under the ``seeded`` policy.
+
+    Only where the tokenizer itself refuses a missing generator (older tokenizers): the call is
+    retried with one generator per image, seeded from `DEFAULT_SEED` and the image's position. A
+    tokenizer that has its own default never reaches the retry.
+    """
+    import functools
+
+    inner = getattr(tok, "rollout", None)
+    if inner is None:
+        return
+
+    @functools.wraps(inner)
+    def rollout(images: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return inner(images, *args, **kwargs)
+        except ValueError as exc:
+            if kwargs.get("generator") is not None or "needs one torch.Generator per image" not in str(exc):
+                raise
+            from alit_eval.tokenizers.alit.halting import per_image_generators
+
+            gens = per_image_generators(DEFAULT_SEED, [str(i) for i in range(len(images))])
+            return inner(images, *args, **{**kwargs, "generator": gens})
+
+    try:
+        tok.rollout = rollout
+    except AttributeError:  # a model class that forbids new attributes keeps its own rollout
+        pass
+
+
 def load_tokenizer(name_or_path: str | Path, *, device: str = "cpu", offline: bool = False,
                    trust_checkpoint: bool = False, heads: int | None = None, halting: str | None = None) -> Any:
     """Load a tokenizer from a pretrained name or a checkpoint file, as ``--ckpt`` does.
@@ -205,7 +239,9 @@ def load_tokenizer(name_or_path: str | Path, *, device: str = "cpu", offline: bo
     Returns:
         The tokenizer (an `alit_eval.tokenizers.base.AdaptiveTokenizer`): ``.budgets``,
         ``.image_size``, ``.rollout(images, budgets)``; its provenance (name, path, sha256) is in
-        ``.load_info``.
+        ``.load_info``. A plain ``rollout(images, budgets)`` works for every halting policy: without
+        a ``generator``, the ``seeded`` policy draws from generators seeded with `DEFAULT_SEED` and
+        each image's position in the batch (pass ``generator=`` for per-image-id seeds).
 
     Example:
         >>> tok = load_tokenizer("demo")  # doctest: +SKIP
@@ -216,6 +252,7 @@ def load_tokenizer(name_or_path: str | Path, *, device: str = "cpu", offline: bo
 
     tok, info = load_pretrained(name_or_path, offline=offline, trust_checkpoint=trust_checkpoint, heads=heads,
                                 halting=halting, device=device)
+    _default_generators(tok)
     try:
         tok.load_info = {k: v for k, v in info.items() if k != "config"}
     except AttributeError:  # a model class that forbids new attributes: provenance is optional here
