@@ -53,6 +53,12 @@ def compare(
 
         alit-eval compare --ckpt a.pth --ckpt b.safetensors --data demo-scenes --limit 8 --no-fid
     """
+    from alit_eval.cli.early import check_ckpt, check_ckpt_count
+
+    check_ckpt_count(ckpt)  # before the heavy imports below: a wrong count or path fails at once
+    for text in ckpt:
+        name, sep, value = text.partition("=")
+        check_ckpt(value if sep and "/" not in name and "\\" not in name else text)
     from alit_eval.analysis.compare import parse_tokenizers, run
 
     sweep.config.rounding = "truncate" if official_truncation else "round"

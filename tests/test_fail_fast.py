@@ -1,0 +1,50 @@
+"""A wrong path, count or budget fails at once: before torch is imported (issue 21, friction).
+
+Each command runs in a fresh interpreter; the test checks the one ``error:`` line, exit code 2, and
+that ``torch`` was never imported (the slow part: a minute or more on a busy machine).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PROBE = ("import sys\nfrom alit_eval.cli.app import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
+         "    print('TORCH_LOADED' if 'torch' in sys.modules else 'TORCH_NOT_LOADED')\n    raise\n")
+
+
+def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "ALIT_EVAL_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-c", PROBE, "--results-dir", str(cwd), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("args,says", [
+    (["fid", "--data", "/nonexistent-folder"], "--data /nonexistent-folder: no such file or folder"),
+    (["fid", "--ckpt", "nosuch.pth"], "--ckpt nosuch.pth: no such file"),
+    (["fid", "--budgets", "100"], "budget(s) 100 not available; this tokenizer produces 8, 16, ..., 64"),
+    (["allocate", "--data", "missing/images"], "--data missing/images: no such file or folder"),
+    (["compare", "--ckpt", "demo"], "compare needs at least two tokenizers"),
+    (["compare", "--ckpt", "a=demo", "--ckpt", "b=nosuch.safetensors"], "--ckpt nosuch.safetensors: no such file"),
+])
+def test_bad_input_fails_before_torch_is_imported(args, says, tmp_path):
+    res = _run(args, tmp_path)
+    assert res.returncode == 2, res.stdout + res.stderr
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert lines == [lines[0]] and lines[0].startswith("error: ") and says in lines[0], res.stderr
+    assert "TORCH_NOT_LOADED" in res.stdout, res.stdout
+
+
+def test_header_budgets_match_the_loaded_tokenizer(tiny_ckpt):
+    from alit_eval.cli.early import bundled, header_budgets
+    from alit_eval.tokenizers.pretrained import load_pretrained
+
+    for path in (Path(tiny_ckpt), bundled("demo")):
+        tok, _ = load_pretrained(str(path))
+        assert header_budgets(path) == list(tok.budgets)
