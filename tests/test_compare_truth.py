@@ -148,6 +148,7 @@ def test_compare_flags_no_budget_signal_and_names_every_row(tiny_pair, tmp_path)
     assert flat, verdicts  # random-weight tiny ALITs: L1 does not move with the budget
     assert all(f"NO BUDGET SIGNAL for {n}" in res.output for n in flat)
     assert "image size: a 32 px, b 32 px" in res.output
+    assert "a: reconstruction: 6 images to process" in res.output  # progress names the tokenizer
     for name in ("compare.csv", "matched_tokens.csv", "paired_tests.csv"):
         table = pd.read_csv(folder / name)
         assert dict(zip(table["tokenizer"], table["budget_signal"])) == {

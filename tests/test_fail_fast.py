@@ -48,3 +48,23 @@ def test_header_budgets_match_the_loaded_tokenizer(tiny_ckpt):
     for path in (Path(tiny_ckpt), bundled("demo")):
         tok, _ = load_pretrained(str(path))
         assert header_budgets(path) == list(tok.budgets)
+
+
+def test_progress_speaks_every_30_s_during_a_long_batch_with_a_readable_rate(monkeypatch):
+    import io
+    import time
+
+    from alit_eval.engine import sweep
+
+    monkeypatch.setattr(sweep, "PLAIN_EVERY_S", 0.2)  # stands for 30 s
+    stream = io.StringIO()
+    with sweep._progress(True, 4, 0, "karl: reconstruction", stream=stream) as advance:
+        time.sleep(0.7)  # one slow batch: no image finished yet, the timer still reports
+        advance(2)
+        time.sleep(0.5)
+        advance(2)
+    lines = stream.getvalue().splitlines()
+    assert any("(working on a batch)" in line and line.startswith("karl: reconstruction: 0/4") for line in lines), lines
+    assert all("0.0 img/s" not in line for line in lines)
+    assert "s/img" in lines[-1] or "img/s" in lines[-1]
+    assert sweep._rate(2, 60.0) == "30 s/img" and sweep._rate(30, 10.0) == "3.0 img/s"
