@@ -32,6 +32,7 @@ def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     (["allocate", "--data", "missing/images"], "--data missing/images: no such file or folder"),
     (["compare", "--ckpt", "demo"], "compare needs at least two tokenizers"),
     (["compare", "--ckpt", "a=demo", "--ckpt", "b=nosuch.safetensors"], "--ckpt nosuch.safetensors: no such file"),
+    (["fid", "--bugdets", "8"], "No such option: --bugdets"),  # one line, not a box
 ])
 def test_bad_input_fails_before_torch_is_imported(args, says, tmp_path):
     res = _run(args, tmp_path)

@@ -308,13 +308,43 @@ def _short_warning(message: Any, category: type, filename: str, lineno: int, lin
     return f"warning: {message}\n"
 
 
+def _click_errors() -> tuple[type, type, tuple[type, ...]]:
+    """Click's UsageError, ClickException and Abort classes, wherever this Typer keeps its click
+    (recent Typer vendors it as ``typer._click``; older ones use the ``click`` package)."""
+    try:
+        from typer.core import _click as click_module  # type: ignore[attr-defined]
+    except ImportError:
+        import click as click_module
+    errors = click_module.exceptions
+    aborts = tuple({cls for cls in (getattr(errors, "Abort", None), getattr(__import__("typer").exceptions, "Abort",
+                                                                             None)) if cls is not None})
+    return errors.UsageError, errors.ClickException, aborts
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI (console script ``alit-eval``); `argv` defaults to ``sys.argv[1:]``."""
     global _current
     _current = GlobalOptions()
     warnings.formatwarning = _short_warning  # one readable line per warning on the CLI
+    usage_error, click_error, abort = _click_errors()
     try:
-        app(args=argv, prog_name="alit-eval")
+        # Not standalone: a usage error (a misspelled option) becomes the one `error:` line, not a box.
+        code = app(args=argv, prog_name="alit-eval", standalone_mode=False)
+        if code == 130:
+            raise _Interrupted
+        if isinstance(code, int) and code:
+            sys.exit(code)
+    except usage_error as exc:
+        print(f"error: {_one_line(Exception(exc.format_message()))}"
+              + (f" (see alit-eval {exc.ctx.info_name} --help)" if exc.ctx is not None and exc.ctx.parent else
+                 " (see alit-eval --help)"), file=sys.stderr)
+        sys.exit(2)
+    except click_error as exc:
+        print(f"error: {_one_line(Exception(exc.format_message()))}", file=sys.stderr)
+        sys.exit(exc.exit_code or 2)
+    except abort:
+        print(INTERRUPTED_MESSAGE, file=sys.stderr)
+        sys.exit(130)
     except AlitEvalError as exc:
         if _current.verbose:
             traceback.print_exc()
