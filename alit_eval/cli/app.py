@@ -203,9 +203,35 @@ def _global_options(
         offline=offline or env_offline(), verbose=verbose,
     )
     ctx.obj = _current
+    before = list(logging.getLogger().handlers)
     logging.basicConfig(
         level=logging.WARNING - 10 * min(verbose, 2), format="%(levelname)s %(name)s: %(message)s"
     )
+    _ONCE.seen.clear()  # a new command: its warnings are new
+    for handler in logging.getLogger().handlers:
+        if handler not in before:  # only the console handler made here (a host's handlers see every record)
+            handler.addFilter(_ONCE)
+
+
+class _OnceFilter(logging.Filter):
+    """Let each warning text through once per command (several sweeps of one run, or a check and its
+    summary, must not print the same line twice); remembers them so the summary skips them too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        text = record.getMessage()
+        if text in self.seen:
+            return False
+        self.seen.add(text)
+        return True
+
+
+_ONCE = _OnceFilter()
 
 
 def _guard(func: Callable[..., Any], *, theme: bool = False) -> Callable[..., Any]:
@@ -259,8 +285,11 @@ for _name, _target in COMMANDS.items():
 
 
 def print_summary(lines: list[str]) -> None:
-    """Print a run's summary (`alit_eval.analysis.skeleton.summary_lines`); warnings go to stderr."""
+    """Print a run's summary (`alit_eval.analysis.skeleton.summary_lines`); warnings go to stderr,
+    except those already logged during the run (each warning is printed once)."""
     for line in lines:
+        if line.startswith("warning:") and line[len("warning:"):].strip() in _ONCE.seen:
+            continue
         if line.startswith("warning:"):
             typer.secho(line, fg="yellow", err=True)
         else:
