@@ -155,9 +155,9 @@ def run(req: Any, *, criterion: str, thresholds: Sequence[str], from_run: str | 
                             "variable_rfid": float(rfid.iloc[0]) if len(rfid) else float("nan")})
         summary = pd.DataFrame(summary)
         warnings = target_check(summary)
-        rows += [{"command": "allocate", "dataset": dataset, "preprocess": p.source.preprocess, "metric": "target_missed",
-                  "value": float(m), "n": int(r["n"]), "condition": format_condition(criterion=criterion,
-                                                                                     threshold=f"{r['threshold']:g}")}
+        base = {"command": "allocate", "dataset": dataset, "preprocess": p.source.preprocess, "metric": "target_missed"}
+        rows += [{**base, "value": float(m), "n": int(r["n"]),
+                  "condition": format_condition(criterion=criterion, threshold=f"{r['threshold']:g}")}
                  for r, m in zip(summary.to_dict("records"), summary["target_missed"])]
         metrics = metrics_frame(rows)
         selection = pd.concat(picks, ignore_index=True)

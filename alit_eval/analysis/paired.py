@@ -106,7 +106,8 @@ def matched_tokens(per_image: Mapping[str, pd.DataFrame], thresholds: Sequence[t
         ``(selection, summary)``. selection: `token_selection.selection_table` rows plus ``tokenizer``
         and ``max_budget``; ``required_budget`` is the selected budget, or the tokenizer's largest
         swept budget when ``censored``; ``required_tokens`` the tokens the decoder receives there
-        (`alit_eval.analysis.tokens`: fewer than the budget for a family that drops slots). summary: one row per (tokenizer, threshold): threshold,
+        (`alit_eval.analysis.tokens`: fewer than the budget for a family that drops slots).
+        summary: one row per (tokenizer, threshold): threshold,
         threshold_spec, criterion, mean_tokens, ci_low, ci_high, median_tokens, n, n_censored,
         censored_share, max_budget, and ``<metric>_selected``: the mean of each quality metric at the
         images' selected budgets (KARL Tab. 2's LPIPS/SSIM at the tokens used).

@@ -92,7 +92,8 @@ def print_summary(summary, tests) -> None:
         diff = f"{hit['diff'].iloc[0]:+.1f}" if len(hit) else "ref"
         p = f"{hit['p_value'].iloc[0]:.2g}" if len(hit) else ""
         cells = [r["tokenizer"], f"{r['threshold']:.4g}",
-                 f"{r['mean_tokens']:.1f} [{r['ci_low']:.1f}, {r['ci_high']:.1f}]", f"{r['n_censored']}/{r['n']}", diff, p]
+                 f"{r['mean_tokens']:.1f} [{r['ci_low']:.1f}, {r['ci_high']:.1f}]",
+                 f"{r['n_censored']}/{r['n']}", diff, p]
         if fid:
             cells += [f"{r.get('variable_rfid', float('nan')):.4g}", f"{r.get('shuffled_rfid', float('nan')):.4g}"]
         if "budget_signal" in summary:
