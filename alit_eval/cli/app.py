@@ -361,7 +361,7 @@ def main(argv: list[str] | None = None) -> None:
         code = app(args=argv, prog_name="alit-eval", standalone_mode=False)
         if code == 130:
             raise _Interrupted
-        if isinstance(code, int) and code:
+        if isinstance(code, int):  # an Exit (--version, --help, typer.Exit) carries its code
             sys.exit(code)
     except usage_error as exc:
         print(f"error: {_one_line(Exception(exc.format_message()))}"
