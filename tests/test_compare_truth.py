@@ -70,7 +70,7 @@ def test_tokens_figure_and_bits_figure_share_one_token_axis(tmp_path):
                                              "odp": {"family": "one_d_piece", "bits_per_token": 12.0}},
                        {"karl": [64, 128, 256], "odp": [64, 256]}, [64, 128, 256])
     plots.set_theme()
-    tok = plots_compare.quality_vs(table, "tokens", title="compare: karl on d (n=4)")
+    tok = plots_compare.quality_vs(table, "tokens", title="compare: karl on d (n=4)", flagged=["odp"])
     bits = plots_compare.quality_vs(table, "bits_per_image", title="compare: karl on d (n=4)")
     x_tok = tok.axes[0].lines[0].get_xdata()
     x_bits = bits.axes[0].lines[0].get_xdata()
@@ -78,7 +78,7 @@ def test_tokens_figure_and_bits_figure_share_one_token_axis(tmp_path):
     assert np.allclose(np.asarray(x_bits) / 12.0, x_tok)
     assert "n=4" in tok._suptitle.get_text()
     labels = [t.get_text() for t in tok.axes[0].get_legend().get_texts()]
-    assert "95 % CI (bootstrap)" in labels
+    assert "95 % CI (bootstrap)" in labels and "odp (no budget signal)" in labels
     # a tokenizer lacking a budget in the middle (absent 128) still draws one connected line with its band
     odp = tok.axes[0].lines[1]
     assert np.isfinite(np.asarray(odp.get_xdata(), float)).all() and list(odp.get_xdata()) == [64.0, 256.0]

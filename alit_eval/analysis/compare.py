@@ -467,7 +467,8 @@ def run(req: Any, *, tokenizers: Sequence[TokenizerSpec], budgets: str | None = 
         title = run_title(" vs ".join(inputs), data_label(first.config.get("data", {}).get("source", dataset)),
                           n_images, "compare")
         if figures:
-            pc.write_figures(run.dir.figures, table, summary, no_rate, criterion, title=title)
+            pc.write_figures(run.dir.figures, table, summary, no_rate, criterion, title=title,
+                             flagged=[n for n, sig in signals.items() if sig.flat])
         run.finish(seed, {
             "reference": reference, "dataset": {"name": dataset, **first.config.get("data", {})},
             "preprocess": preprocess, "n_images": n_images,

@@ -34,7 +34,7 @@ def _curve(g: "pd.DataFrame") -> "pd.DataFrame":
 
 
 def quality_vs(table: "pd.DataFrame", x: str = "tokens", *, excluded: Sequence[str] = (),
-               panels: Sequence[str] = PANELS, title: str = "") -> "Figure":
+               panels: Sequence[str] = PANELS, title: str = "", flagged: Sequence[str] = ()) -> "Figure":
     """One panel per metric, one curve per tokenizer, against `x` (``tokens`` or ``bits_per_image``).
 
     Args:
@@ -42,6 +42,7 @@ def quality_vs(table: "pd.DataFrame", x: str = "tokens", *, excluded: Sequence[s
         x: ``tokens`` (mean tokens the decoder receives at each budget) or ``bits_per_image``.
         excluded: tokenizers left out (e.g. no finite rate); named under the figure.
         title: the figure title (data and number of images).
+        flagged: tokenizers whose quality does not move with the budget (labelled "no budget signal").
     """
     import matplotlib.pyplot as plt
 
@@ -57,7 +58,8 @@ def quality_vs(table: "pd.DataFrame", x: str = "tokens", *, excluded: Sequence[s
             if not len(g):
                 continue
             xs = g[x].to_numpy(float)
-            line = ax.plot(xs, g["value"].to_numpy(float), marker="o", label=str(name))[0]
+            label = f"{name} (no budget signal)" if name in flagged else str(name)
+            line = ax.plot(xs, g["value"].to_numpy(float), marker="o", label=label)[0]
             if g["ci_low"].notna().any():
                 ax.fill_between(xs, g["ci_low"].to_numpy(float), g["ci_high"].to_numpy(float), alpha=0.2,
                                 color=line.get_color(), label=None if banded else "95 % CI (bootstrap)")
@@ -71,7 +73,8 @@ def quality_vs(table: "pd.DataFrame", x: str = "tokens", *, excluded: Sequence[s
     return add_title(fig, title)
 
 
-def matched_tokens(summary: "pd.DataFrame", criterion: str = "l1", title: str = "") -> "Figure":
+def matched_tokens(summary: "pd.DataFrame", criterion: str = "l1", title: str = "",
+                   flagged: Sequence[str] = ()) -> "Figure":
     """Mean tokens needed per threshold and tokenizer (``matched_tokens.csv``), 95% CI as error bars."""
     import matplotlib.pyplot as plt
     import numpy as np
@@ -85,7 +88,8 @@ def matched_tokens(summary: "pd.DataFrame", criterion: str = "l1", title: str = 
         pos = np.arange(len(thresholds)) + (k - (len(names) - 1) / 2) * width
         mean = g["mean_tokens"].to_numpy(float)
         err = np.vstack([mean - g["ci_low"].to_numpy(float), g["ci_high"].to_numpy(float) - mean])
-        ax.bar(pos, mean, width, yerr=np.nan_to_num(err), capsize=3, label=str(name))
+        ax.bar(pos, mean, width, yerr=np.nan_to_num(err), capsize=3,
+               label=f"{name} (no budget signal)" if name in flagged else str(name))
         for p, m, c in zip(pos, mean, g["censored_share"].to_numpy(float)):
             if c > 0:  # censored images count at the largest budget: mark the bar as a lower bound
                 ax.annotate(f"≥ ({100 * c:.0f}% cens.)", (p, m), ha="center", va="bottom", fontsize=6)
@@ -101,12 +105,13 @@ def matched_tokens(summary: "pd.DataFrame", criterion: str = "l1", title: str = 
 
 
 def write_figures(folder: Path, table: "pd.DataFrame", summary: "pd.DataFrame", no_rate: Sequence[str],
-                  criterion: str, title: str = "") -> None:
-    """The three figures of a compare run into `folder` (PNG and PDF); `title` names the data and n."""
+                  criterion: str, title: str = "", flagged: Sequence[str] = ()) -> None:
+    """The three figures of a compare run into `folder` (PNG and PDF); `title` names the data and n,
+    `flagged` the tokenizers without a budget signal (so marked in every legend)."""
     from alit_eval.results import plots
 
-    plots.save(quality_vs(table, "tokens", title=title), folder, "quality_vs_tokens")
+    plots.save(quality_vs(table, "tokens", title=title, flagged=flagged), folder, "quality_vs_tokens")
     plots.save(quality_vs(table[~table["tokenizer"].isin(no_rate)], "bits_per_image", excluded=no_rate,
-                          title=title), folder, "quality_vs_bits")
+                          title=title, flagged=flagged), folder, "quality_vs_bits")
     if len(summary):
-        plots.save(matched_tokens(summary, criterion, title=title), folder, "matched_tokens")
+        plots.save(matched_tokens(summary, criterion, title=title, flagged=flagged), folder, "matched_tokens")
