@@ -84,3 +84,18 @@ def test_a_warning_is_printed_once(capsys):
     out = capsys.readouterr()
     assert "zero-pads" not in out.err and "rFID rests on 5 images" in out.err and "images: 5 used" in out.out
     cli._ONCE.seen.clear()
+
+
+def test_attention_grid_marks_the_slots_the_model_dropped():
+    import numpy as np
+
+    from alit_eval.results import plots, plots_tokens
+
+    plots.set_theme()
+    image = np.zeros((8, 8, 3), np.uint8)
+    maps = {4: np.random.default_rng(0).random((4, 8, 8))}
+    argmax = {4: np.zeros((8, 8), int)}
+    fig = plots_tokens.attention_grid(image, maps, [0, 1, 2], argmax, title="KARL small (run): x",
+                                      dropped={4: [1]})
+    marked = [ax for ax in fig.axes if any(t.get_text() == "dropped" for t in ax.texts)]
+    assert len(marked) == 1 and marked[0].get_title() in ("", "token 1")
