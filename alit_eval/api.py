@@ -24,6 +24,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -185,6 +186,10 @@ def fid_between(folder_a: str | Path, folder_b: str | Path, *, fid_resize: str =
     Returns:
         The Frechet distance of the two sets' Inception pool features (float64 statistics).
 
+    Warns:
+        UserWarning: a set of fewer than 2048 images (the feature dimension), as the CLI warns: the
+        FID is then biased upwards and comparable only with FIDs on as many images.
+
     Example:
         >>> fid_between("recons/original", "recons/64")  # doctest: +SKIP
         12.3
@@ -197,7 +202,13 @@ def fid_between(folder_a: str | Path, folder_b: str | Path, *, fid_resize: str =
     from alit_eval.metrics.fid import FeatureStats, fid_from_stats
     from alit_eval.metrics.inception import InceptionFeatures
 
+    from alit_eval.analysis.skeleton import RFID_MIN_IMAGES
+
     sets = [_image_files(folder_a), _image_files(folder_b)]
+    fewest = min(len(f) for f in sets)
+    if fewest < RFID_MIN_IMAGES:
+        warnings.warn(f"FID rests on {fewest} images (< {RFID_MIN_IMAGES}): it is biased upwards and not comparable "
+                      "with published 50k-image numbers", UserWarning, stacklevel=2)
     net = InceptionFeatures(str(inception_weights) if inception_weights else None, fid_resize,
                             resolve_device(device), offline=offline)
     stats = []
@@ -213,6 +224,40 @@ def fid_between(folder_a: str | Path, folder_b: str | Path, *, fid_resize: str =
                 acc.update(net(batch).cpu())
         stats.append(acc)
     return float(fid_from_stats(stats[0], stats[1]))
+
+
+DEFAULT_SEED = 0  # the seed of a plain rollout's halting draws (see `load_tokenizer`)
+
+
+def _default_generators(tok: Any) -> None:
+    """Let ``tok.rollout(images, budgets)`` run without generators under the ``seeded`` policy.
+
+    Only where the tokenizer itself refuses a missing generator (older tokenizers): the call is
+    retried with one generator per image, seeded from `DEFAULT_SEED` and the image's position. A
+    tokenizer that has its own default never reaches the retry.
+    """
+    import functools
+
+    inner = getattr(tok, "rollout", None)
+    if inner is None:
+        return
+
+    @functools.wraps(inner)
+    def rollout(images: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return inner(images, *args, **kwargs)
+        except ValueError as exc:
+            if kwargs.get("generator") is not None or "needs one torch.Generator per image" not in str(exc):
+                raise
+            from alit_eval.tokenizers.alit.halting import per_image_generators
+
+            gens = per_image_generators(DEFAULT_SEED, [str(i) for i in range(len(images))])
+            return inner(images, *args, **{**kwargs, "generator": gens})
+
+    try:
+        tok.rollout = rollout
+    except AttributeError:  # a model class that forbids new attributes keeps its own rollout
+        pass
 
 
 def load_tokenizer(name_or_path: str | Path, *, device: str = "cpu", offline: bool = False,
@@ -233,7 +278,9 @@ def load_tokenizer(name_or_path: str | Path, *, device: str = "cpu", offline: bo
     Returns:
         The tokenizer (an `alit_eval.tokenizers.base.AdaptiveTokenizer`): ``.budgets``,
         ``.image_size``, ``.rollout(images, budgets)``; its provenance (name, path, sha256) is in
-        ``.load_info``.
+        ``.load_info``. A plain ``rollout(images, budgets)`` works for every halting policy: without
+        a ``generator``, the ``seeded`` policy draws from generators seeded with `DEFAULT_SEED` and
+        each image's position in the batch (pass ``generator=`` for per-image-id seeds).
 
     Example:
         >>> tok = load_tokenizer("demo")  # doctest: +SKIP
@@ -244,6 +291,7 @@ def load_tokenizer(name_or_path: str | Path, *, device: str = "cpu", offline: bo
 
     tok, info = load_pretrained(name_or_path, offline=offline, trust_checkpoint=trust_checkpoint, heads=heads,
                                 halting=halting, device=device)
+    _default_generators(tok)
     try:
         tok.load_info = {k: v for k, v in info.items() if k != "config"}
     except AttributeError:  # a model class that forbids new attributes: provenance is optional here

@@ -14,7 +14,9 @@ Unknowns, said here once: KARL says only that One-D-Piece is "its IN-1K checkpoi
 S-256 by default here) and not which budgets it searched for One-D-Piece (32, 64, ..., 256 here);
 One-D-Piece's own evaluation resizes before cropping, but KARL evaluated all three its own way, so
 one preprocess mode (center-crop) is used for all. ALIT's and One-D-Piece's variable-token FIDs
-(Tab. 6) are not computed (`compare` has no variable-token rFID).
+(Tab. 6) come from `compare`: the rFID of each tokenizer's per-image-selected reconstructions at each
+threshold (``selection=variable`` rows; ``selection=shuffled`` is the control with the same budgets
+given to random images, as in `allocate`). Tokens are those the decoder receives (KARL: kept slots).
 
     python analyses/reproduce_cross_family.py --in100-val /data/imagenet100/val --lpips-weights alexnet.pth
     python analyses/reproduce_cross_family.py --in100-val /data/imagenet100/val \\
@@ -33,7 +35,8 @@ BUDGETS = "32-256:32"
 EPSILONS = ("0.03", "0.05", "0.09")  # KARL Tab. 2
 FAMILY_PROTOCOL = """  compare                    every tokenizer on the same images and preprocess mode, a sweep each
   --budgets 32-256:32        32, 64, ..., 256 for every family (KARL epsilon = 0, its evaluate.py setting)
-  --thresholds 0.03,0.05,0.09  per image the smallest budget with L1 below epsilon (KARL Tab. 2)
+  --thresholds 0.03,0.05,0.09  per image the smallest budget with L1 below epsilon (KARL Tab. 2);
+                             with its variable-token rFID and shuffled control (Tab. 6)
   KARL Tab. 2 rows           allocate --criterion epsilon --budgets 256: KARL's own epsilon-conditioned pass"""
 
 

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from alit_eval.analysis import token_selection as ts
+from alit_eval.analysis import token_selection as ts, tokens as received
 from alit_eval.analysis.quality import summarize
 from alit_eval.analysis.selection_summary import (
     fixed_curve, gallery_table, save_images, shuffled_budgets, summarize_selection, variable_fids_of,
@@ -77,7 +77,7 @@ def run(req: Any, *, from_run: str | None, thresholds: Sequence[str], criterion:
         # the tokenizer chooses its own token count under the condition (KARL's epsilon)
         return model_allocation.run(req, criterion=criterion, thresholds=thresholds, from_run=from_run, seed=seed,
                                     device=device, offline=offline, results_dir=results_dir, run_id=run_id,
-                                    overwrite=overwrite, progress=progress)
+                                    overwrite=overwrite, progress=progress, gallery=gallery, figures=figures)
     ts.criterion_spec(criterion)
     plan = plan_sweep(req, from_run, seed=seed, device=device, offline=offline, progress=progress)
     config = {**plan.config, "allocate": {"criterion": criterion, "thresholds": [str(t) for t in thresholds],
@@ -89,6 +89,7 @@ def run(req: Any, *, from_run: str | None, thresholds: Sequence[str], criterion:
         resolved = ts.resolve_thresholds(thresholds, per_image, criterion)
         selection = ts.selection_table(per_image, resolved, criterion=criterion, fallback=fallback,
                                        batch_size=batch_criterion)
+        selection["tokens_received"] = received.at_selection(selection, per_image)  # what the decoder gets
         signal = warn_if_flat(per_image, criterion)  # a metric flat across budgets makes every number below moot
         fid = bool(req.fid) and has_features(result.store, result.budgets)
         notes = ["no Inception features in the sweep: FID skipped"] if req.fid and not fid else []
@@ -103,7 +104,8 @@ def run(req: Any, *, from_run: str | None, thresholds: Sequence[str], criterion:
         run.finish(seed, {
             "dataset": inputs.dataset, "thresholds": [{"spec": s, "value": v} for s, v in resolved],
             "criterion": criterion, "fallback": fallback, "batch_criterion": batch_criterion,
-            "budget_signal": signal_dict(signal), "selection_rule": ("official batch mean over groups of %d consecutive images" % batch_criterion
+            "tokens": received.DEFINITION, "budget_signal": signal_dict(signal),
+            "selection_rule": ("official batch mean over groups of %d consecutive images" % batch_criterion
                                if batch_criterion else "per image (batch-independent)"),
             "fid_reference": "originals" if fid else None, "notes": notes,
         })
@@ -121,5 +123,6 @@ def _tables(inputs: Any, selection: pd.DataFrame, *, seed: int,
     resize = result.info.get("inception", {}).get("resize", "tf1")
     rows, summary, hist = summarize_selection(
         selection, result.per_image, command="allocate", dataset=inputs.dataset, preprocess=inputs.preprocess,
-        seed=seed, fid=fids, fid_shuffled=shuffled, fid_condition={"reference": "originals", "resize": resize})
+        seed=seed, fid=fids, fid_shuffled=shuffled, fid_condition={"reference": "originals", "resize": resize},
+        tokens="tokens_received")
     return metrics_frame([*fixed.to_dict("records"), *rows]), summary, hist

@@ -114,7 +114,7 @@ def attention_views(tokenizer: Any, image: Any, image_id: str, budgets: Sequence
     r = tokenizer.rollout(x, budgets, decode=True, attention=attention_for(tokenizer, indexing),
                           **inference_kwargs(tokenizer, {"generator": gen}))
     size = int(image.shape[-1])
-    out: dict[str, Any] = {"raw": {}, "maps": {}, "argmax": {}, "recon": {},
+    out: dict[str, Any] = {"raw": {}, "maps": {}, "argmax": {}, "recon": {}, "dropped": {},
                            "image": image.permute(1, 2, 0).cpu().numpy()}
     for b in r.budgets:
         att = r[b].attention[0].float().cpu()  # [layers, N, gh, gw]
@@ -125,4 +125,7 @@ def attention_views(tokenizer: Any, image: Any, image_id: str, budgets: Sequence
         out["maps"][b] = overlay_maps(a, size)
         out["argmax"][b] = upsample_labels(a.argmax(0), size)
         out["recon"][b] = to_uint8(r[b].reconstruction)[0].permute(1, 2, 0).cpu().numpy()
+        halted = (r[b].extras or {}).get("halt_mask")  # KARL: the slots it dropped (the decoder never sees them)
+        if halted is not None:
+            out["dropped"][b] = [int(i) for i in torch.nonzero(halted[0].bool()).flatten().tolist()]
     return out

@@ -100,6 +100,8 @@ def render_attention(paths: Sequence[str], *, ckpt: str = "demo", budgets: Seque
     if max(cols) >= max(bs) or min(cols) < 0:
         raise AlitEvalError(f"--tokens {cols}: token indices must lie in 0..{max(bs) - 1} for budgets {bs}")
     label = checkpoint_label(info["name"], info.get("path"))
+    fam = family_of(tok)
+    model = f"{fam.describe_config(tok.cfg)} ({label})" if hasattr(tok, "cfg") else label  # the model, then the file
     config = {"checkpoint": {"name": info["name"], "sha256": info.get("sha256"), "heads": heads},
               "images": records or [{"demo": "demo-scenes", "index": 0}], "preprocess": "resize-center-crop",
               "budgets": bs, "tokens": cols, "tokens_per_page": tokens_per_page, "layer": layer,
@@ -125,11 +127,13 @@ def render_attention(paths: Sequence[str], *, ckpt: str = "demo", budgets: Seque
             for k, page in enumerate(chunks):
                 span = f"tokens {page[0]}-{page[-1]}" if len(page) > 1 else f"token {page[0]}"
                 pagehead = f", page {k + 1}/{len(chunks)}" if len(chunks) > 1 else ""
-                title = (f"{label}: {stem}, {span}{pagehead}\n"
+                marked = "; red frame = slot the model dropped (never decoded)" if any(v["dropped"].values()) else ""
+                title = (f"{model}: {stem}, {span}{pagehead}{marked}\n"
                          f"decoder layer {v['layer']} (of 0..{v['n_layers'] - 1}, {indexing} indexing); "
                          f"overlay = attention paid to the token (jet, min-max per map, alpha 0.4)")
                 fig = plots_tokens.attention_grid(v["image"], v["maps"], page, v["argmax"],
-                                                  v["recon"] if show_budget else None, title=title)
+                                                  v["recon"] if show_budget else None, title=title,
+                                                  dropped=v["dropped"])
                 suffix = f"_p{k + 1}" if len(chunks) > 1 else ""
                 written += plots.save(fig, figs, name + suffix)
             suffixes = [f"_p{k + 1}" for k in range(len(chunks))] if len(chunks) > 1 else [""]

@@ -19,9 +19,16 @@ Outputs besides the sweeps:
 - figures: quality against tokens, quality against bits per image (tokenizers with a finite
   rate only: continuous latents have none and are named in the figure), tokens at matched L1.
 
-Bits of a budget = tokens x the family's bits per token (`Family.bits`: log2 of the codebook size;
-a fixed-length code, no entropy coding). Tokens are the ones the model really used (the sweep's
-``tokens_used``, e.g. KARL's kept slots) where the sweep records them, else the budget.
+Tokens, everywhere (matched tokens, paired tests, both figures, bits): the tokens the decoder
+actually receives (`alit_eval.analysis.tokens`: the sweep's ``tokens_used``, e.g. KARL's kept slots;
+the budget for families that keep every token). Bits of a budget = those tokens x the family's bits
+per token (`Family.bits`: log2 of the codebook size; a fixed-length code, no entropy coding).
+
+Before drawing conclusions it checks, per tokenizer, that the criterion changes with the budget at
+all (`alit_eval.analysis.signal`), and flags a tokenizer that fails (``budget_signal`` column of
+every table, a console warning, meta.json, the report). Tokenizers of different image sizes are
+refused unless ``--mixed-sizes`` (pixel metrics would be at different resolutions). With rFID, the
+variable-token rFID at each matched threshold and its shuffled control are reported as in `allocate`.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from alit_eval.analysis import token_selection as al
+from alit_eval.analysis import token_selection as al, tokens
 from alit_eval.analysis.paired import PAIRED_TEST, matched_tokens, paired_tests
 from alit_eval.analysis.quality import summarize
 from alit_eval.analysis.skeleton import CommandRun, dataset_meta
@@ -235,9 +242,10 @@ def budget_rows(name: str, res: Any, facts: dict[str, Any], *, dataset: str, pre
                      fid=fid).to_dict("records")
     base = {"command": "compare", "dataset": dataset, "preprocess": preprocess}
     per = res.per_image
+    received = tokens.mean_per_budget(per)
     for b in res.budgets:
         sub = per[per["budget"] == b]
-        used = float(sub["tokens_used"].mean()) if "tokens_used" in sub else float(b)
+        used = float(received.get(b, b))
         rows.append({**base, "budget": int(b), "metric": "tokens_used", "value": used, "n": len(sub)})
         if facts["bits_per_token"] is not None:
             rows.append({**base, "budget": int(b), "metric": "bits_per_image", "n": len(sub),
@@ -313,22 +321,88 @@ def _sweep(plan: Any, folder: Path) -> Any:
     return inputs
 
 
+def check_sizes(facts: dict[str, dict[str, Any]], mixed: bool) -> str:
+    """One line naming each tokenizer's image size; refuses different sizes unless `mixed` (``--mixed-sizes``).
+
+    Each sweep brings the same originals to its model's size with the one preprocess mode, so pixel
+    metrics (L1, PSNR, SSIM, LPIPS) of tokenizers of different sizes are measured at different
+    resolutions and are not comparable.
+
+    Raises:
+        AlitEvalError: different sizes without `mixed`.
+    """
+    sizes = {n: int(f["image_size"]) for n, f in facts.items()}
+    listed = ", ".join(f"{n} {s} px" for n, s in sizes.items())
+    if len(set(sizes.values())) > 1 and not mixed:
+        raise AlitEvalError(f"the tokenizers take different image sizes ({listed}): pixel metrics would be measured "
+                            "at different resolutions; compare tokenizers of one size, or pass --mixed-sizes to "
+                            "compare anyway (each at its own size, flagged)")
+    return listed
+
+
+def budget_signals(tables: dict[str, pd.DataFrame], criterion: str) -> dict[str, Any]:
+    """`alit_eval.analysis.signal.budget_signal` of each tokenizer's sweep on the selection criterion."""
+    from alit_eval.analysis.signal import budget_signal
+
+    column, direction = al.criterion_spec(criterion)
+    return {n: budget_signal(t, column, higher_is_better=direction == "higher") for n, t in tables.items()}
+
+
+def variable_fids(inputs: dict[str, Any], selection: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Variable-token rFID per tokenizer and matched threshold (each image at its own selected budget,
+    against the originals) and its shuffled control (the same budgets given to random images), as in
+    `allocate`; tokenizers without Inception features are left out."""
+    from alit_eval.analysis.selection_summary import shuffled_budgets, variable_fids_of
+
+    rows = []
+    for n, i in inputs.items():
+        sel = selection[selection["tokenizer"] == n]
+        if not len(sel) or not has_features(i.result.store, i.result.budgets):
+            continue
+        fids, shuffled = variable_fids_of(i.result.store, [sel, shuffled_budgets(sel, seed)])
+        rows += [{"tokenizer": n, "threshold": t, "variable_rfid": v, "shuffled_rfid": shuffled.get(t, float("nan"))}
+                 for t, v in fids.items()]
+    return pd.DataFrame(rows, columns=["tokenizer", "threshold", "variable_rfid", "shuffled_rfid"])
+
+
+def fid_rows(fids: pd.DataFrame, summary: pd.DataFrame, resize: str, *, dataset: str, preprocess: str,
+             criterion: str) -> list[dict[str, Any]]:
+    """metrics.csv rows of the variable-token rFID and its shuffled control."""
+    n = summary.set_index(["tokenizer", "threshold"])["n"]
+    return [{"command": "compare", "dataset": dataset, "preprocess": preprocess, "metric": "rfid", "value": r[col],
+             "n": int(n.get((r["tokenizer"], r["threshold"]), 0)),
+             "condition": format_condition(tokenizer=r["tokenizer"], criterion=criterion,
+                                           threshold=f"{r['threshold']:.6g}", reference="originals", resize=resize,
+                                           selection=label)}
+            for r in fids.to_dict("records") for col, label in (("variable_rfid", "variable"),
+                                                                  ("shuffled_rfid", "shuffled"))]
+
+
 def run(req: Any, *, tokenizers: Sequence[TokenizerSpec], budgets: str | None = None,
         thresholds: Sequence[str] = ("auto",), criterion: str = "l1", fallback: str = "min-error",
         n_boot: int = 1000, seed: int = 0, device: str = "cpu", offline: bool = False, results_dir: Any = "results",
         run_id: str | None = None, overwrite: bool = False, progress: bool = True,
-        figures: bool = True) -> tuple[Any, pd.DataFrame, pd.DataFrame, pd.DataFrame, str]:
+        figures: bool = True, mixed_sizes: bool = False) -> tuple[Any, pd.DataFrame, pd.DataFrame, pd.DataFrame, str]:
     """`alit-eval compare` end to end.
 
+    Tokens everywhere (tables, tests, figures, bits) are the tokens the decoder receives
+    (`alit_eval.analysis.tokens`). Each tokenizer's budget signal (`signal.budget_signal`) is checked
+    and flagged in every table (``budget_signal``) and in meta.json.
+
     Returns:
-        ``(run_dir, compare table, matched-token summary, paired tests, lacking line)``.
+        ``(run_dir, compare table, matched-token summary, paired tests, notes)``: notes are the lines
+        the console prints (absent budgets, image sizes, budget-signal warnings), one per line.
     """
+    from alit_eval.analysis import tokens as received
+    from alit_eval.analysis.signal import as_dict as signal_dict
     from alit_eval.results import plots_compare as pc
+    from alit_eval.results.labels import data_label, run_title
 
     al.criterion_spec(criterion)
     plans, lacking = plan_tokenizers(req, tokenizers, budgets, seed=seed, device=device, offline=offline,
                                      progress=progress)
     facts = {n: tokenizer_facts(p) for n, p in plans.items()}
+    sizes = check_sizes(facts, mixed_sizes)
     reference = next(iter(plans))
     config = {"tokenizers": {n: p.config for n, p in plans.items()}, "reference": reference,
               "compare": {"budgets": budgets, "thresholds": [str(t) for t in thresholds], "criterion": criterion,
@@ -340,6 +414,10 @@ def run(req: Any, *, tokenizers: Sequence[TokenizerSpec], budgets: str | None = 
         dataset, preprocess = first.dataset, first.preprocess
         tables = {n: i.result.per_image for n, i in inputs.items()}
         resolved = al.resolve_thresholds(thresholds, tables[reference], criterion)
+        mixed = len({f["image_size"] for f in facts.values()}) > 1
+        console = [line] if line else []
+        console.append(f"image size: {sizes}{' (DIFFERENT: pixel metrics at different resolutions)' if mixed else ''}"
+                       f"; every tokenizer gets the same originals, preprocess {preprocess}")
         rows, notes = [], [line] if line else []
         for n, i in inputs.items():
             has_fid = bool(req.fid) and has_features(i.result.store, i.result.budgets)
@@ -347,22 +425,39 @@ def run(req: Any, *, tokenizers: Sequence[TokenizerSpec], budgets: str | None = 
                 notes.append(f"{n}: no Inception features in the sweep, rFID skipped")
             rows += budget_rows(n, i.result, facts[n], dataset=dataset, preprocess=preprocess, seed=seed,
                                 fid=has_fid)
+        signals = budget_signals(tables, criterion)
+        for n, sig in signals.items():
+            if sig.flat:
+                console.append(f"warning: NO BUDGET SIGNAL for {n}: {sig.message()}; its differences and p-values "
+                               "below are not evidence about tokens")
+        notes += [c for c in console if c.startswith("warning:")]
         selection, summary = matched_tokens(tables, resolved, criterion=criterion, fallback=fallback,
                                             n_boot=n_boot, seed=seed)
+        fids = variable_fids(inputs, selection, seed) if req.fid else variable_fids({}, selection, seed)
+        if len(fids):
+            summary = summary.merge(fids, on=["tokenizer", "threshold"], how="left")
         tests = paired_tests(selection, tables, reference, n_boot=n_boot, seed=seed)
         rows += selection_rows(summary, tests, dataset=dataset, preprocess=preprocess, criterion=criterion)
+        resize = first.result.info.get("inception", {}).get("resize", "tf1")
+        rows += fid_rows(fids, summary, resize, dataset=dataset, preprocess=preprocess, criterion=criterion)
         metrics = metrics_frame(rows)
         used = {n: list(i.result.budgets) for n, i in inputs.items()}
         union = sorted({b for bs in used.values() for b in bs} | {b for bs in lacking.values() for b in bs})
         table = tidy_table(metrics, facts, used, union)
+        flag = {n: s.verdict for n, s in signals.items()}
+        table["image_size"] = table["tokenizer"].map({n: f["image_size"] for n, f in facts.items()})
+        table, summary = (t.assign(budget_signal=t["tokenizer"].map(flag)) for t in (table, summary))
+        if len(tests):
+            tests = tests.assign(budget_signal=tests["tokenizer"].map(flag),
+                                 reference_budget_signal=flag[reference])
         no_rate = [n for n, f in facts.items() if f["bits_per_token"] is None]
         if no_rate:
             notes.append(f"{', '.join(no_rate)}: continuous latents have no finite rate (bits per token); left out "
                          "of the bits figure")
-        sizes = {f["image_size"] for f in facts.values()}
-        if len(sizes) > 1:
-            notes.append(f"the tokenizers take different image sizes ({sorted(sizes)}): the same images and "
-                         f"preprocess mode ({preprocess}), but each at its own size")
+        if mixed:
+            notes.append(f"the tokenizers take different image sizes ({sizes}; --mixed-sizes): the same images and "
+                         f"preprocess mode ({preprocess}), but each at its own size, so pixel metrics are measured "
+                         "at different resolutions")
         run.dir.write_metrics(metrics)
         run.dir.write_per_image(pd.concat([t.assign(tokenizer=n, source_id=t["image_id"],
                                                     image_id=[f"{n}/{i}" for i in t["image_id"]])
@@ -371,16 +466,26 @@ def run(req: Any, *, tokenizers: Sequence[TokenizerSpec], budgets: str | None = 
         write_csv(summary, run.dir.file("matched_tokens.csv"))
         write_csv(tests, run.dir.file("paired_tests.csv"))
         write_parquet(selection, run.dir.file("selection.parquet"))
+        n_images = int(first.result.per_image["image_id"].nunique())
+        title = run_title(" vs ".join(inputs), data_label(first.config.get("data", {}).get("source", dataset)),
+                          n_images, "compare")
         if figures:
-            pc.write_figures(run.dir.figures, table, summary, no_rate, criterion)
+            pc.write_figures(run.dir.figures, table, summary, no_rate, criterion, title=title,
+                             flagged=[n for n, sig in signals.items() if sig.flat])
         run.finish(seed, {
             "reference": reference, "dataset": {"name": dataset, **first.config.get("data", {})},
-            "preprocess": preprocess,
+            "preprocess": preprocess, "n_images": n_images,
             "tokenizers": {n: {**facts[n], "checkpoint": i.checkpoint, "budgets": used[n], "lacking": lacking[n],
+                               "budget_signal": signal_dict(signals[n]),
+                               "tokens_received": {int(b): float(v)
+                                                   for b, v in received.mean_per_budget(tables[n]).items()},
                                **dataset_meta(i)} for n, i in inputs.items()},
             "thresholds": [{"spec": s, "value": v, "resolved_on": reference} for s, v in resolved],
             "criterion": criterion, "fallback": fallback, "n_boot": n_boot, "paired_test": PAIRED_TEST,
-            "censoring": CENSORING, "rate": "bits per image = tokens used x bits per token (log2 codebook size)",
+            "censoring": CENSORING, "tokens": received.DEFINITION,
+            "rate": "bits per image = tokens received x bits per token (log2 codebook size)",
+            "variable_rfid": ("each image at its own selected budget against the originals; shuffled: the same "
+                              "budgets given to random images (the control)") if len(fids) else None,
             "notes": notes,
         }, device=first.result.info.get("device"))
-    return run.dir, table, summary, tests, line
+    return run.dir, table, summary, tests, "\n".join(console)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from alit_eval.analysis.flops import compute_table
+from alit_eval.analysis.flops import cached_compute_table
 from alit_eval.analysis.quality import summarize
 from alit_eval.analysis.skeleton import CommandRun, figure_title
 from alit_eval.engine import distributed
@@ -74,8 +74,9 @@ def run(req: Any, *, seed: int, device: str, offline: bool, results_dir: Any, ru
         write_figures(run.dir, result, metrics, title=figure_title(inputs, "fid"))
         if compute:
             # FLOPs per image and stage (no timing: the sweep's own wall time is in meta.json).
-            table = compute_table(p.tokenizer, result.budgets, result.info["device"], latency=False,
-                                  fid=req.fid, inception=None, seed=seed)
+            # Counted once per architecture and cached (FLOPs depend on shapes only), with a progress line.
+            table = cached_compute_table(p.tokenizer, result.budgets, result.info["device"], fid=req.fid, seed=seed,
+                                         say=_say if progress else None)
             write_csv(table, run.dir.path / "compute.csv")
         info = result.info
         run.finish(seed, {
@@ -86,6 +87,10 @@ def run(req: Any, *, seed: int, device: str, offline: bool, results_dir: Any, ru
             "save_recons": portable(req.save_recons) if req.save_recons else None,
         })
     return run.dir, metrics
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
 
 
 def warn_missing_recons(folder: str, result: Any) -> int:

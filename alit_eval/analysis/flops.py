@@ -21,6 +21,7 @@ Used by `alit-eval profile` (`alit_eval.analysis.profile`) and by `fid` (FLOPs o
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from contextlib import contextmanager
@@ -342,3 +343,52 @@ class _Profiler:
         for c in self.components:  # the tokenizer's components do not apply to Inception
             row[f"gflops_{c}"] = float("nan")
         return row
+
+
+FLOPS_CACHE_VERSION = 1  # bump when the counting changes, so cached tables are recounted
+
+
+def architecture_key(tokenizer: Any, budgets: Sequence[int], device: str | torch.device, fid: bool) -> str:
+    """What FLOPs depend on: the family, the model config (shapes, not weights), the budgets, whether
+    Inception is counted, the device type (its attention kernels) and the torch version."""
+    import hashlib
+
+    fam = family_or_none(tokenizer)
+    text = repr((FLOPS_CACHE_VERSION, type(tokenizer).__name__, getattr(fam, "name", None),
+                 repr(getattr(tokenizer, "cfg", None)), int(tokenizer.image_size), sorted(int(b) for b in budgets),
+                 bool(fid), torch.device(device).type, torch.__version__))
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def cached_compute_table(tokenizer: Any, budgets: Sequence[int], device: str | torch.device = "cpu", *,
+                         fid: bool = True, seed: int = 0, say: Callable[[str], None] | None = None) -> "Any":
+    """`compute_table` FLOPs only (no latency), counted once per architecture and cached.
+
+    FLOPs depend on shapes only (`architecture_key`), so the table of one architecture serves every
+    later run of it, whatever its weights; the cache is ``<cache>/flops/<key>.csv``. `say` gets one
+    line before a count that is not cached (it can take minutes on a busy CPU) and one after.
+    """
+    from alit_eval.paths import cache_dir
+
+    path = cache_dir() / "flops" / f"{architecture_key(tokenizer, budgets, device, fid)}.csv"
+    if path.is_file():
+        try:
+            df = pd.read_csv(path)
+            df["budget"] = pd.array(df["budget"].to_numpy(dtype=object), dtype="Int64")
+            return df
+        except (OSError, ValueError, KeyError):
+            pass  # a damaged cache entry is recounted
+    t0 = time.perf_counter()
+    if say:
+        say(f"compute: counting FLOPs per budget for this architecture ({len(budgets)} budgets; once, then cached)")
+    df = compute_table(tokenizer, budgets, device, latency=False, fid=fid, inception=None, seed=seed)
+    if say:
+        say(f"compute: done in {time.perf_counter() - t0:.0f} s (cached in {path.parent})")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        df.to_csv(tmp, index=False)
+        os.replace(tmp, path)  # atomic: a concurrent run never reads half a table
+    except OSError:
+        pass  # a read-only cache only costs the recount next time
+    return df

@@ -9,8 +9,9 @@ tested per image (paired), not as two independent groups:
   their count is reported; exact p-values for small samples without ties, the normal
   approximation otherwise, as scipy decides).
 - `paired_tests`: each tokenizer against a reference: required tokens per threshold, L1 per common budget.
-- `matched_tokens`: per tokenizer and threshold, the tokens each image needs (its smallest swept
-  budget whose criterion reaches the threshold, `token_selection.selection_table`) summarised as
+- `matched_tokens`: per tokenizer and threshold, the tokens each image needs (the tokens the decoder
+  receives at its smallest swept budget whose criterion reaches the threshold,
+  `token_selection.selection_table` and `alit_eval.analysis.tokens`) summarised as
   the mean with a bootstrap CI, the median and the censored share (KARL Tab. 2 style "tokens at
   equal L1"). Censored images (no swept budget reaches the threshold) count as the tokenizer's
   largest swept budget, so their mean is a lower bound; the share is reported beside it.
@@ -27,7 +28,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from alit_eval.analysis import token_selection as al
+from alit_eval.analysis import token_selection as al, tokens as received
 from alit_eval.analysis.quality import PSNR_CAP_DB
 from alit_eval.analysis.stats import bootstrap_mean_ci
 
@@ -103,8 +104,10 @@ def matched_tokens(per_image: Mapping[str, pd.DataFrame], thresholds: Sequence[t
 
     Returns:
         ``(selection, summary)``. selection: `token_selection.selection_table` rows plus ``tokenizer``
-        and ``max_budget``; ``required_tokens`` is the selected budget, or the tokenizer's largest
-        swept budget when ``censored``. summary: one row per (tokenizer, threshold): threshold,
+        and ``max_budget``; ``required_budget`` is the selected budget, or the tokenizer's largest
+        swept budget when ``censored``; ``required_tokens`` the tokens the decoder receives there
+        (`alit_eval.analysis.tokens`: fewer than the budget for a family that drops slots).
+        summary: one row per (tokenizer, threshold): threshold,
         threshold_spec, criterion, mean_tokens, ci_low, ci_high, median_tokens, n, n_censored,
         censored_share, max_budget, and ``<metric>_selected``: the mean of each quality metric at the
         images' selected budgets (KARL Tab. 2's LPIPS/SSIM at the tokens used).
@@ -113,7 +116,8 @@ def matched_tokens(per_image: Mapping[str, pd.DataFrame], thresholds: Sequence[t
     for name, table in per_image.items():
         sel = al.selection_table(table, thresholds, criterion=criterion, fallback=fallback)
         max_budget = int(table["budget"].max())
-        sel["required_tokens"] = al.required_tokens(sel, max_budget)
+        sel["required_budget"] = al.required_tokens(sel, max_budget)
+        sel["required_tokens"] = received.at_selection(sel, table, max_budget)  # what the decoder receives
         sel.insert(0, "tokenizer", name)
         sel["max_budget"] = max_budget
         selections.append(sel)

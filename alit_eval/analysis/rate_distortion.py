@@ -1,6 +1,7 @@
 """Rate-distortion: the tokenizer's budgets as bits per image, against JPEG and WebP at the same bits.
 
-Bits of a budget: ``tokens x log2(codebook size)`` for quantised tokenizers (12 bits per token for
+Bits of a budget: ``tokens x log2(codebook size)`` for quantised tokenizers, where tokens are the
+mean tokens the decoder receives at that budget (`alit_eval.analysis.tokens`; 12 bits per token for
 the official releases' 4096 codes; a fixed-length code, no entropy coding), or
 ``tokens x token_dim x 16`` for continuous tokens stored as fp16 (labelled ``fp16``).
 
@@ -117,8 +118,13 @@ def figure_points(metrics: "Any") -> "Any":
                          "value": keep["value"], "reachable": [reach.get(k, 1.0) for k in keys]})
 
 
-def _targets(budgets: Iterable[int], per_token: float) -> dict[int, float]:
-    return {int(b): float(b) * per_token for b in budgets}
+def _targets(budgets: Iterable[int], per_token: float, per_image: Any = None) -> dict[int, float]:
+    """Bits per image of each budget: the mean tokens the decoder receives there (`alit_eval.analysis.tokens`;
+    the budget itself for families that keep every token) x bits per token."""
+    from alit_eval.analysis import tokens as received
+
+    used = received.mean_per_budget(per_image) if per_image is not None and len(per_image) else {}
+    return {int(b): float(used.get(b, b)) * per_token for b in budgets}
 
 
 def _tag(metrics: "Any", **extra: str) -> "Any":
@@ -147,7 +153,7 @@ def run(req: Any, *, from_run: str | None = None, codecs: Sequence[str] = ("jpeg
                     overwrite=overwrite) as run:
         inputs = run.sweep()
         result = inputs.result
-        targets = _targets(result.budgets, per_token)
+        targets = _targets(result.budgets, per_token, result.per_image)
         dataset = inputs.source().dataset
         pixels = _pixels(dataset)
         fid = has_features(result.store, result.budgets)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from alit_eval.analysis import token_selection as ts
+from alit_eval.analysis import token_selection as ts, tokens as received
 from alit_eval.analysis.quality import PSNR_CAP_DB
 from alit_eval.analysis.stats import bootstrap_mean_ci
 from alit_eval.metrics.fid import frechet_distance
@@ -63,7 +63,9 @@ def summarize_selection(selection: "pd.DataFrame", per_image: "pd.DataFrame", *,
         fid: threshold value -> variable-token FID, when features exist.
         fid_shuffled: threshold value -> FID of the shuffled control (`shuffled_budgets`).
         fid_condition: extra condition keys of FID rows (reference, resize).
-        tokens: the token column summarised: ``selected_budget`` (tokens spent, fallback included)
+        tokens: the token column summarised: ``selected_budget`` (tokens spent, fallback included),
+            ``tokens_received`` (what the decoder receives at that budget, `alit_eval.analysis.tokens`;
+            the fixed-budget match is then made on the tokens received per fixed budget too)
             or ``required_tokens`` (censored images at the largest budget).
 
     Returns:
@@ -78,6 +80,9 @@ def summarize_selection(selection: "pd.DataFrame", per_image: "pd.DataFrame", *,
     column, direction = ts.CRITERIA[criterion]
     curve = fixed_curve(per_image, column)
     budgets = curve["budget"].astype(int).tolist()
+    # the fixed budgets on the same token axis as the selection's mean (tokens received, e.g. KARL's kept slots)
+    axis = received.mean_per_budget(per_image).reindex(budgets).to_numpy(np.float64) \
+        if tokens == "tokens_received" else np.asarray(budgets, dtype=np.float64)
     rows: list[dict] = []
     summary, hist = [], []
     for thr, g in selection.groupby("threshold", sort=True):
@@ -106,7 +111,7 @@ def summarize_selection(selection: "pd.DataFrame", per_image: "pd.DataFrame", *,
                 rows.append({**base, "metric": m, "value": rec[f"adaptive_{m}"], "n": n, "ci_low": mlo, "ci_high": mhi,
                              "condition": c})
         target = float(np.nanmean(_mean(g[column].to_numpy(), column)))
-        fixed, status = ts.fixed_budget_equivalent(budgets, curve["value"].to_numpy(), target, direction)
+        fixed, status = ts.fixed_budget_equivalent(axis, curve["value"].to_numpy(), target, direction)
         saving = 100.0 * (1.0 - rec["mean_tokens"] / fixed) if np.isfinite(fixed) else float("nan")
         rec.update(fixed_budget_equivalent=fixed, equivalence=status, token_saving_pct=saving, matched=column)
         ce = format_condition(**cond, matched=column, equivalence=status)

@@ -64,9 +64,15 @@ def allocate(
 
     from alit_eval.analysis.signal import flat_note
 
-    note = flat_note(pd.read_csv(run_dir.path / "allocation_summary.csv"))
+    summary = pd.read_csv(run_dir.path / "allocation_summary.csv")
+    note = flat_note(summary)
     if note:
         typer.secho(note, fg="red", err=True)
+    if "target_missed" in summary:  # --criterion epsilon: the model's own choice missed its target error
+        from alit_eval.analysis.model_allocation import target_check
+
+        for line in target_check(summary):
+            typer.secho(line, fg="red", err=True)
     typer.echo(f"results: {run_dir.path}")
 
 

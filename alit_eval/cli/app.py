@@ -207,7 +207,30 @@ def _global_options(
     handler = logging.StreamHandler()
     # File names reach log messages; the formatter escapes their control codes (alit_eval.printable).
     handler.setFormatter(EscapingFormatter("%(levelname)s %(name)s: %(message)s"))
+    _ONCE.seen.clear()  # a new command: its warnings are new
+    handler.addFilter(_ONCE)  # only the console handler made here (a host's handlers see every record)
     logging.basicConfig(level=logging.WARNING - 10 * min(verbose, 2), handlers=[handler])
+
+
+class _OnceFilter(logging.Filter):
+    """Let each warning text through once per command (several sweeps of one run, or a check and its
+    summary, must not print the same line twice); remembers them so the summary skips them too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        text = record.getMessage()
+        if text in self.seen:
+            return False
+        self.seen.add(text)
+        return True
+
+
+_ONCE = _OnceFilter()
 
 
 def _guard(func: Callable[..., Any], *, theme: bool = False) -> Callable[..., Any]:
@@ -261,8 +284,11 @@ for _name, _target in COMMANDS.items():
 
 
 def print_summary(lines: list[str]) -> None:
-    """Print a run's summary (`alit_eval.analysis.skeleton.summary_lines`); warnings go to stderr."""
+    """Print a run's summary (`alit_eval.analysis.skeleton.summary_lines`); warnings go to stderr,
+    except those already logged during the run (each warning is printed once)."""
     for line in map(printable, lines):  # summaries name files: no control codes reach the terminal
+        if line.startswith("warning:") and line[len("warning:"):].strip() in _ONCE.seen:
+            continue
         if line.startswith("warning:"):
             typer.secho(line, fg="yellow", err=True)
         else:
@@ -310,13 +336,43 @@ def _short_warning(message: Any, category: type, filename: str, lineno: int, lin
     return f"warning: {printable(message)}\n"  # one line, whatever names the message carries
 
 
+def _click_errors() -> tuple[type, type, tuple[type, ...]]:
+    """Click's UsageError, ClickException and Abort classes, wherever this Typer keeps its click
+    (recent Typer vendors it as ``typer._click``; older ones use the ``click`` package)."""
+    try:
+        from typer.core import _click as click_module  # type: ignore[attr-defined]
+    except ImportError:
+        import click as click_module
+    errors = click_module.exceptions
+    aborts = tuple({cls for cls in (getattr(errors, "Abort", None), getattr(__import__("typer").exceptions, "Abort",
+                                                                             None)) if cls is not None})
+    return errors.UsageError, errors.ClickException, aborts
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI (console script ``alit-eval``); `argv` defaults to ``sys.argv[1:]``."""
     global _current
     _current = GlobalOptions()
     warnings.formatwarning = _short_warning  # one readable line per warning on the CLI
+    usage_error, click_error, abort = _click_errors()
     try:
-        app(args=argv, prog_name="alit-eval")
+        # Not standalone: a usage error (a misspelled option) becomes the one `error:` line, not a box.
+        code = app(args=argv, prog_name="alit-eval", standalone_mode=False)
+        if code == 130:
+            raise _Interrupted
+        if isinstance(code, int):  # an Exit (--version, --help, typer.Exit) carries its code
+            sys.exit(code)
+    except usage_error as exc:
+        print(f"error: {_one_line(Exception(exc.format_message()))}"
+              + (f" (see alit-eval {exc.ctx.info_name} --help)" if exc.ctx is not None and exc.ctx.parent else
+                 " (see alit-eval --help)"), file=sys.stderr)
+        sys.exit(2)
+    except click_error as exc:
+        print(f"error: {_one_line(Exception(exc.format_message()))}", file=sys.stderr)
+        sys.exit(exc.exit_code or 2)
+    except abort:
+        print(INTERRUPTED_MESSAGE, file=sys.stderr)
+        sys.exit(130)
     except AlitEvalError as exc:
         if _current.verbose:
             traceback.print_exc()

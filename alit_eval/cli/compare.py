@@ -36,6 +36,10 @@ def compare(
     n_boot: int = typer.Option(1000, "--n-boot", min=0, help="Bootstrap resamples for the 95% CIs."),
     official_truncation: bool = typer.Option(False, "--official-truncation",
                                              help="Truncate to uint8 like the official PNG writer (default: round)."),
+    mixed_sizes: bool = typer.Option(False, "--mixed-sizes",
+                                     help="Compare tokenizers that take different image sizes anyway (each at its "
+                                          "own size; pixel metrics then differ in resolution, flagged). Default: "
+                                          "refuse."),
 ) -> None:
     """Compare tokenizers on the same images: rFID, L1, PSNR, SSIM against tokens and bits per image,
     tokens needed per image at matched thresholds, and paired tests (Wilcoxon signed-rank) per image.
@@ -49,16 +53,22 @@ def compare(
 
         alit-eval compare --ckpt a.pth --ckpt b.safetensors --data demo-scenes --limit 8 --no-fid
     """
+    from alit_eval.cli.early import check_ckpt, check_ckpt_count
+
+    check_ckpt_count(ckpt)  # before the heavy imports below: a wrong count or path fails at once
+    for text in ckpt:
+        name, sep, value = text.partition("=")
+        check_ckpt(value if sep and "/" not in name and "\\" not in name else text)
     from alit_eval.analysis.compare import parse_tokenizers, run
 
     sweep.config.rounding = "truncate" if official_truncation else "round"
     specs = parse_tokenizers(list(ckpt), list(family or []), list(heads or []))
-    run_dir, _, summary, tests, lacking = run(
+    run_dir, _, summary, tests, notes = run(
         sweep.config, **sweep.run_kwargs(), tokenizers=specs, budgets=budgets,
         thresholds=parse_list(thresholds, str, option="--thresholds", what="a threshold"),
-        criterion=criterion, fallback=fallback, n_boot=n_boot)
-    if lacking:
-        typer.echo(lacking)
+        criterion=criterion, fallback=fallback, n_boot=n_boot, mixed_sizes=mixed_sizes)
+    for line in notes.splitlines():
+        typer.secho(line, fg="red" if line.startswith("warning:") else None, err=line.startswith("warning:"))
     print_summary(summary, tests)
     typer.echo(f"results: {run_dir.path}")
 
@@ -69,13 +79,24 @@ def print_summary(summary, tests) -> None:
     from rich.table import Table
 
     t = tests[tests["quantity"] == "tokens"] if len(tests) else tests
-    out = Table(title="tokens needed per image at matched thresholds (mean, 95% CI; paired Wilcoxon vs the first)")
-    for c in ("tokenizer", "threshold", "mean tokens [CI]", "censored", "diff vs ref", "p"):
+    out = Table(title="tokens the decoder receives per image at matched thresholds (mean, 95% CI; paired Wilcoxon "
+                      "vs the first)")
+    fid = "variable_rfid" in summary and summary["variable_rfid"].notna().any()
+    columns = ["tokenizer", "threshold", "mean tokens [CI]", "censored", "diff vs ref", "p"]
+    columns += ["var. rFID", "shuffled rFID"] if fid else []
+    columns += ["budget signal"] if "budget_signal" in summary else []
+    for c in columns:
         out.add_column(c, justify="right")
-    for r in summary.itertuples():
-        hit = t[(t["tokenizer"] == r.tokenizer) & (t["threshold"] == r.threshold)] if len(t) else t
+    for r in summary.to_dict("records"):
+        hit = t[(t["tokenizer"] == r["tokenizer"]) & (t["threshold"] == r["threshold"])] if len(t) else t
         diff = f"{hit['diff'].iloc[0]:+.1f}" if len(hit) else "ref"
         p = f"{hit['p_value'].iloc[0]:.2g}" if len(hit) else ""
-        out.add_row(r.tokenizer, f"{r.threshold:.4g}", f"{r.mean_tokens:.1f} [{r.ci_low:.1f}, {r.ci_high:.1f}]",
-                    f"{r.n_censored}/{r.n}", diff, p)
+        cells = [r["tokenizer"], f"{r['threshold']:.4g}",
+                 f"{r['mean_tokens']:.1f} [{r['ci_low']:.1f}, {r['ci_high']:.1f}]",
+                 f"{r['n_censored']}/{r['n']}", diff, p]
+        if fid:
+            cells += [f"{r.get('variable_rfid', float('nan')):.4g}", f"{r.get('shuffled_rfid', float('nan')):.4g}"]
+        if "budget_signal" in summary:
+            cells.append("NO SIGNAL" if r["budget_signal"] == "flat" else str(r["budget_signal"]))
+        out.add_row(*cells)
     Console().print(out)

@@ -381,6 +381,9 @@ def sweep_command(*groups: list[SweepOption]) -> Callable[[Callable[..., Any]], 
             values = {o.name: kwargs.pop(o.name, o.default) for o in shared}
             config = SweepConfig(**{o.field: o.convert(values[o.name]) for o in shared if o.field})
             check_applies(config, from_run=kwargs.get("from_run"))
+            from alit_eval.cli.early import check_sweep_inputs  # paths and budgets, before torch is imported
+
+            check_sweep_inputs(config, from_run=kwargs.get("from_run"))
             ctx = kwargs.get("ctx", args[0] if args else None)
             sweep = SweepArgs(config, values.get("run_id"), bool(values.get("overwrite", False)),
                               get_globals(ctx) if ctx is not None else GlobalOptions())

@@ -195,6 +195,8 @@ def run_sweep(tokenizer: Any, source: Source, cfg: SweepConfig, run_path: Any, *
                             collate_fn=_collate_with_positions, pin_memory=device.type == "cuda")
         label = "reconstruction + Inception" if measures.inception is not None and budgets else (
             "Inception" if measures.inception is not None else "reconstruction")
+        if Path(run_path).parent.name == "sweeps":  # one of several sweeps of a run (compare, allocate): name it
+            label = f"{Path(run_path).name}: {label}"
         with _progress(cfg.progress and dist.main, sum(map(len, batches)), len(done), label) as advance:
             for batch in loader:
                 arrays = {**process(batch), **batch["file_arrays"]}
@@ -330,6 +332,14 @@ PLAIN_EVERY_S = 30.0  # without a terminal: a progress line at least this often.
 PLAIN_EVERY_SHARE = 0.1  # ...and at every 10% of the images
 
 
+def _rate(done: int, seconds: float) -> str:
+    """Throughput that stays readable when slow: ``3.2 img/s``, or ``25 s/img`` below one image a second."""
+    if done <= 0 or seconds <= 0:
+        return "- img/s"
+    rate = done / seconds
+    return f"{rate:.1f} img/s" if rate >= 1 else f"{seconds / done:.0f} s/img"
+
+
 def _eta(seconds: float) -> str:
     seconds = int(round(seconds))
     if seconds >= 3600:
@@ -375,12 +385,20 @@ class _progress:
         def advance(n: int) -> None:
             done[0] += n
             rate = done[0] / max(time.perf_counter() - self.t0, 1e-9)
-            self.bar.update(self.task, advance=n, rate=f"{rate:.1f}")
+            self.bar.update(self.task, advance=n, rate=f"{rate:.2g}")
 
         return advance
 
     def _plain(self) -> Callable[[int], None]:
-        """Plain progress lines: a file or a pipe shows no live bar, so say something every 10% or 30 s."""
+        """Plain progress lines: a file or a pipe shows no live bar, so say something every 10% or 30 s.
+
+        Images are counted per batch; a background timer also says where the run stands when a batch
+        takes longer than 30 s, so a slow CPU run never goes quiet for minutes.
+        """
+        import threading
+
+        lock = threading.Lock()
+
         def say(text: str) -> None:
             print(f"{self.label}: {text}", file=self.stream, flush=True)
 
@@ -388,20 +406,38 @@ class _progress:
         step = max(1, round(self.total * PLAIN_EVERY_SHARE))  # in images: no float drift between marks
         state = {"done": 0, "last_t": self.t0, "next_at": step}
 
-        def advance(n: int) -> None:
-            state["done"] += n
-            now = time.perf_counter()
+        def line(now: float) -> str:
             share = state["done"] / max(self.total, 1)
-            if state["done"] < state["next_at"] and now - state["last_t"] < PLAIN_EVERY_S:
-                return
-            state["last_t"], state["next_at"] = now, (state["done"] // step + 1) * step
-            rate = state["done"] / max(now - self.t0, 1e-9)
-            left = (self.total - state["done"]) / rate if rate > 0 else 0.0
-            say(f"{state['done']}/{self.total} images ({100 * share:.0f}%), {rate:.1f} img/s, "
-                f"{'done in ' + _eta(now - self.t0) if state['done'] >= self.total else 'ETA ' + _eta(left)}")
+            left = (self.total - state["done"]) * (now - self.t0) / state["done"] if state["done"] else None
+            tail = ("done in " + _eta(now - self.t0) if state["done"] >= self.total else
+                    "ETA " + (_eta(left) if left is not None else "after the first batch"))
+            return (f"{state['done']}/{self.total} images ({100 * share:.0f}%), "
+                    f"{_rate(state['done'], now - self.t0)}, {tail}")
 
+        def advance(n: int) -> None:
+            with lock:
+                state["done"] += n
+                now = time.perf_counter()
+                if state["done"] < state["next_at"] and now - state["last_t"] < PLAIN_EVERY_S:
+                    return
+                state["last_t"], state["next_at"] = now, (state["done"] // step + 1) * step
+                say(line(now))
+
+        self.stop = threading.Event()
+
+        def tick() -> None:  # between batches: a line at least every PLAIN_EVERY_S
+            while not self.stop.wait(min(1.0, PLAIN_EVERY_S / 2)):
+                with lock:
+                    now = time.perf_counter()
+                    if now - state["last_t"] >= PLAIN_EVERY_S and state["done"] < self.total:
+                        state["last_t"] = now
+                        say(line(now) + " (working on a batch)")
+
+        threading.Thread(target=tick, daemon=True).start()
         return advance
 
     def __exit__(self, *exc: object) -> None:
+        if getattr(self, "stop", None) is not None:
+            self.stop.set()
         if self.enabled and not self.plain:
             self.bar.stop()

@@ -156,7 +156,8 @@ def argmax_colours(labels: "np.ndarray", top: int = 8) -> tuple["np.ndarray", li
 
 def attention_grid(image: "np.ndarray", maps: Mapping[int, "np.ndarray"], tokens: Sequence[int],
                    argmax: Mapping[int, "np.ndarray"], recons: Mapping[int, "np.ndarray"] | None = None,
-                   title: str = "", alpha: float = 0.4, panel: float = 1.05) -> "Figure":
+                   title: str = "", alpha: float = 0.4, panel: float = 1.05,
+                   dropped: Mapping[int, Sequence[int]] | None = None) -> "Figure":
     """Rows = budgets; columns = image, (reconstruction), argmax map + its legend, one overlay per token.
 
     The argmax map colours the 8 tokens that own the most pixels in that row (legend beside it,
@@ -171,6 +172,8 @@ def attention_grid(image: "np.ndarray", maps: Mapping[int, "np.ndarray"], tokens
         title: figure title (may hold a line break).
         alpha: opacity of the jet map over the image (0.4 in the published figures).
         panel: side of one image panel in inches (1.05 in = 158 px at 150 dpi).
+        dropped: budget -> the token slots the model dropped itself (KARL's halted slots): their
+            panels get a red frame and a "dropped" label (the decoder never received them).
     """
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
@@ -217,6 +220,13 @@ def attention_grid(image: "np.ndarray", maps: Mapping[int, "np.ndarray"], tokens
             else:  # the token does not exist yet at this budget
                 ax.text(0.5, 0.5, f"not in\n{b} tokens", ha="center", va="center", fontsize=6, color="0.55",
                         transform=ax.transAxes)
+            if dropped and t in set(dropped.get(b, ())):  # a slot the decoder never received
+                for side in ax.spines.values():
+                    side.set_visible(True)
+                    side.set_color("red")
+                    side.set_linewidth(1.5)
+                ax.text(0.03, 0.04, "dropped", fontsize=6, color="red", transform=ax.transAxes,
+                        bbox={"facecolor": "white", "alpha": 0.7, "pad": 1, "edgecolor": "none"})
             if r == 0:
                 ax.set_title(f"token {t}", fontsize=8)
         if r == 0:

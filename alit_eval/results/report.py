@@ -247,8 +247,10 @@ def allocation_table(metrics: pd.DataFrame | None) -> pd.DataFrame | None:
     for (_, r), c in zip(metrics[mask].iterrows(), cond[mask]):
         if r["metric"] == "rfid" and c.get("selection") not in ("variable", "shuffled"):
             continue
-        key = (r["dataset"], c.get("criterion", ""), c["threshold"])
-        row = rows.setdefault(key, {"dataset": key[0], "criterion": key[1], "threshold": key[2]})
+        # compare runs carry one tokenizer per condition: every row names its tokenizer
+        key = (r["dataset"], c.get("tokenizer", ""), c.get("criterion", ""), c["threshold"])
+        row = rows.setdefault(key, {"dataset": key[0], "tokenizer": key[1], "criterion": key[2],
+                                    "threshold": key[3]})
         name = f"{c['selection']} rFID" if r["metric"] == "rfid" else r["metric"]
         row[name] = r["value"]
         if r["metric"] == "mean_tokens" and pd.notna(r["ci_low"]):
@@ -256,6 +258,8 @@ def allocation_table(metrics: pd.DataFrame | None) -> pd.DataFrame | None:
     df = pd.DataFrame(list(rows.values()))
     if df["dataset"].nunique() == 1:
         df = df.drop(columns="dataset")
+    if not df["tokenizer"].astype(bool).any():
+        df = df.drop(columns="tokenizer")
     return df
 
 
@@ -273,6 +277,8 @@ def compare_tables(run: Run) -> list[tuple[str, pd.DataFrame]]:
             "budgets": ", ".join(map(str, t.get("budgets", []))),
             "absent": ", ".join(map(str, t.get("lacking", []))),
             "bits/token": t.get("bits_per_token") if t.get("bits_per_token") is not None else "no finite rate",
+            "image size": t.get("image_size"),
+            "budget signal": (t.get("budget_signal") or {}).get("verdict", "?"),
         } for n, t in tok.items()])))
     table = run.tables.get("compare.csv")
     if table is not None and len(table):
@@ -282,8 +288,14 @@ def compare_tables(run: Run) -> list[tuple[str, pd.DataFrame]]:
         order = list(dict.fromkeys(t.sort_values(["metric"], key=lambda c: c.map(HEADLINE.index), kind="stable")
                                    ["column"]))
         wide = t.pivot_table(index="budget", columns="column", values="cell", aggfunc="first")
-        out.append(("Quality per token budget (same images)",
-                    wide.reindex(columns=order).reset_index().rename(columns={"budget": "tokens"})))
+        wide = wide.reindex(columns=order)
+        # the tokens each decoder receives at each budget (fewer than the budget when a family drops slots)
+        used = table.drop_duplicates(["tokenizer", "budget"]).pivot_table(index="budget", columns="tokenizer",
+                                                                             values="tokens", aggfunc="first")
+        for name in used.columns:
+            wide[f"tokens received · {name}"] = used[name]
+        out.append(("Quality per token budget (same images; tokens received = what the decoder gets)",
+                    wide.reset_index()))
     matched = run.tables.get("matched_tokens.csv")
     if matched is not None and len(matched):
         out.append(("Tokens needed per image at matched thresholds", pd.DataFrame({
@@ -291,7 +303,10 @@ def compare_tables(run: Run) -> list[tuple[str, pd.DataFrame]]:
             "mean tokens": matched["mean_tokens"], "95% CI": [_ci(a, b) for a, b in zip(matched["ci_low"],
                                                                                       matched["ci_high"])],
             "median": matched["median_tokens"],
-            "censored": [f"{c}/{n}" for c, n in zip(matched["n_censored"], matched["n"])]})))
+            "censored": [f"{c}/{n}" for c, n in zip(matched["n_censored"], matched["n"])],
+            **{label: matched[col] for col, label in (("variable_rfid", "variable rFID"),
+                                                      ("shuffled_rfid", "shuffled rFID"),
+                                                      ("budget_signal", "budget signal")) if col in matched}})))
     tests = run.tables.get("paired_tests.csv")
     if tests is not None and len(tests):
         out.append((f"Paired tests against {run.extra.get('reference', 'the first tokenizer')} (same images; "
@@ -339,6 +354,10 @@ def run_warnings(run: Run) -> list[str]:
     signal = ex.get("budget_signal") or {}
     if signal.get("verdict") == "flat":
         out.append(f"NO BUDGET SIGNAL: {signal.get('message')}")
+    for name, t in (ex.get("tokenizers") or {}).items():  # compare runs: one check per tokenizer
+        sig = (t.get("budget_signal") or {}) if isinstance(t, dict) else {}
+        if sig.get("verdict") == "flat":
+            out.append(f"NO BUDGET SIGNAL for {name}: {sig.get('message')}")
     lp = ex.get("lpips")
     shows_lpips = run.metrics is not None and run.metrics["command"].isin(["fid", "rate-distortion"]).any()
     if isinstance(lp, str) and lp != "computed" and shows_lpips:
