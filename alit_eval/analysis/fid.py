@@ -24,7 +24,7 @@ from alit_eval.metrics.fid import load_stats_npz
 from alit_eval.paths import portable
 from alit_eval.results import plots
 from alit_eval.results.io import write_csv
-from alit_eval.tokenizers.generators import uses_global_stream
+from alit_eval.tokenizers.families import uses_global_stream
 
 def write_examples(result: Any, folder: Any) -> "Any":
     """Save the stored example reconstructions as PNGs; return the index table for the figure."""
@@ -59,7 +59,7 @@ def run(req: Any, *, seed: int, device: str, offline: bool, results_dir: Any, ru
         run_sweep(p.tokenizer, p.source, p.sweep, path, dist=dist)
         return None, None
     redo = (lambda path: drop_unsaved(path, req.save_recons, p.sweep.budgets,
-                                      official_stream=uses_global_stream(p.sweep.halting))) if req.save_recons else None
+                                      official_stream=uses_global_stream(p.sweep.options))) if req.save_recons else None
     with CommandRun("fid", p.config, SweepPlan.of(p), results_dir=results_dir, run_id=run_id,
                     overwrite=overwrite, out=out, on_resume=redo) as run:
         distributed.broadcast_object(run.dir.path, dist)

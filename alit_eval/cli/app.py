@@ -360,8 +360,9 @@ def main(argv: list[str] | None = None) -> None:
         code = app(args=argv, prog_name="alit-eval", standalone_mode=False)
         if code == 130:
             raise _Interrupted
-        if isinstance(code, int):  # an Exit (--version, --help, typer.Exit) carries its code
-            sys.exit(code)
+        # An Exit (--version, --help, typer.Exit) carries its code; success exits 0, as a console script
+        # run in standalone mode always did (callers and tests rely on the SystemExit).
+        sys.exit(code if isinstance(code, int) else 0)
     except usage_error as exc:
         print(f"error: {_one_line(Exception(exc.format_message()))}"
               + (f" (see alit-eval {exc.ctx.info_name} --help)" if exc.ctx is not None and exc.ctx.parent else
