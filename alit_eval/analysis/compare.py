@@ -33,6 +33,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
+from alit_eval.analysis import noise_spread
 from alit_eval.analysis import token_selection as al
 from alit_eval.analysis.paired import PAIRED_TEST, matched_tokens, paired_tests
 from alit_eval.analysis.quality import summarize
@@ -330,9 +331,13 @@ def run(req: Any, *, tokenizers: Sequence[TokenizerSpec], budgets: str | None = 
                                      progress=progress)
     facts = {n: tokenizer_facts(p) for n, p in plans.items()}
     reference = next(iter(plans))
+    seeds = noise_spread.seed_list(seed, getattr(req, "noise_seeds", 1))
+    noise_spread.check_any_random(plans, len(seeds))
     config = {"tokenizers": {n: p.config for n, p in plans.items()}, "reference": reference,
               "compare": {"budgets": budgets, "thresholds": [str(t) for t in thresholds], "criterion": criterion,
                           "fallback": fallback, "n_boot": n_boot, "fid": bool(req.fid)}}
+    if len(seeds) > 1:  # N = 1 keeps the run ids of earlier runs
+        config["compare"]["noise_seeds"] = seeds
     line = lacking_line(lacking)
     with CommandRun("compare", config, results_dir=results_dir, run_id=run_id, overwrite=overwrite) as run:
         inputs = {n: _sweep(p, run.dir.path / "sweeps" / n) for n, p in plans.items()}
@@ -340,9 +345,9 @@ def run(req: Any, *, tokenizers: Sequence[TokenizerSpec], budgets: str | None = 
         dataset, preprocess = first.dataset, first.preprocess
         tables = {n: i.result.per_image for n, i in inputs.items()}
         resolved = al.resolve_thresholds(thresholds, tables[reference], criterion)
-        rows, notes = [], [line] if line else []
+        rows, notes, fids = [], [line] if line else [], {}
         for n, i in inputs.items():
-            has_fid = bool(req.fid) and has_features(i.result.store, i.result.budgets)
+            has_fid = fids[n] = bool(req.fid) and has_features(i.result.store, i.result.budgets)
             if req.fid and not has_fid:
                 notes.append(f"{n}: no Inception features in the sweep, rFID skipped")
             rows += budget_rows(n, i.result, facts[n], dataset=dataset, preprocess=preprocess, seed=seed,
@@ -355,6 +360,14 @@ def run(req: Any, *, tokenizers: Sequence[TokenizerSpec], budgets: str | None = 
         used = {n: list(i.result.budgets) for n, i in inputs.items()}
         union = sorted({b for bs in used.values() for b in bs} | {b for bs in lacking.values() for b in bs})
         table = tidy_table(metrics, facts, used, union)
+        noise = {}
+        if len(seeds) > 1:  # decoder noise: each random tokenizer's sweep again per seed; differences flagged
+            spread = noise_spread.compare_spread(plans, inputs, run.dir.path / "sweeps", seeds,
+                                                 {n: f["family"] for n, f in facts.items()}, fids)
+            table = noise_spread.flag_within(table, spread, reference)
+            write_csv(spread, run.dir.file("noise_spread.csv"))
+            notes += noise_spread.within_lines(table, len(seeds))
+            noise = {"noise_seeds": noise_spread.meta(seeds)}
         no_rate = [n for n, f in facts.items() if f["bits_per_token"] is None]
         if no_rate:
             notes.append(f"{', '.join(no_rate)}: continuous latents have no finite rate (bits per token); left out "
@@ -381,6 +394,6 @@ def run(req: Any, *, tokenizers: Sequence[TokenizerSpec], budgets: str | None = 
             "thresholds": [{"spec": s, "value": v, "resolved_on": reference} for s, v in resolved],
             "criterion": criterion, "fallback": fallback, "n_boot": n_boot, "paired_test": PAIRED_TEST,
             "censoring": CENSORING, "rate": "bits per image = tokens used x bits per token (log2 codebook size)",
-            "notes": notes,
+            "notes": notes, **noise,
         }, device=first.result.info.get("device"))
     return run.dir, table, summary, tests, line

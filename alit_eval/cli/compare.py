@@ -6,10 +6,10 @@ from typing import List, Optional
 
 import typer
 
-from alit_eval.cli.options import MEASURE_OPTIONS, SweepArgs, parse_list, sweep_command
+from alit_eval.cli.options import MEASURE_OPTIONS, NOISE_OPTIONS, SweepArgs, parse_list, sweep_command
 
 
-@sweep_command(MEASURE_OPTIONS)
+@sweep_command(MEASURE_OPTIONS, NOISE_OPTIONS)
 def compare(
     ctx: typer.Context,
     sweep: SweepArgs,
@@ -53,13 +53,18 @@ def compare(
 
     sweep.config.rounding = "truncate" if official_truncation else "round"
     specs = parse_tokenizers(list(ckpt), list(family or []), list(heads or []))
-    run_dir, _, summary, tests, lacking = run(
+    run_dir, table, summary, tests, lacking = run(
         sweep.config, **sweep.run_kwargs(), tokenizers=specs, budgets=budgets,
         thresholds=parse_list(thresholds, str, option="--thresholds", what="a threshold"),
         criterion=criterion, fallback=fallback, n_boot=n_boot)
     if lacking:
         typer.echo(lacking)
     print_summary(summary, tests)
+    if (run_dir.path / "noise_spread.csv").is_file():  # --noise-seeds N > 1
+        from alit_eval.analysis import noise_spread
+
+        for note in noise_spread.within_lines(table, sweep.config.noise_seeds):
+            typer.echo(note)
     typer.echo(f"results: {run_dir.path}")
 
 
