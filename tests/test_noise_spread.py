@@ -54,10 +54,9 @@ def _fid(ckpt, results, *, seed=0, n=1, on_batch=None):
 
 @pytest.fixture(scope="module")
 def separate(tiny_flextok, tmp_path_factory):
-    """Three ordinary runs with seeds 0, 1, 2 (N = 1 each), and one seed-0 run again."""
+    """Three ordinary runs with seeds 0, 1, 2 (N = 1 each)."""
     root = tmp_path_factory.mktemp("sep")
-    runs = {s: _fid(tiny_flextok, root / f"s{s}", seed=s) for s in (0, 1, 2)}
-    return runs, _fid(tiny_flextok, root / "again", seed=0)
+    return {s: _fid(tiny_flextok, root / f"s{s}", seed=s) for s in (0, 1, 2)}
 
 
 @pytest.fixture(scope="module")
@@ -70,13 +69,14 @@ def _per_image(folder):
 
 
 def test_spread_is_zero_across_identical_seeds_and_positive_across_different(separate, noisy):
-    runs, again = separate
+    runs = separate
 
     class _Inputs:  # what spread_table reads of a sweep: its result's per-image table
         def __init__(self, folder):
             self.result = type("R", (), {"per_image": _per_image(folder), "budgets": BUDGETS})()
 
-    same = noise_spread.per_image_std({0: _Inputs(runs[0].path), 1: _Inputs(again.path)})
+    # seed 0 twice, in two separate runs (the noise run's first seed is its own sweep)
+    same = noise_spread.per_image_std({0: _Inputs(runs[0].path), 1: _Inputs(noisy.path)})
     assert len(same) and (same["per_image_std"] == 0).all()
     spread = pd.read_csv(noisy.path / "noise_spread.csv")
     assert list(spread.columns) == noise_spread.COLUMNS
@@ -86,7 +86,7 @@ def test_spread_is_zero_across_identical_seeds_and_positive_across_different(sep
 
 
 def test_spread_equals_a_naive_recomputation_from_separate_runs(separate, noisy):
-    runs, _ = separate
+    runs = separate
     # the headline numbers are the first seed's: the same as an ordinary run with that seed
     assert (noisy.path / "metrics.csv").read_bytes() == (runs[0].path / "metrics.csv").read_bytes()
     tables = {s: _per_image(r.path) for s, r in runs.items()}
@@ -172,9 +172,34 @@ def test_compare_flags_differences_within_the_noise_band(tiny_flextok, tiny_odp,
     assert table[table.tokenizer == "odp"]["within_noise"].isna().all()  # the reference itself
     meta = json.loads((folder / "meta.json").read_text())["extra"]
     assert meta["noise_seeds"]["seeds"] == [0, 1] and any("decoder noise" in n for n in meta["notes"])
-    # rerun: every sweep, the extra seed included, resumes
+    # the cross-family script shows the spread beside the differences, and each tokenizer's decode options
+    x = _script("reproduce_cross_family")
+    shown = x.noise_table(folder)
+    assert list(shown.columns) == x.NOISE_COLUMNS and set(shown["tokenizer"]) == {"odp", "ft"}
+    assert shown.loc[shown.tokenizer == "ft", "noise_std"].gt(0).all()
+    assert x.decode_options(folder)["ft"] == {"steps": 2, "guidance": 7.5, "apg": True, "noise": "seeded"}
+    # rerun: every sweep, the extra seed included, resumes without a rollout
+    before = (folder / "noise_spread.csv").read_bytes()
+    shards = {f: f.stat().st_mtime_ns for f in (folder / "sweeps").rglob("shards/*")}
     code, _, err = _cli(args, capsys)
     assert code == 0, err
+    meta = json.loads((folder / "meta.json").read_text())["extra"]["tokenizers"]
+    assert {n: t["rollout_calls"] for n, t in meta.items()} == {"odp": 0, "ft": 0}
+    assert {f: f.stat().st_mtime_ns for f in (folder / "sweeps").rglob("shards/*")} == shards
+    assert (folder / "noise_spread.csv").read_bytes() == before
+
+
+def _script(name):
+    import importlib
+    import sys
+    from pathlib import Path
+
+    analyses = str(Path(__file__).resolve().parents[1] / "analyses")
+    sys.path.insert(0, analyses)
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(analyses)
 
 
 def test_flag_within_marks_both_sides_of_the_band():
