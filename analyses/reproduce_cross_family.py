@@ -10,6 +10,14 @@ single pass: `allocate --criterion epsilon` at 256 slots, whose mean kept slots 
 used".
 --ckpt-alit-in1k / --ckpt-karl-in1k add the IN-1K rows.
 
+FlexTok (not in the KARL paper, so no published row) runs in the same `compare` (--no-flextok leaves
+it out): prefixes of 32, 64, ..., 256 register tokens, decoded with its own options (flow steps,
+guidance, APG: the official README's T = 20, g = 7.5, APG on by default; they reach FlexTok only and
+are printed per tokenizer). Its decoder is generative, so the comparison repeats every random
+decoder's sweep with --noise-seeds N seeds (ALIT/KARL halting draws too) and prints, beside each
+same-token difference from the first tokenizer, the between-seed spread and whether the difference
+is within it (`alit_eval.analysis.noise_spread`).
+
 Unknowns, said here once: KARL says only that One-D-Piece is "its IN-1K checkpoint" (not which size;
 S-256 by default here) and not which budgets it searched for One-D-Piece (32, 64, ..., 256 here);
 One-D-Piece's own evaluation resizes before cropping, but KARL evaluated all three its own way, so
@@ -25,6 +33,7 @@ given to random images, as in `allocate`). Tokens are those the decoder receives
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +46,9 @@ FAMILY_PROTOCOL = """  compare                    every tokenizer on the same im
   --budgets 32-256:32        32, 64, ..., 256 for every family (KARL epsilon = 0, its evaluate.py setting)
   --thresholds 0.03,0.05,0.09  per image the smallest budget with L1 below epsilon (KARL Tab. 2);
                              with its variable-token rFID and shuffled control (Tab. 6)
-  KARL Tab. 2 rows           allocate --criterion epsilon --budgets 256: KARL's own epsilon-conditioned pass"""
+  KARL Tab. 2 rows           allocate --criterion epsilon --budgets 256: KARL's own epsilon-conditioned pass
+  FlexTok                    --steps/--guidance/--apg (FlexTok only), --noise-seeds N: spread beside differences"""
+NOISE_COLUMNS = ["tokenizer", "budget", "metric", "value", "diff_vs_ref", "noise_std", "noise_band", "within_noise"]
 
 
 def _limit(args: Any) -> str:
@@ -53,6 +64,11 @@ def compare_options(args: Any, tokenizers: dict[str, str]) -> list[str]:
              "--run-id", "in100-val-cross-family" + _limit(args)]
     if args.limit:
         opts += ["--limit", str(args.limit)]
+    if any(label.startswith("flextok") for label in tokenizers):  # FlexTok's decode options (only it has them)
+        opts += ["--steps", str(args.flextok_steps), "--guidance", str(args.flextok_guidance),
+                 "--apg", "true" if args.flextok_apg else "false"]
+    if args.noise_seeds > 1:
+        opts += ["--noise-seeds", str(args.noise_seeds)]
     for flag, value in (("--lpips-weights", args.lpips_weights), ("--inception-weights", args.inception_weights)):
         if value:
             opts += [flag, value]
@@ -92,6 +108,27 @@ def epsilon_values(folder: Path, threshold: float) -> dict[str, float]:
     return {k: float(r[v]) for k, v in names.items() if v in r and pd.notna(r[v])}
 
 
+def decode_options(folder: Path) -> dict[str, dict[str, Any]]:
+    """Each tokenizer's recorded inference options (``config.json`` of the compare run)."""
+    import json
+
+    config = json.loads((folder / "config.json").read_text())
+    return {name: {**({"halting": t["halting"]} if t.get("halting") else {}), **t.get("options", {})}
+            for name, t in config["tokenizers"].items()}
+
+
+def noise_table(folder: Path) -> Any:
+    """Same-token differences from the first tokenizer with the decoder-noise spread beside them
+    (``compare.csv`` of a ``--noise-seeds`` run; empty without one)."""
+    import pandas as pd
+
+    table = pd.read_csv(folder / "compare.csv")
+    if "within_noise" not in table:
+        return pd.DataFrame(columns=NOISE_COLUMNS)
+    keep = (table["status"] == "measured") & table["metric"].isin(["l1", "lpips", "ssim", "rfid"])
+    return table.loc[keep, NOISE_COLUMNS].reset_index(drop=True)
+
+
 def main() -> None:
     p = c.parser(__doc__ + "\n" + c.PROTOCOL + "\n" + FAMILY_PROTOCOL)
     p.add_argument("--in100-val", required=True, help="IN-100 val folder (class subfolders, 5,000 images)")
@@ -100,9 +137,19 @@ def main() -> None:
     p.add_argument("--ckpt-one-d-piece", default="one_d_piece_s256.in1k", help="One-D-Piece, IN-1K (size not stated)")
     p.add_argument("--ckpt-alit-in1k", default=None, help="also ALIT, IN-1K (Tab. 1/2 IN-1K rows)")
     p.add_argument("--ckpt-karl-in1k", default=None, help="also KARL, IN-1K (Tab. 1/2 IN-1K rows)")
+    p.add_argument("--ckpt-flextok", default="flextok_d18_d28.in1k", help="FlexTok, IN-1K (no published row)")
+    p.add_argument("--no-flextok", action="store_true", help="leave FlexTok out")
+    p.add_argument("--flextok-steps", type=int, default=20, help="FlexTok flow steps T (official README: 20)")
+    p.add_argument("--flextok-guidance", type=float, default=7.5, help="FlexTok guidance scale g (README: 7.5)")
+    p.add_argument("--flextok-apg", action=argparse.BooleanOptionalAction, default=True,
+                   help="FlexTok norm guidance APG (README: on)")
+    p.add_argument("--noise-seeds", type=int, default=3,
+                   help="repeat every random decoder's sweep with N seeds and show the spread (1: off)")
     args = p.parse_args()
     tokenizers = {"alit-in100": args.ckpt_alit, "karl-in100": args.ckpt_karl,
                   "one_d_piece-in1k": args.ckpt_one_d_piece}
+    if not args.no_flextok:
+        tokenizers["flextok-in1k"] = args.ckpt_flextok
     tokenizers.update({k: v for k, v in (("alit-in1k", args.ckpt_alit_in1k), ("karl-in1k", args.ckpt_karl_in1k)) if v})
     opts = compare_options(args, tokenizers)
     c.execute(args, "compare", opts)
@@ -125,6 +172,21 @@ def main() -> None:
     table["source"] = [t.source + ("; not confirmed from the ALIT paper" if t.model.startswith("alit") else "")
                        for t in targets]
     c.report(table, args, "in100_cross_family")
+    folder = c.run_dir(args, "compare", opts)
+    for name, values in decode_options(folder).items():
+        print(f"decode options {name}: " + (", ".join(f"{k}={v}" for k, v in values.items()) or "none"))
+    noise = noise_table(folder)
+    if len(noise):
+        import pandas as pd
+
+        with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format",
+                               "{:.4g}".format):
+            print(f"same-token differences from {next(iter(tokenizers))}, with the decoder-noise spread "
+                  f"({args.noise_seeds} seeds; within_noise: |diff| <= 2 sqrt(std^2 + std_ref^2)):")
+            print(noise.to_string(index=False))
+        out = Path(args.results_dir) / "in100_cross_family_noise.csv"
+        noise.to_csv(out, index=False)
+        print(f"table: {out}")
 
 
 if __name__ == "__main__":

@@ -139,8 +139,10 @@ def test_cross_family_dry_run_and_lookup(common, tmp_path):
     cmp = [a for a in lines if split(a, group)[1] == "compare"]
     assert len(cmp) == 1 and len(lines) == 1 + 2  # one compare, one epsilon-mode allocate per KARL checkpoint
     labels = [cmp[0][i + 1].split("=")[0] for i, t in enumerate(cmp[0]) if t == "--ckpt"]
-    assert labels == ["alit-in100", "karl-in100", "one_d_piece-in1k", "karl-in1k"]
-    assert {p.model for p in published.CROSS_FAMILY} >= set(labels)
+    assert labels == ["alit-in100", "karl-in100", "one_d_piece-in1k", "flextok-in1k", "karl-in1k"]
+    assert {p.model for p in published.CROSS_FAMILY} >= set(labels) - {"flextok-in1k"}  # FlexTok: not in KARL
+    at = {t: cmp[0][cmp[0].index(t) + 1] for t in ("--steps", "--guidance", "--apg", "--noise-seeds")}
+    assert at == {"--steps": "20", "--guidance": "7.5", "--apg": "true", "--noise-seeds": "3"}  # README defaults
     eps = [a for a in lines if split(a, group)[1] == "allocate"]
     assert len(eps) == 2 and all(a[a.index("--criterion") + 1] == "epsilon" for a in eps)
     assert all(a[a.index("--thresholds") + 1] == "0.03,0.05,0.09" for a in eps)

@@ -40,6 +40,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
+from alit_eval.analysis import noise_spread
 from alit_eval.analysis import token_selection as al, tokens
 from alit_eval.analysis.paired import PAIRED_TEST, matched_tokens, paired_tests
 from alit_eval.analysis.quality import summarize
@@ -404,9 +405,13 @@ def run(req: Any, *, tokenizers: Sequence[TokenizerSpec], budgets: str | None = 
     facts = {n: tokenizer_facts(p) for n, p in plans.items()}
     sizes = check_sizes(facts, mixed_sizes)
     reference = next(iter(plans))
+    seeds = noise_spread.seed_list(seed, getattr(req, "noise_seeds", 1))
+    noise_spread.check_any_random(plans, len(seeds))
     config = {"tokenizers": {n: p.config for n, p in plans.items()}, "reference": reference,
               "compare": {"budgets": budgets, "thresholds": [str(t) for t in thresholds], "criterion": criterion,
                           "fallback": fallback, "n_boot": n_boot, "fid": bool(req.fid)}}
+    if len(seeds) > 1:  # N = 1 keeps the run ids of earlier runs
+        config["compare"]["noise_seeds"] = seeds
     line = lacking_line(lacking)
     with CommandRun("compare", config, results_dir=results_dir, run_id=run_id, overwrite=overwrite) as run:
         inputs = {n: _sweep(p, run.dir.path / "sweeps" / n) for n, p in plans.items()}
@@ -418,9 +423,9 @@ def run(req: Any, *, tokenizers: Sequence[TokenizerSpec], budgets: str | None = 
         console = [line] if line else []
         console.append(f"image size: {sizes}{' (DIFFERENT: pixel metrics at different resolutions)' if mixed else ''}"
                        f"; every tokenizer gets the same originals, preprocess {preprocess}")
-        rows, notes = [], [line] if line else []
+        rows, notes, has_fids = [], [line] if line else [], {}
         for n, i in inputs.items():
-            has_fid = bool(req.fid) and has_features(i.result.store, i.result.budgets)
+            has_fid = has_fids[n] = bool(req.fid) and has_features(i.result.store, i.result.budgets)
             if req.fid and not has_fid:
                 notes.append(f"{n}: no Inception features in the sweep, rFID skipped")
             rows += budget_rows(n, i.result, facts[n], dataset=dataset, preprocess=preprocess, seed=seed,
@@ -450,6 +455,14 @@ def run(req: Any, *, tokenizers: Sequence[TokenizerSpec], budgets: str | None = 
         if len(tests):
             tests = tests.assign(budget_signal=tests["tokenizer"].map(flag),
                                  reference_budget_signal=flag[reference])
+        noise = {}
+        if len(seeds) > 1:  # decoder noise: each random tokenizer's sweep again per seed; differences flagged
+            spread = noise_spread.compare_spread(plans, inputs, run.dir.path / "sweeps", seeds,
+                                                 {n: f["family"] for n, f in facts.items()}, has_fids)
+            table = noise_spread.flag_within(table, spread, reference)
+            write_csv(spread, run.dir.file("noise_spread.csv"))
+            notes += noise_spread.within_lines(table, len(seeds))
+            noise = {"noise_seeds": noise_spread.meta(seeds)}
         no_rate = [n for n, f in facts.items() if f["bits_per_token"] is None]
         if no_rate:
             notes.append(f"{', '.join(no_rate)}: continuous latents have no finite rate (bits per token); left out "
@@ -486,6 +499,6 @@ def run(req: Any, *, tokenizers: Sequence[TokenizerSpec], budgets: str | None = 
             "rate": "bits per image = tokens received x bits per token (log2 codebook size)",
             "variable_rfid": ("each image at its own selected budget against the originals; shuffled: the same "
                               "budgets given to random images (the control)") if len(fids) else None,
-            "notes": notes,
+            "notes": notes, **noise,
         }, device=first.result.info.get("device"))
     return run.dir, table, summary, tests, "\n".join(console)

@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from alit_eval.analysis import noise_spread
 from alit_eval.analysis.flops import cached_compute_table
 from alit_eval.analysis.quality import summarize
 from alit_eval.analysis.skeleton import CommandRun, figure_title
@@ -20,6 +21,7 @@ from alit_eval.engine.recons import check_folder, drop_unsaved, write_png
 from alit_eval.engine.reuse import SweepPlan
 from alit_eval.engine.runner import prepare
 from alit_eval.engine.sweep import run_sweep
+from alit_eval.errors import AlitEvalError
 from alit_eval.metrics.fid import load_stats_npz
 from alit_eval.paths import portable
 from alit_eval.results import plots
@@ -54,13 +56,19 @@ def run(req: Any, *, seed: int, device: str, offline: bool, results_dir: Any, ru
     p = prepare(req, seed=seed, device=distributed.device_for(device, dist), offline=offline, progress=progress)
     ref = load_stats_npz(fid_ref) if fid_ref else None
     p.config.update(kid=kid, fid_reference=("npz:" + Path(fid_ref).name) if fid_ref else "originals")
+    seeds = noise_spread.seed_list(seed, getattr(req, "noise_seeds", 1))
+    noise_spread.check_random(p.tokenizer, len(seeds))
+    if len(seeds) > 1 and dist.world > 1:
+        raise AlitEvalError("--noise-seeds runs in one process; drop torchrun or --noise-seeds")
     if not dist.main:  # workers under torchrun: store their batches in rank 0's run folder, then stop
         path = distributed.broadcast_object(None, dist)
         run_sweep(p.tokenizer, p.source, p.sweep, path, dist=dist)
         return None, None
     redo = (lambda path: drop_unsaved(path, req.save_recons, p.sweep.budgets,
                                       official_stream=uses_global_stream(p.sweep.options))) if req.save_recons else None
-    with CommandRun("fid", p.config, SweepPlan.of(p), results_dir=results_dir, run_id=run_id,
+    # --noise-seeds N > 1 is part of this run's identity (N = 1 keeps the run ids of earlier runs).
+    config = {**p.config, "noise_seeds": seeds} if len(seeds) > 1 else p.config
+    with CommandRun("fid", config, SweepPlan.of(p), results_dir=results_dir, run_id=run_id,
                     overwrite=overwrite, out=out, on_resume=redo) as run:
         distributed.broadcast_object(run.dir.path, dist)
         inputs = run.sweep(on_batch=on_batch, dist=dist)
@@ -78,8 +86,13 @@ def run(req: Any, *, seed: int, device: str, offline: bool, results_dir: Any, ru
             table = cached_compute_table(p.tokenizer, result.budgets, result.info["device"], fid=req.fid, seed=seed,
                                          say=_say if progress else None)
             write_csv(table, run.dir.path / "compute.csv")
+        noise = {}
+        if len(seeds) > 1:  # the same sweep again per seed, each resumable in noise/seed<S>/
+            runs = noise_spread.run_seeds(SweepPlan.of(p), inputs, run.dir.path, seeds, on_batch=on_batch)
+            write_csv(noise_spread.spread_table(runs, fid=req.fid, fid_ref=ref), run.dir.file("noise_spread.csv"))
+            noise = {"noise_seeds": noise_spread.meta(seeds)}
         info = result.info
-        run.finish(seed, {
+        run.finish(seed, {**noise,
             "fid_reference": p.config["fid_reference"], "fid_reference_n": ref.n if ref is not None else None,
             "precision": info["precision"],
             "approximate_precision": info["approximate"], "batch_size": info["batch_size"],

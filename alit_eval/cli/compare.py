@@ -6,10 +6,10 @@ from typing import List, Optional
 
 import typer
 
-from alit_eval.cli.options import MEASURE_OPTIONS, SweepArgs, parse_list, sweep_command
+from alit_eval.cli.options import MEASURE_OPTIONS, NOISE_OPTIONS, SweepArgs, parse_list, sweep_command
 
 
-@sweep_command(MEASURE_OPTIONS)
+@sweep_command(MEASURE_OPTIONS, NOISE_OPTIONS)
 def compare(
     ctx: typer.Context,
     sweep: SweepArgs,
@@ -63,13 +63,18 @@ def compare(
 
     sweep.config.rounding = "truncate" if official_truncation else "round"
     specs = parse_tokenizers(list(ckpt), list(family or []), list(heads or []))
-    run_dir, _, summary, tests, notes = run(
+    run_dir, table, summary, tests, notes = run(
         sweep.config, **sweep.run_kwargs(), tokenizers=specs, budgets=budgets,
         thresholds=parse_list(thresholds, str, option="--thresholds", what="a threshold"),
         criterion=criterion, fallback=fallback, n_boot=n_boot, mixed_sizes=mixed_sizes)
     for line in notes.splitlines():
         typer.secho(line, fg="red" if line.startswith("warning:") else None, err=line.startswith("warning:"))
     print_summary(summary, tests)
+    if (run_dir.path / "noise_spread.csv").is_file():  # --noise-seeds N > 1
+        from alit_eval.analysis import noise_spread
+
+        for note in noise_spread.within_lines(table, sweep.config.noise_seeds):
+            typer.echo(note)
     typer.echo(f"results: {run_dir.path}")
 
 

@@ -8,10 +8,10 @@ from typing import Optional
 import typer
 
 from alit_eval.cli.options import (  # noqa: F401 (parse_batch_size: its former home)
-    MEASURE_OPTIONS, Out, Precision, SweepArgs, check_precision, parse_batch_size, sweep_command)
+    MEASURE_OPTIONS, NOISE_OPTIONS, Out, Precision, SweepArgs, check_precision, parse_batch_size, sweep_command)
 
 
-@sweep_command(MEASURE_OPTIONS)
+@sweep_command(MEASURE_OPTIONS, NOISE_OPTIONS)
 def fid(
     ctx: typer.Context,
     sweep: SweepArgs,
@@ -51,6 +51,12 @@ def fid(
     if run_dir is None:  # a torchrun worker: rank 0 reports
         return
     print_table(metrics)
+    if (run_dir.path / "noise_spread.csv").is_file():  # --noise-seeds N > 1
+        import pandas as pd
+
+        from alit_eval.analysis.noise_spread import print_spread
+
+        print_spread(pd.read_csv(run_dir.path / "noise_spread.csv"))
     if "lpips" not in set(metrics["metric"]):  # the table would have had an LPIPS column
         import json
 

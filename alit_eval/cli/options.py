@@ -244,6 +244,11 @@ FromRun = Annotated[Optional[Path], typer.Option(
     "--from-run", help="Reuse the sweep of an earlier run folder (no reconstruction; the sweep options are "
                        "then ignored).")]
 Out = Annotated[Optional[Path], typer.Option("--out", help="Run folder (default results/<command>/<config hash>).")]
+NoiseSeeds = Annotated[int, typer.Option(
+    "--noise-seeds", min=1,
+    help="Repeat the decode with N seeds (--seed, --seed+1, ...) for a tokenizer whose decoder draws random "
+         "numbers, and report the between-seed spread of every metric (noise_spread.csv). Refused for a "
+         "deterministic decoder.")]
 Precision = Annotated[str, typer.Option(
     "--precision", help="fp32 (reported numbers) | bf16 | tf32 (approximate, faster).")]
 
@@ -324,6 +329,8 @@ MEASURE_OPTIONS: list[SweepOption] = [
     SweepOption("inception_weights", InceptionWeights, None, "inception_weights", _path_text),
     *LPIPS_OPTIONS,
 ]
+# Opt-in: decoder noise as a measured quantity (commands that summarize whole sweeps: fid, compare).
+NOISE_OPTIONS: list[SweepOption] = [SweepOption("noise_seeds", NoiseSeeds, 1, "noise_seeds")]
 
 
 # Key of `typer.Context.meta` under which the CLI leaves a callable for `SweepArgs.before_run`.

@@ -63,6 +63,9 @@ class _SweepFields:
     precision: str = "fp32"  # fp32 | bf16 | tf32 (engine/fastpath.py)
     compile: bool = False
     save_recons: str | None = None  # folder for every reconstruction as PNG (engine/recons.py); not in config.json
+    # --noise-seeds: repeat the sweep with this many seeds (analysis/noise_spread.py); each repetition is
+    # an ordinary sweep whose config differs only in `seed`, so this is not in a sweep's config.json.
+    noise_seeds: int = 1
     extra: dict[str, Any] = field(default_factory=dict)  # command-specific entries of config.json
 
 
