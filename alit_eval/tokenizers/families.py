@@ -44,7 +44,9 @@ How a family declares itself (the `Family` fields):
 
 The rest (``describe``, ``bits_per_token``, ``flop_components``, ``flops_per_budget``, attention,
 notes, budgets) are optional ingredients for tables and analyses. Adding a family with one inference
-option touches no file outside its folder except the registry line.
+option touches no file outside its folder except the registry line (and the checked-in list of CLI
+flags, ``tests/data/cli_options.json``, when the option's flag is new). ``tests/test_family_contract.py``
+shows it with a toy family defined in the test file.
 """
 
 from __future__ import annotations
@@ -283,7 +285,8 @@ FAMILIES.register("karl", Family(
     sentinels=("rec_loss_embeddings", "halting_mlp.0.weight", "decoder_latent_tokens_timestep_embed", "latent_tokens"),
     presets=("karl_tiny", "karl_small", "karl_base", "karl_semilarge"),
     options="alit_eval.tokenizers.karl.options:OPTIONS", random=True,
-    config_fields="alit_eval.tokenizers.karl.config:FIELDS", model_criteria={"epsilon": "epsilon"}, budgets="any slot count 1..512 (official sweep 32, 64, ..., 256)",
+    config_fields="alit_eval.tokenizers.karl.config:FIELDS", model_criteria={"epsilon": "epsilon"},
+    budgets="any slot count 1..512 (official sweep 32, 64, ..., 256)",
     has_attention=True, attention_modes=(True, "corrected", "full"),
     attention_definition=("head-averaged decoder attention from mask query row p (of g*g) to latent slot j "
                           "(key g*g+j), per decoder layer; halted slots receive 0"),
