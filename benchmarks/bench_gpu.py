@@ -16,6 +16,7 @@ bf16 = bfloat16 autocast (alit_eval/engine/fastpath.py). Without a CUDA GPU it s
 
     python benchmarks/bench_gpu.py [--precision fp32|tf32|bf16] [--n 256] [--family alit,karl,one_d_piece]
     python benchmarks/bench_gpu.py --quick        # a minute: 32 images, 2 budgets, 2 checked images
+    python benchmarks/bench_gpu.py --device cpu --quick --fixtures --n 2   # CPU smoke test of the script
 Runs in under 5 minutes on one recent GPU with the defaults.
 """
 
@@ -85,10 +86,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--check", type=int, default=None, help="images in the CPU agreement check (default 4)")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--fixtures", action="store_true", help="the tiny fixture checkpoints instead of real sizes "
+                    "(a CPU smoke test: --device cpu --quick --fixtures --n 2)")
     args = ap.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("error: bench_gpu.py needs a CUDA GPU and torch.cuda.is_available() is False "
-                         "(use benchmarks/bench_families.py on CPU; --device cpu --quick runs this as a smoke test)")
+                         "(use benchmarks/bench_families.py on CPU; --device cpu --quick --fixtures runs this as a smoke test)")
     import bench_families
 
     n = args.n or (32 if args.quick else 256)
@@ -102,10 +105,11 @@ def main(argv: list[str] | None = None) -> None:
             if isinstance(fam, str):
                 print(f"== {fname}: skipped ({fam})")
                 continue
-            fam.ckpt = real_size(fname, tmp) if fname in ("alit", "karl", "one_d_piece") else fam.ckpt
-            fam.options = {k: v for k, v in fam.options.items() if k != "heads"}  # the safetensors config says
-            fam.size = {"alit": "alit_small", "karl": "karl_small", "one_d_piece": "One-D-Piece S-256"}.get(
-                fname, fam.size) + " geometry, random weights"
+            if fname in ("alit", "karl", "one_d_piece") and not args.fixtures:
+                fam.ckpt = real_size(fname, tmp)
+                fam.options = {k: v for k, v in fam.options.items() if k != "heads"}  # the file's config says
+                fam.size = {"alit": "alit_small", "karl": "karl_small", "one_d_piece": "One-D-Piece S-256"}[
+                    fname] + " geometry, random weights"
             budgets = fam.quick_budgets if args.quick else fam.budgets
             bench_families.bench(fam, n, budgets, args.batch_size, args.device, precision=args.precision)
             agreement(fam, check, budgets, args.precision, args.device, tmp)
