@@ -6,8 +6,8 @@ side by side in one run:
   (a) the family's official way, reproduced step by step: ALIT bench_fid.py, KARL official_karl.py,
       One-D-Piece/TiTok official_one_d_piece.py (each docstring lists the steps; what each leaves out
       is printed);
-  (b) `alit-eval fid` through the Python API (`alit_eval.evaluate`, the CLI's code), batched, with
-      its set-up and final statistics;
+  (b) `alit-eval fid` through the Python API (`alit_eval.evaluate`, the CLI's code) with the CLI's
+      defaults, batched: set-up, final statistics, the FLOP table (compute.csv) and figures included;
   (c) the floor: one batched rollout (one encode and one decode per requested budget; KARL runs one
       encoder pass per budget by design, ALIT its iterations up to the largest budget), one Inception
       pass per image and per reconstruction; no I/O, no metrics, no set-up.
@@ -158,7 +158,7 @@ def bench(fam: Family, n: int, budgets: list[int], batch_size: int, device: str,
         ta = fam.official(fam.ckpt, paths, budgets, tmp / "official", device)
         t = time.perf_counter()
         evaluate(fam.ckpt, tmp / "images", budgets, results_dir=tmp / "results", device=device, offline=True,
-                 batch_size=batch_size, precision=precision, **fam.options)
+                 batch_size=batch_size, precision=precision, flops=True, **fam.options)  # the CLI's defaults
         tb = time.perf_counter() - t
         model = load_tokenizer(fam.ckpt, device=device, offline=True, **fam.options)
         inception = InceptionFeatures(None, "tf1", device, offline=True)
@@ -166,7 +166,8 @@ def bench(fam: Family, n: int, budgets: list[int], batch_size: int, device: str,
             tc = floor(model, inception, paths, budgets, batch_size, fam.rollout_kwargs)
     print(f"== {fam.name}: {n} images, budgets {budgets}, batch {batch_size}, {fam.size}")
     print(f"(a) official way   {n / ta['total']:8.2f} img/s  ({ta['total']:.1f} s; {fam.describe(ta, budgets)})")
-    print(f"(b) alit-eval fid  {n / tb:8.2f} img/s  ({tb:.1f} s, with set-up and FID statistics)")
+    print(f"(b) alit-eval fid  {n / tb:8.2f} img/s  ({tb:.1f} s, as the CLI runs it: set-up, FID statistics, "
+          "FLOP table, figures)")
     print(f"(c) compute floor  {n / tc:8.2f} img/s  ({tc:.1f} s)")
     sa, oc = ta["total"] / tb, tb / tc
     print(f"speed-up (b) vs (a): {sa:.2f}x (target >= 1.5: {'met' if sa >= 1.5 else 'MISSED'})   "
@@ -227,6 +228,8 @@ def main(argv: list[str] | None = None) -> None:
         memory(fams, sizes, args.batch_size)
     else:
         n = args.n or (4 if args.quick else 32)
+        if n < 2:
+            ap.error("--n must be at least 2 (FID statistics need two images)")
         for fam in fams:
             budgets = [int(b) for b in args.budgets.split(",")] if args.budgets else (
                 fam.quick_budgets if args.quick else fam.budgets)
