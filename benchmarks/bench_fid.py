@@ -63,39 +63,46 @@ def write_images(folder: Path, n: int) -> list[Path]:
     return paths
 
 
-def official_setup(ckpt: Path, device) -> tuple[object, float]:
-    """Seed, build ALIT + base + the 8 loss modules (as train_stage="full_finetuning" does), load weights."""
+def loss_modules(n: int, device) -> list:
+    """The n LPIPS-VGG16 + PatchGAN modules an official ``train_stage="full_finetuning"`` model builds
+    (ALIT and KARL alike), without their weight files; raises ImportError without torchvision."""
+    import torchvision
     from torch import nn
 
+    losses = []
+    for _ in range(n):
+        # LPIPS: vgg16(pretrained=True) builds the whole VGG16 (init_weights=False) and keeps .features
+        vgg = torchvision.models.vgg16(weights=None, init_weights=False).features
+        lins = [nn.Conv2d(c, 1, 1, bias=False) for c in (64, 128, 256, 512, 512)]
+        layers: list[nn.Module] = [nn.Conv2d(3, 64, 4, 2, 1)]
+        for ci, co, st in ((64, 128, 2), (128, 256, 2), (256, 512, 1)):
+            layers += [nn.Conv2d(ci, co, 4, st, 1, bias=False), nn.BatchNorm2d(co)]
+        disc = nn.Sequential(*layers, nn.Conv2d(512, 1, 4, 1, 1))
+        for m in disc.modules():  # taming weights_init
+            if isinstance(m, nn.Conv2d):
+                nn.init.normal_(m.weight, 0.0, 0.02)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.normal_(m.weight, 1.0, 0.02)
+        losses.append(nn.ModuleList([vgg, *lins, disc]).to(device))
+    return losses
+
+
+def official_setup(ckpt: Path, device) -> tuple[object, float]:
+    """Seed, build ALIT + base + the 8 loss modules (as train_stage="full_finetuning" does), load weights."""
     from alit_eval.tokenizers.alit.halting import official_construction_draws
     from alit_eval.tokenizers.checkpoints import load_tokenizer
 
     t0 = time.perf_counter()
     torch.manual_seed(0)
     model = load_tokenizer(ckpt, device=device)  # ALIT + base: construction and weight loading
-    losses = []
     try:
-        import torchvision
-
-        for _ in range(model.cfg.iterations):
-            # LPIPS: vgg16(pretrained=True) builds the whole VGG16 (init_weights=False) and keeps .features
-            vgg = torchvision.models.vgg16(weights=None, init_weights=False).features
-            lins = [nn.Conv2d(c, 1, 1, bias=False) for c in (64, 128, 256, 512, 512)]
-            layers: list[nn.Module] = [nn.Conv2d(3, 64, 4, 2, 1)]
-            for ci, co, st in ((64, 128, 2), (128, 256, 2), (256, 512, 1)):
-                layers += [nn.Conv2d(ci, co, 4, st, 1, bias=False), nn.BatchNorm2d(co)]
-            disc = nn.Sequential(*layers, nn.Conv2d(512, 1, 4, 1, 1))
-            for m in disc.modules():  # taming weights_init
-                if isinstance(m, nn.Conv2d):
-                    nn.init.normal_(m.weight, 0.0, 0.02)
-                elif isinstance(m, nn.BatchNorm2d):
-                    nn.init.normal_(m.weight, 1.0, 0.02)
-            losses.append(nn.ModuleList([vgg, *lins, disc]).to(device))
+        losses = loss_modules(model.cfg.iterations, device)
     except ImportError:  # no torchvision: consume the same draws, without the allocations
         from alit_eval.tokenizers.alit.halting import advance_cpu_generator
 
         advance_cpu_generator(official_construction_draws(model.cfg) - official_construction_draws(
             model.cfg, loss_modules=False))
+        losses = []
     del losses
     return model, time.perf_counter() - t0
 

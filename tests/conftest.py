@@ -9,6 +9,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# pytest-xdist (addopts: -n auto) runs one worker per CPU; one torch thread each keeps the workers
+# from oversubscribing the cores. Set before any test module imports torch.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 
 def shared_dir() -> Path:
     return Path(os.environ.get("ALIT_EVAL_SHARED", REPO.parent / "shared"))

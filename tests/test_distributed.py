@@ -14,7 +14,7 @@ import pytest
 
 def _fid(args, tmp_path, ckpt, run_id, env):
     common = ["--device", "cpu", "--results-dir", str(tmp_path), "fid", "--ckpt", str(ckpt), "--limit", "7",
-              "--batch-size", "2", "--budgets", "4,16", "--run-id", run_id, "--halting", "seeded"]
+              "--batch-size", "2", "--budgets", "4,16", "--run-id", run_id, "--halting", "seeded", "--no-compute"]
     proc = subprocess.run(args + common, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     return tmp_path / "fid" / run_id

@@ -27,7 +27,7 @@ needs = pytest.mark.skipif(not all(p.is_file() for p in (ALIT_VQ, KARL_VQ, ODP_T
 
 def _fid(tmp_path: Path, *args: str):
     result = runner.invoke(app, ["--device", "cpu", "--results-dir", str(tmp_path), "fid", "--limit", "2",
-                                 "--no-fid", "--batch-size", "2", *args])
+                                 "--no-fid", "--no-compute", "--batch-size", "2", *args])
     return result
 
 
@@ -38,9 +38,10 @@ def _run_dir(tmp_path: Path) -> Path:
 
 @needs
 @pytest.mark.parametrize("ckpt, args, family, budgets", [
-    (ALIT_VQ, ["--budgets", "32,64,..."], "alit", list(range(32, 257, 32))),
+    # Few pixel decodes: the budget syntax itself is covered by test_budgets.py / test_families.py.
+    (ALIT_VQ, ["--budgets", "192,224,..."], "alit", [192, 224, 256]),
     (KARL_VQ, ["--budgets", "32,64", "--epsilon", "0.05"], "karl", [32, 64]),
-    (ODP_TINY, ["--heads", "4", "--budgets", "1,2,4,..."], "one_d_piece", [1, 2, 4, 8, 16, 32, 64, 128, 256]),
+    (ODP_TINY, ["--heads", "4", "--budgets", "64,128,..."], "one_d_piece", [64, 128, 256]),
     (ODP_TINY, ["--heads", "4", "--family", "titok"], "titok", [256]),
 ])
 def test_fid_runs_end_to_end_for_every_family(tmp_path, one_torch_thread, ckpt, args, family, budgets):

@@ -41,7 +41,7 @@ def _cli(args, capsys):
 
 def _fid_args(tmp_path: Path, ckpt: Path, data: Path, run_id: str, *extra: str) -> list[str]:
     return ["--results-dir", str(tmp_path / "res"), "--device", "cpu", "fid", "--ckpt", str(ckpt),
-            "--data", str(data), "--budgets", "4", "--no-fid", "--run-id", run_id, *extra]
+            "--data", str(data), "--budgets", "4", "--no-fid", "--no-compute", "--run-id", run_id, *extra]
 
 
 def _meta(tmp_path: Path, run_id: str) -> dict:

@@ -36,7 +36,7 @@ def _cli(args, capsys):
 
 def _fid_args(res: Path, ckpt: Path, data: Path, *extra: str) -> list[str]:
     return ["--results-dir", str(res), "--device", "cpu", "fid", "--ckpt", str(ckpt), "--data", str(data),
-            "--budgets", "4,8", "--no-fid", "--batch-size", "2", "--run-id", "r", *extra]
+            "--budgets", "4,8", "--no-fid", "--no-compute", "--batch-size", "2", "--run-id", "r", *extra]
 
 
 def _images(folder: Path, n: int = 4, seed: int = 0) -> Path:
@@ -109,7 +109,7 @@ def test_swapped_checkpoint_with_old_digest_in_sidecar_is_not_trusted(tmp_path, 
     ckpt = make_tiny_alit(tmp_path / "m" / "tiny.safetensors", seed=0)
     old_digest = hashlib.sha256(ckpt.read_bytes()).hexdigest()
     args = ["--results-dir", str(tmp_path / "res"), "--device", "cpu", "fid", "--ckpt", str(ckpt), "--data",
-            str(data), "--budgets", "4", "--no-fid"]
+            str(data), "--budgets", "4", "--no-fid", "--no-compute"]
     assert _cli(args, capsys)[0] in (0, None)
     first = {p.name for p in (tmp_path / "res" / "fid").iterdir()}
 
