@@ -257,7 +257,7 @@ def write_figures(run_dir: Any, metrics: pd.DataFrame, per_img: pd.DataFrame, bu
 
 
 def run(req: Any, opts: ProbeOptions, *, seed: int, device: str, offline: bool, results_dir: Any,
-        run_id: str | None = None, overwrite: bool = False, out: Any = None, progress: bool = True) -> tuple[Any, Any]:
+        run_id: str | None = None, overwrite: bool = False, reuse_finished: bool = False, out: Any = None, progress: bool = True) -> tuple[Any, Any]:
     """`alit-eval downstream` end to end; returns ``(run_dir, metrics)``."""
     unknown = [k for k in (*opts.kinds, opts.select_kind) if k not in FEATURE_KINDS]
     if unknown:
@@ -285,7 +285,7 @@ def run(req: Any, opts: ProbeOptions, *, seed: int, device: str, offline: bool, 
     if TAP_CAPTURES & set(p.sweep.capture):
         tokenizer = FeatureTap(p.tokenizer, recon_view=opts.recon_view, rounding=p.sweep.rounding)
     with CommandRun("downstream", p.config, SweepPlan.of(p), results_dir=results_dir, run_id=run_id,
-                    overwrite=overwrite, out=out) as run:
+                    overwrite=overwrite, reuse_finished=reuse_finished, out=out) as run:
         inputs = run.sweep(tokenizer=tokenizer)
         result = inputs.result
         metrics, per_img, per_budget, info = probe_tables(result.store, result.per_image, result.budgets, opts,

@@ -45,7 +45,7 @@ def write_examples(result: Any, folder: Any) -> "Any":
 
 
 def run(req: Any, *, seed: int, device: str, offline: bool, results_dir: Any, run_id: str | None = None,
-        overwrite: bool = False, kid: bool = False, fid_ref: str | None = None, out: Any = None,
+        overwrite: bool = False, reuse_finished: bool = False, kid: bool = False, fid_ref: str | None = None, out: Any = None,
         progress: bool = True, on_batch: Any = None, compute: bool = False) -> tuple[Any, Any]:
     """`alit-eval fid` end to end; returns ``(run_dir, metrics)`` (``(None, None)`` on torchrun workers)."""
     dist = distributed.init(device)
@@ -57,7 +57,7 @@ def run(req: Any, *, seed: int, device: str, offline: bool, results_dir: Any, ru
         run_sweep(p.tokenizer, p.source, p.sweep, path, dist=dist)
         return None, None
     with CommandRun("fid", p.config, SweepPlan.of(p), results_dir=results_dir, run_id=run_id,
-                    overwrite=overwrite, out=out) as run:
+                    overwrite=overwrite, reuse_finished=reuse_finished, out=out) as run:
         distributed.broadcast_object(run.dir.path, dist)
         inputs = run.sweep(on_batch=on_batch, dist=dist)
         result = inputs.result

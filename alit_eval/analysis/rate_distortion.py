@@ -130,7 +130,7 @@ def _tag(metrics: "Any", **extra: str) -> "Any":
 def run(req: Any, *, from_run: str | None = None, codecs: Sequence[str] = ("jpeg", "webp"), codec_workers: int = 0,
         curve_qualities: Sequence[int] = CURVE_QUALITIES, search: str = "exhaustive",
         bits_per_token_override: float | None = None, seed: int = 0, device: str = "cpu", offline: bool = False,
-        results_dir: Any = "results", run_id: str | None = None, overwrite: bool = False,
+        results_dir: Any = "results", run_id: str | None = None, overwrite: bool = False, reuse_finished: bool = False,
         progress: bool = True) -> tuple[Any, "Any"]:
     """`alit-eval rate-distortion` end to end; returns ``(run_dir, metrics)``.
 
@@ -144,7 +144,7 @@ def run(req: Any, *, from_run: str | None = None, codecs: Sequence[str] = ("jpeg
         "codecs": list(codecs), "search": search, "curve_qualities": [int(q) for q in curve_qualities],
         "bits_per_token": per_token, "rate": rate, **versions}}
     with CommandRun("rate-distortion", config, plan, results_dir=results_dir, run_id=run_id,
-                    overwrite=overwrite) as run:
+                    overwrite=overwrite, reuse_finished=reuse_finished) as run:
         inputs = run.sweep()
         result = inputs.result
         targets = _targets(result.budgets, per_token)

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from alit_eval.cli.console import print_results
 from alit_eval.cli.options import MEASURE_OPTIONS, FromRun, SweepArgs, check_threshold, parse_list, sweep_command
 
 # KARL Tab. 2/6 thresholds; 0.07 is the official default
@@ -56,7 +57,7 @@ def allocate(
                        option="--thresholds", what="a number, auto or qP (0 <= P <= 1)")
     from alit_eval.analysis.allocate import run  # after the checks: a typo fails before torch is imported
 
-    run_dir, _, _ = run(sweep.config, **sweep.run_kwargs(), from_run=str(from_run) if from_run else None,
+    run_dir, _, _ = run(sweep.config, **sweep.run_kwargs(), reuse_finished=True, from_run=str(from_run) if from_run else None,
                         thresholds=specs, criterion=criterion, fallback=fallback, batch_criterion=batch_criterion,
                         gallery=not no_gallery)
     print_summary(run_dir.path / "allocation_summary.csv", criterion)
@@ -67,7 +68,7 @@ def allocate(
     note = flat_note(pd.read_csv(run_dir.path / "allocation_summary.csv"))
     if note:
         typer.secho(note, fg="red", err=True)
-    typer.echo(f"results: {run_dir.path}")
+    print_results(run_dir)
 
 
 def print_summary(path: Path, criterion: str) -> None:

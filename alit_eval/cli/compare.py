@@ -6,6 +6,7 @@ from typing import List, Optional
 
 import typer
 
+from alit_eval.cli.console import print_results
 from alit_eval.cli.options import MEASURE_OPTIONS, SweepArgs, parse_list, sweep_command
 
 
@@ -60,7 +61,7 @@ def compare(
     if lacking:
         typer.echo(lacking)
     print_summary(summary, tests)
-    typer.echo(f"results: {run_dir.path}")
+    print_results(run_dir)
 
 
 def print_summary(summary, tests) -> None:

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from alit_eval.cli.console import print_results
 from alit_eval.cli.options import LPIPS_OPTIONS, FromRun, SweepArgs, parse_list, sweep_command
 
 
@@ -52,7 +53,7 @@ def entropy_correlation(
 
     sweep.config.fid = fid
     specs = parse_list(thresholds, str, option="--thresholds", what="a threshold")
-    run_dir, table = run(sweep.config, **sweep.run_kwargs(), from_run=str(from_run) if from_run else None,
+    run_dir, table = run(sweep.config, **sweep.run_kwargs(), reuse_finished=True, from_run=str(from_run) if from_run else None,
                          thresholds=specs, criterion=criterion, fallback=fallback,
                          scores=str(scores) if scores else None, control=control, n_boot=n_boot,
                          methods=parse_list(methods, str, option="--methods", what="a method"))
@@ -62,7 +63,7 @@ def entropy_correlation(
     note = flat_note(table)
     if note:
         typer.secho(note, fg="red", err=True)
-    typer.echo(f"results: {run_dir.path}")
+    print_results(run_dir)
 
 
 def print_tokens_table(table) -> None:

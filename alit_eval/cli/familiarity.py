@@ -6,6 +6,7 @@ from typing import List, Optional
 
 import typer
 
+from alit_eval.cli.console import print_results
 from alit_eval.cli.options import MEASURE_OPTIONS, SweepArgs, parse_list, sweep_command
 
 
@@ -51,7 +52,7 @@ def familiarity(
                            thresholds=parse_list(thresholds, str, option="--thresholds", what="a threshold"),
                            criterion=criterion, fallback=fallback, n_boot=n_boot)
     print_comparisons(comp, specs[0].name)
-    typer.echo(f"results: {run_dir.path}")
+    print_results(run_dir)
 
 
 def print_comparisons(comp, reference: str) -> None:

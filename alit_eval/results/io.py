@@ -32,7 +32,7 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
-from alit_eval import __version__
+from alit_eval.version import __version__
 from alit_eval.errors import AlitEvalError
 
 if TYPE_CHECKING:
@@ -294,6 +294,7 @@ class RunDir:
     resumed: bool = False
     previous_meta: dict | None = None
     started_at: float = field(default_factory=time.time)  # POSIX time the run was opened
+    meta: dict | None = None  # what `finish` wrote to meta.json (None until then)
     _lock: _Lock | None = None
 
     @property
@@ -331,6 +332,7 @@ class RunDir:
         meta = build_meta(self.config, seed=seed, device=device, extra=extra, started_at=self.started_at)
         meta = {"command": self.command, "run_id": self.run_id, **meta}
         write_json(meta, self.path / META_FILE)
+        self.meta = meta
         self.release()
         return meta
 

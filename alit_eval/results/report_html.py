@@ -23,7 +23,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from alit_eval import __version__
+from alit_eval.version import __version__
 from alit_eval.results import report as rp
 from alit_eval.results.io import config_hash, write_bytes, writing
 
