@@ -26,7 +26,7 @@ from alit_eval.analysis.skeleton import CommandRun
 from alit_eval.data.decode import load_image
 from alit_eval.data.demo import generate
 from alit_eval.data.transforms import preprocess
-from alit_eval.engine.sweep import resolve_device
+from alit_eval.engine.device import resolve_device
 from alit_eval.errors import AlitEvalError
 from alit_eval.paths import portable
 from alit_eval.results import plots, plots_tokens

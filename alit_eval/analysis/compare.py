@@ -34,6 +34,7 @@ from typing import Any, Sequence
 import pandas as pd
 
 from alit_eval.analysis import token_selection as al
+from alit_eval.analysis.labelled import split_labelled
 from alit_eval.analysis.paired import PAIRED_TEST, matched_tokens, paired_tests
 from alit_eval.analysis.quality import summarize
 from alit_eval.analysis.skeleton import CommandRun, dataset_meta
@@ -58,14 +59,6 @@ class TokenizerSpec:
     heads: int | None = None
 
 
-def _split(text: str) -> tuple[str | None, str]:
-    # "label=value"; a value that merely contains "=" (a path) is kept whole when the name part has a slash.
-    name, sep, value = text.partition("=")
-    if sep and name and "/" not in name and "\\" not in name:
-        return name.strip(), value.strip()
-    return None, text.strip()
-
-
 def parse_tokenizers(ckpts: Sequence[str], families: Sequence[str] = (),
                      heads: Sequence[str] = ()) -> list[TokenizerSpec]:
     """``--ckpt [LABEL=]CKPT`` (repeated), ``--family LABEL=FAMILY`` and ``--heads LABEL=N`` as `TokenizerSpec`s.
@@ -73,12 +66,12 @@ def parse_tokenizers(ckpts: Sequence[str], families: Sequence[str] = (),
     Raises:
         AlitEvalError: fewer than two checkpoints, a repeated label, or an override for no checkpoint.
     """
-    specs = [TokenizerSpec(*_split(c)) for c in ckpts]
+    specs = [TokenizerSpec(*split_labelled(c)) for c in ckpts]
     if len(specs) < 2:
         raise AlitEvalError("compare needs at least two tokenizers; pass --ckpt twice or more")
     for option, field, values in (("--family", "family", families), ("--heads", "heads", heads)):
         for text in values:
-            key, value = _split(text)
+            key, value = split_labelled(text)
             if key is None:
                 raise AlitEvalError(f"{option} {text!r}: write LABEL=VALUE (LABEL: a --ckpt label or checkpoint)")
             hits = [i for i, s in enumerate(specs) if key in (s.label, s.ckpt)]

@@ -18,12 +18,12 @@ import numpy as np
 import pandas as pd
 
 from alit_eval.analysis.probe import (
-    BUDGET_FREE, CV_FOLDS, DEFAULT_KINDS, FEATURE_KINDS, FeatureTap, MIN_PER_CLASS, TAP_CAPTURES, bootstrap_ci,
+    BUDGET_FREE, CV_FOLDS, DEFAULT_KINDS, FEATURE_KINDS, FeatureTap, MIN_PER_CLASS, TAP_CAPTURES,
     captures_for, fit_classifier, fit_regressor, load_features, r2, random_split, select_by_reconstruction,
     smallest_correct, spearman, stratified_split, topk_correct,
 )
 from alit_eval.analysis.skeleton import CommandRun, figure_title
-from alit_eval.analysis.stats import bootstrap_mean_ci
+from alit_eval.analysis.stats import bootstrap_ci, bootstrap_mean_ci
 from alit_eval.engine.reuse import SweepPlan
 from alit_eval.engine.runner import prepare
 from alit_eval.errors import AlitEvalError, DataError

@@ -14,7 +14,7 @@ from typing import Any
 
 from alit_eval.data.sources import Source, open_source
 from alit_eval.engine.config import SweepConfig, resolve_defaults
-from alit_eval.engine.sweep import resolve_device
+from alit_eval.engine.device import resolve_device
 from alit_eval.tokenizers.generators import uses_global_stream
 
 SweepRequest = SweepConfig  # former name (scripts written against it); new code uses SweepConfig

@@ -24,6 +24,7 @@ from alit_eval.data.datasets import collate
 from alit_eval.data.sources import Source
 from alit_eval.engine import fastpath
 from alit_eval.engine.config import SweepConfig
+from alit_eval.engine.device import resolve_device  # noqa: F401 (also imported from here by callers)
 from alit_eval.engine.distributed import DistInfo, barrier, my_batches
 from alit_eval.engine.identity import identify, identity_arrays, verify_resume
 from alit_eval.engine.store import ShardStore
@@ -87,15 +88,6 @@ def accumulate(store: ShardStore, keys: list[str]) -> dict[str, FeatureStats]:
     if missing:
         raise AlitEvalError(f"no Inception features stored for {missing}; was the sweep run with FID off?")
     return stats
-
-
-def resolve_device(device: str) -> torch.device:
-    if device in ("auto", None):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise AlitEvalError("--device cuda was requested but CUDA is not available; use --device cpu or auto")
-    return dev
 
 
 class _Measures:
