@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"GPU busy share (end to end): {min(1.0, gpu_s / max(wall, 1e-9)):.0%}")
 
     # The full command, with data loading, per-image metrics and shard writes, on the same model.
-    from alit_eval.analysis.fid import run
+    from alit_eval.analysis.reconstruction import run
     from alit_eval.engine.config import SweepConfig
 
     with tempfile.TemporaryDirectory() as tmp:

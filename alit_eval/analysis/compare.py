@@ -38,9 +38,9 @@ from alit_eval.analysis.labelled import split_labelled
 from alit_eval.analysis.paired import PAIRED_TEST, matched_tokens, paired_tests
 from alit_eval.analysis.quality import summarize
 from alit_eval.analysis.skeleton import CommandRun, dataset_meta
-from alit_eval.engine.reuse import has_features, plan_sweep
+from alit_eval.engine.plan import has_features, plan_sweep
 from alit_eval.errors import AlitEvalError
-from alit_eval.results.io import write_csv, write_json, write_parquet
+from alit_eval.results.atomic import write_csv, write_json, write_parquet
 from alit_eval.results.schema import format_condition, metrics_frame, parse_condition
 
 QUALITY = ("rfid", "l1", "psnr", "ssim", "mse", "lpips")  # per-budget metrics of the tidy table

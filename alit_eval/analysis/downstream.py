@@ -24,8 +24,8 @@ from alit_eval.analysis.probe import (
 )
 from alit_eval.analysis.skeleton import CommandRun, figure_title
 from alit_eval.analysis.stats import bootstrap_ci, bootstrap_mean_ci
-from alit_eval.engine.reuse import SweepPlan
-from alit_eval.engine.runner import prepare
+from alit_eval.engine.plan import SweepPlan
+from alit_eval.engine.prepare import prepare
 from alit_eval.errors import AlitEvalError, DataError
 from alit_eval.results import plots, plots_tokens
 from alit_eval.results.schema import format_condition, metrics_frame

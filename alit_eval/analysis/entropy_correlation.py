@@ -25,10 +25,10 @@ from alit_eval.analysis.correlation import METHODS, METRIC_NAMES, correlation, p
 from alit_eval.analysis.selection_summary import save_images
 from alit_eval.analysis.signal import as_dict as signal_dict, warn_if_flat
 from alit_eval.analysis.skeleton import CommandRun, figure_title
-from alit_eval.engine.reuse import plan_sweep
+from alit_eval.engine.plan import plan_sweep
 from alit_eval.errors import AlitEvalError
 from alit_eval.results import plots, plots_allocation as pa
-from alit_eval.results.io import write_csv, write_parquet
+from alit_eval.results.atomic import write_csv, write_parquet
 from alit_eval.results.schema import format_condition, metrics_frame
 
 

@@ -30,10 +30,10 @@ from alit_eval.analysis.selection_summary import summarize_selection
 from alit_eval.analysis.signal import as_dict as signal_dict, warn_if_flat
 from alit_eval.analysis.skeleton import CommandRun, dataset_meta
 from alit_eval.analysis.stats import bootstrap_mean_ci
-from alit_eval.engine.reuse import has_features, plan_sweep, plan_sweeps
+from alit_eval.engine.plan import has_features, plan_sweep, plan_sweeps
 from alit_eval.errors import AlitEvalError
 from alit_eval.results import plots, plots_allocation as pa
-from alit_eval.results.io import write_csv, write_json, write_parquet
+from alit_eval.results.atomic import write_csv, write_json, write_parquet
 from alit_eval.results.labels import checkpoint_of
 from alit_eval.results.schema import format_condition, metrics_frame
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from alit_eval.analysis.stats import bootstrap_mean_ci
 from alit_eval.engine.sweep import accumulate
-from alit_eval.metrics.fid import FidStats, FrechetReference, kernel_inception_distance
+from alit_eval.metrics.feature_distance import FidStats, FrechetReference, kernel_inception_distance
 from alit_eval.metrics.specs import PER_IMAGE
 from alit_eval.results.schema import format_condition, metrics_frame
 

@@ -23,14 +23,14 @@ from alit_eval.analysis.codec_search import CURVE_QUALITIES, codec_table, codec_
 from alit_eval.analysis.quality import PSNR_CAP_DB, summarize
 from alit_eval.analysis.skeleton import CommandRun, figure_title
 from alit_eval.analysis.stats import bootstrap_mean_ci
-from alit_eval.engine.reuse import has_features, plan_sweep
+from alit_eval.engine.plan import has_features, plan_sweep
 from alit_eval.engine.sweep import accumulate, resolve_device
 from alit_eval.errors import AlitEvalError
-from alit_eval.metrics.fid import FrechetReference
+from alit_eval.metrics.feature_distance import FrechetReference
 from alit_eval.metrics.inception import InceptionFeatures
 from alit_eval.metrics.specs import HEADLINE, PIXEL as PIXEL_METRICS
 from alit_eval.results import plots, plots_cost
-from alit_eval.results.io import write_csv, write_parquet
+from alit_eval.results.atomic import write_csv, write_parquet
 from alit_eval.results.schema import format_condition, metrics_frame, parse_condition
 
 

@@ -17,13 +17,13 @@ from alit_eval.analysis.flops import compute_table
 from alit_eval.analysis.quality import summarize
 from alit_eval.analysis.skeleton import CommandRun, figure_title
 from alit_eval.engine import distributed
-from alit_eval.engine.reuse import SweepPlan
-from alit_eval.engine.runner import prepare
+from alit_eval.engine.plan import SweepPlan
+from alit_eval.engine.prepare import prepare
 from alit_eval.engine.sweep import run_sweep
-from alit_eval.metrics.fid import load_stats_npz
+from alit_eval.metrics.feature_distance import load_stats_npz
 from alit_eval.paths import portable
 from alit_eval.results import plots
-from alit_eval.results.io import write_csv
+from alit_eval.results.atomic import write_csv
 
 def write_examples(result: Any, folder: Any) -> "Any":
     """Save the stored example reconstructions as PNGs; return the index table for the figure."""

@@ -1,6 +1,6 @@
 """The run skeleton every analysis command shares: open the run folder, run the sweep, finish.
 
-A command plans its sweep (`alit_eval.engine.reuse.plan_sweep`: load the tokenizer, or read an
+A command plans its sweep (`alit_eval.engine.plan.plan_sweep`: load the tokenizer, or read an
 earlier run for ``--from-run``), adds its own entries to the config, then::
 
     with CommandRun("allocate", config, plan, results_dir=..., run_id=..., overwrite=...) as run:
@@ -29,9 +29,9 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-from alit_eval.engine.reuse import SweepInputs, SweepPlan
+from alit_eval.engine.plan import SweepInputs, SweepPlan
 from alit_eval.errors import RunFinished
-from alit_eval.results.io import RunDir, open_run
+from alit_eval.results.rundir import RunDir, open_run
 
 RFID_MIN_IMAGES = 2048  # below this, rFID is strongly biased upwards (Inception features are 2048-d)
 FIRST_REASONS = 3  # how many skipped images the summary names

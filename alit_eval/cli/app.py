@@ -24,7 +24,7 @@ import typer
 
 from alit_eval.version import __version__
 from alit_eval.cli.options import BEFORE_RUN, GlobalOptions, parse_device
-from alit_eval.cli.console import show_finished
+from alit_eval.cli.finished import show_finished
 from alit_eval.errors import AlitEvalError, RunFinished
 from alit_eval.paths import DEFAULT_RESULTS_DIR, env_offline
 from alit_eval.registry import resolve_target
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> None:
         print(INTERRUPTED_MESSAGE, file=sys.stderr)
         sys.exit(130)
     except OSError as exc:  # a read-only or full disk met outside the results writer: still one line
-        from alit_eval.results.io import WRITE_ERRNOS, write_error
+        from alit_eval.results.atomic import WRITE_ERRNOS, write_error
 
         if exc.errno not in WRITE_ERRNOS:
             raise

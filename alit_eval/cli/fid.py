@@ -45,7 +45,7 @@ def fid(
     cfg.precision, cfg.compile = check_precision(precision), compile_
     cfg.rounding, cfg.strict = ("truncate" if official_truncation else "round"), strict
     cfg.save_recons = str(save_recons) if save_recons else None
-    from alit_eval.analysis.fid import run
+    from alit_eval.analysis.reconstruction import run
 
     run_dir, metrics = run(cfg, **sweep.run_kwargs(), reuse_finished=True, kid=kid, fid_ref=str(fid_ref) if fid_ref else None,
                            out=out, compute=not no_compute)

@@ -327,7 +327,7 @@ class SweepArgs:
     """What a sweep command gets from the shared options: the sweep config and the run folder options.
 
     Attributes:
-        config: the one `SweepConfig` (options not given stay None; resolved in `engine.runner.prepare`).
+        config: the one `SweepConfig` (options not given stay None; resolved in `engine.prepare.prepare`).
         run_id: ``--run-id``.
         overwrite: ``--overwrite``.
         globals: the global options (seed, device, results folder, offline).

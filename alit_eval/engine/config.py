@@ -27,7 +27,7 @@ class SweepConfig:
 
     ``None`` in `budgets`, `halting` or `preprocess` means "not given": `resolve_defaults` fills it.
     `seed`, `device`, `offline` and `progress` come from the global options and are set by
-    `alit_eval.engine.runner.prepare`.
+    `alit_eval.engine.prepare.prepare`.
     """
 
     ckpt: str = "demo"

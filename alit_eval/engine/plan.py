@@ -23,7 +23,7 @@ import numpy as np
 
 from alit_eval.data.sources import Source, open_source
 from alit_eval.engine.config import SweepConfig
-from alit_eval.engine.runner import Prepared, data_record, prepare
+from alit_eval.engine.prepare import Prepared, data_record, prepare
 from alit_eval.engine.store import ShardStore
 from alit_eval.engine.sweep import PIXEL_METRICS, SweepResult, run_sweep
 from alit_eval.errors import AlitEvalError
@@ -99,7 +99,7 @@ class SweepPlan:
 
     @classmethod
     def of(cls, prepared: Prepared) -> "SweepPlan":
-        """A plan for a sweep already prepared with `engine.runner.prepare`."""
+        """A plan for a sweep already prepared with `engine.prepare.prepare`."""
         return cls(prepared.config, prepared=prepared)
 
 
@@ -128,7 +128,7 @@ def plan_sweeps(req: SweepConfig, datas: list[str], *, seed: int, device: str, o
                 progress: bool = True) -> list[SweepPlan]:
     """Fresh sweeps of one tokenizer over several datasets, loading the tokenizer once.
 
-    Each plan's config is what `runner.prepare` would record for that dataset alone.
+    Each plan's config is what `engine.prepare.prepare` would record for that dataset alone.
     """
     from dataclasses import replace
 

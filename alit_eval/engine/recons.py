@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from alit_eval.results.io import write_bytes
+from alit_eval.results.atomic import write_bytes
 
 ORIGINAL = "original"
 

@@ -30,7 +30,7 @@ from alit_eval.engine.identity import identify, identity_arrays, verify_resume
 from alit_eval.engine.store import ShardStore
 from alit_eval.errors import AlitEvalError, DataError
 from alit_eval.paths import portable
-from alit_eval.metrics.fid import FeatureStats
+from alit_eval.metrics.feature_distance import FeatureStats
 from alit_eval.metrics.pixel import pixel_metrics, to_uint8
 from alit_eval.metrics.specs import PIXEL, RAW
 from alit_eval.tokenizers.families import attention_for, inference_kwargs, tokens_used
