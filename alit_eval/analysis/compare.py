@@ -40,6 +40,7 @@ from alit_eval.analysis.quality import summarize
 from alit_eval.analysis.skeleton import CommandRun, dataset_meta
 from alit_eval.engine.plan import has_features, plan_sweep
 from alit_eval.errors import AlitEvalError
+from alit_eval.metrics import specs
 from alit_eval.results.atomic import write_csv, write_json, write_parquet
 from alit_eval.results.schema import format_condition, metrics_frame, parse_condition
 
@@ -242,7 +243,8 @@ def tidy_table(metrics: pd.DataFrame, facts: dict[str, dict[str, Any]], budgets:
     names = cond.map(lambda c: c.get("tokenizer"))
     fixed = metrics[cond.map(lambda c: set(c) <= {"tokenizer", "reference", "resize"}).astype(bool)
                     & metrics["budget"].notna()]
-    present = [m for m in QUALITY if m in set(fixed["metric"])]
+    # The fixed order first, then any metric an added measure declares (`alit_eval.metrics.measures`).
+    present = [m for m in dict.fromkeys((*QUALITY, *specs.TABLE)) if m in set(fixed["metric"])]
     rows = []
     for name, info in facts.items():
         mine = fixed[names[fixed.index] == name]

@@ -50,6 +50,7 @@ class SweepConfig:
     fid_resize: str = "tf1"
     inception_weights: str | None = None
     lpips_weights: str | None = None
+    measures: tuple[str, ...] = ()  # added measures to compute beyond the default ones (alit_eval.metrics.measures)
     rounding: str = "round"  # round | truncate (the official PNG writer's uint8 truncation)
     strict: bool = False
     n_examples: int = 6
