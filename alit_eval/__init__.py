@@ -11,7 +11,7 @@ Kept import-light on purpose: `alit-eval --help` must not import torch. The Pyth
 
 from typing import Any
 
-__version__ = "0.1.0"
+from alit_eval.version import __version__
 
 _API = ("evaluate", "fid_between", "load_tokenizer", "Evaluation")
 __all__ = ["__version__", *_API]

@@ -133,7 +133,7 @@ def evaluate(ckpt: str | Path = "demo", data: str | Path = "demo-scenes",
         >>> res = evaluate("demo", "demo-scenes", budgets=[8, 64], limit=8, fid=False)  # doctest: +SKIP
         >>> res.table.loc[64, "psnr"]  # doctest: +SKIP
     """
-    from alit_eval.analysis.fid import run
+    from alit_eval.analysis.reconstruction import run
     from alit_eval.engine.config import SweepConfig
 
     from alit_eval.tokenizers.families import all_option_names
@@ -199,7 +199,7 @@ def fid_between(folder_a: str | Path, folder_b: str | Path, *, fid_resize: str =
 
     from alit_eval.data.decode import load_image
     from alit_eval.engine.sweep import resolve_device
-    from alit_eval.metrics.fid import FeatureStats, fid_from_stats
+    from alit_eval.metrics.feature_distance import FeatureStats, fid_from_stats
     from alit_eval.metrics.inception import InceptionFeatures
 
     from alit_eval.analysis.skeleton import RFID_MIN_IMAGES

@@ -6,6 +6,9 @@ without a traceback and exits non-zero. Programming errors stay ordinary excepti
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 MAX_MESSAGE = 2000  # characters of one error line; the rest is elided, not printed
 
 
@@ -42,3 +45,30 @@ class DataError(AlitEvalError):
 
 class OfflineError(AlitEvalError):
     """Something had to be downloaded but the network is unavailable or disabled."""
+
+
+class RunFinished(Exception):
+    """The run folder already holds this finished run, so nothing is recomputed (not an error).
+
+    Raised on entering `alit_eval.analysis.skeleton.CommandRun` when the caller asked for it
+    (``reuse_finished=True``, as the CLI does); the CLI then prints the stored table and summary.
+    Defined here, beside the error types, so the CLI catches it by type without importing analysis.
+
+    Attributes:
+        path: the run folder.
+        meta: its meta.json.
+    """
+
+    def __init__(self, path: Any, meta: dict[str, Any]) -> None:
+        super().__init__(f"{path} holds this finished run")
+        self.path, self.meta = path, meta
+
+    def summary(self) -> list[str]:
+        """The summary recorded when the run finished."""
+        return run_summary(self.meta)
+
+
+def run_summary(meta: dict[str, Any] | None) -> list[str]:
+    """The console summary a finished run recorded in its meta.json (``extra.summary``; [] if none)."""
+    extra = (meta or {}).get("extra")
+    return [str(line) for line in (extra.get("summary") or [])] if isinstance(extra, dict) else []

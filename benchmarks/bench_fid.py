@@ -90,11 +90,11 @@ def loss_modules(n: int, device) -> list:
 def official_setup(ckpt: Path, device) -> tuple[object, float]:
     """Seed, build ALIT + base + the 8 loss modules (as train_stage="full_finetuning" does), load weights."""
     from alit_eval.tokenizers.alit.halting import official_construction_draws
-    from alit_eval.tokenizers.checkpoints import load_tokenizer
+    from alit_eval.tokenizers.checkpoints import load_alit_checkpoint
 
     t0 = time.perf_counter()
     torch.manual_seed(0)
-    model = load_tokenizer(ckpt, device=device)  # ALIT + base: construction and weight loading
+    model = load_alit_checkpoint(ckpt, device=device)  # ALIT + base: construction and weight loading
     try:
         losses = loss_modules(model.cfg.iterations, device)
     except ImportError:  # no torchvision: consume the same draws, without the allocations
@@ -111,7 +111,7 @@ def fid_child(rec: str, gt: str, device: str) -> None:
     """One ``python -m pytorch_fid rec gt`` equivalent (run in a fresh process): imports, Inception, sqrtm."""
     from scipy import linalg
 
-    from alit_eval.metrics.fid import FeatureStats
+    from alit_eval.metrics.feature_distance import FeatureStats
     from alit_eval.metrics.inception import InceptionFeatures
 
     inception = InceptionFeatures(None, "pytorch-fid", device)
@@ -167,8 +167,8 @@ def official_way(ckpt: Path, paths, budgets, work: Path, device) -> tuple[float,
 
 
 def alit_eval_way(ckpt: Path, folder: Path, budgets, results: Path, device: str, batch_size: int) -> float:
-    from alit_eval.analysis.fid import run
-    from alit_eval.engine.runner import SweepRequest
+    from alit_eval.analysis.reconstruction import run
+    from alit_eval.engine.prepare import SweepRequest
 
     req = SweepRequest(ckpt=str(ckpt), data=str(folder), budgets=budgets, batch_size=batch_size, halting="seeded")
     t0 = time.perf_counter()
@@ -178,7 +178,7 @@ def alit_eval_way(ckpt: Path, folder: Path, budgets, results: Path, device: str,
 
 def sweep_loop(ckpt: Path, folder: Path, budgets, results: Path, device: str, batch_size: int) -> float:
     """(b) without set-up and final statistics: the engine's loop alone (data, rollout, metrics, store)."""
-    from alit_eval.engine.runner import SweepRequest, prepare
+    from alit_eval.engine.prepare import SweepRequest, prepare
     from alit_eval.engine.sweep import run_sweep
 
     req = SweepRequest(ckpt=str(ckpt), data=str(folder), budgets=budgets, batch_size=batch_size, halting="seeded")
@@ -219,13 +219,13 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     budgets = [int(b) for b in args.budgets.split(",")]
     from alit_eval.metrics.inception import InceptionFeatures
-    from alit_eval.tokenizers.checkpoints import load_tokenizer
+    from alit_eval.tokenizers.checkpoints import load_alit_checkpoint
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         ckpt = model_file(tmp)
         paths = write_images(tmp / "images", args.n)
-        model = load_tokenizer(ckpt, device=args.device)
+        model = load_alit_checkpoint(ckpt, device=args.device)
         inception = InceptionFeatures(None, "tf1", args.device)
         ta, ta_setup, ta_fid = official_way(ckpt, paths, budgets, tmp / "official", args.device)
         tb = alit_eval_way(ckpt, tmp / "images", budgets, tmp / "results", args.device, args.batch_size)

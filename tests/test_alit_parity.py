@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from alit_eval.analysis.token_selection import select_official
-from alit_eval.tokenizers.checkpoints import load_tokenizer
+from alit_eval.tokenizers.checkpoints import load_alit_checkpoint
 
 VARIANTS = ["vqgan_quantized", "vae_continuous"]
 EXACT = ("gt_indices", "vq_indices", "halt_draw", "halt_mask", "vae_noise")
@@ -33,7 +33,7 @@ def images(fixture_dir):
 
 @pytest.fixture(scope="module")
 def models(fixture_dir):
-    return {v: load_tokenizer(fixture_dir / v / "checkpoint.pth") for v in VARIANTS}
+    return {v: load_alit_checkpoint(fixture_dir / v / "checkpoint.pth") for v in VARIANTS}
 
 
 def _lookup(rollout, key: str) -> torch.Tensor | None:

@@ -19,7 +19,7 @@ from alit_eval.engine.config import SweepConfig
 from alit_eval.engine.store import ShardStore
 from alit_eval.engine.sweep import accumulate
 from alit_eval.errors import AlitEvalError
-from alit_eval.metrics.fid import frechet_distance
+from alit_eval.metrics.feature_distance import frechet_distance
 from alit_eval.results.schema import parse_condition
 
 BUDGETS = [4, 8, 12, 16]

@@ -10,9 +10,9 @@ import torch
 
 from alit_eval.errors import CheckpointError
 from alit_eval.tokenizers.checkpoints import (
-    convert_checkpoint,
-    load_tokenizer,
+    load_alit_checkpoint,
     read_checkpoint,
+    save_tokenizer,
     tokenizer_from_state_dict,
     unwrap,
 )
@@ -64,9 +64,10 @@ def test_official_layouts_load_strictly(variant, keys, params):
 
 def test_convert_round_trip(fixture_dir, tmp_path):
     src = fixture_dir / "vqgan_quantized" / "checkpoint.pth"
-    summary = convert_checkpoint(src, tmp_path / "m.safetensors")
-    a, b = load_tokenizer(src), load_tokenizer(tmp_path / "m.safetensors")
-    assert a.cfg == b.cfg and summary["config"]["heads"] == 4
+    a = load_alit_checkpoint(src)
+    save_tokenizer(a, tmp_path / "m.safetensors")
+    b = load_alit_checkpoint(tmp_path / "m.safetensors")
+    assert a.cfg == b.cfg and b.cfg.heads == 4
     sa, sb = a.state_dict(), b.state_dict()
     assert set(sa) == set(sb) and all(torch.equal(sa[k], sb[k]) for k in sa)
     x = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(0))
@@ -82,36 +83,36 @@ def test_fp16_weights_are_upcast(fixture_dir):
 
 def test_missing_and_empty_files(tmp_path):
     with pytest.raises(CheckpointError, match="not found"):
-        load_tokenizer(tmp_path / "nope.pth")
+        load_alit_checkpoint(tmp_path / "nope.pth")
     (tmp_path / "empty.pth").write_bytes(b"")
     with pytest.raises(CheckpointError, match="empty"):
-        load_tokenizer(tmp_path / "empty.pth")
+        load_alit_checkpoint(tmp_path / "empty.pth")
 
 
 def test_truncated_checkpoint(fixture_dir, tmp_path):
     data = (fixture_dir / "vqgan_quantized" / "checkpoint.pth").read_bytes()
     (tmp_path / "cut.pth").write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="truncated or not a PyTorch checkpoint"):
-        load_tokenizer(tmp_path / "cut.pth")
+        load_alit_checkpoint(tmp_path / "cut.pth")
     (tmp_path / "cut.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":")
     with pytest.raises(CheckpointError, match="safetensors"):
-        load_tokenizer(tmp_path / "cut.safetensors")
+        load_alit_checkpoint(tmp_path / "cut.safetensors")
 
 
 def test_not_a_checkpoint(tmp_path):
     (tmp_path / "notes.pth").write_text("these are not weights\n")
     with pytest.raises(CheckpointError, match="not a PyTorch checkpoint|not a readable"):
-        load_tokenizer(tmp_path / "notes.pth")
+        load_alit_checkpoint(tmp_path / "notes.pth")
     torch.save([1, 2, 3], tmp_path / "list.pth")
     with pytest.raises(CheckpointError, match="no state_dict"):
-        load_tokenizer(tmp_path / "list.pth")
+        load_alit_checkpoint(tmp_path / "list.pth")
 
 
 def test_other_architecture(tmp_path):
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Linear(8, 2))
     torch.save({"state_dict": net.state_dict()}, tmp_path / "other.pth")
     with pytest.raises(CheckpointError, match="not an ALIT checkpoint"):
-        load_tokenizer(tmp_path / "other.pth")
+        load_alit_checkpoint(tmp_path / "other.pth")
 
 
 def test_partial_alit_checkpoint_lists_missing_keys(fixture_dir, tmp_path):
@@ -136,5 +137,5 @@ def test_malicious_pickle_is_refused_without_executing(tmp_path):
     torch.save({"ema": {"latent_tokens": torch.zeros(2, 2)}, "payload": _Evil(marker)}, tmp_path / "evil.pth")
     assert not marker.exists()
     with pytest.raises(CheckpointError, match="refusing to unpickle.*--trust-checkpoint"):
-        load_tokenizer(tmp_path / "evil.pth")
+        load_alit_checkpoint(tmp_path / "evil.pth")
     assert not marker.exists()

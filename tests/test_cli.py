@@ -161,9 +161,11 @@ def test_unavailable_cuda_is_a_clear_error():
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():
         pytest.skip("CUDA is available here")
-    assert GlobalOptions(device="auto").resolve_device() == "cpu"
+    from alit_eval.engine.device import resolve_device
+
+    assert resolve_device(GlobalOptions(device="auto").device).type == "cpu"
     with pytest.raises(AlitEvalError, match="CUDA is not available"):
-        GlobalOptions(device="cuda").resolve_device()
+        resolve_device(GlobalOptions(device="cuda").device)
 
 
 # ---------------------------------------------------------------- models

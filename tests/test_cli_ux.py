@@ -52,7 +52,7 @@ def test_summary_and_finished_run_is_shown_not_recomputed(tiny_ckpt, tmp_path, m
     assert (extra["padded_images"], extra["duplicate_images"]) == (1, 1)
     assert extra["summary"][0].startswith("images: 3 used, 2 skipped")
 
-    from alit_eval.engine.reuse import SweepPlan
+    from alit_eval.engine.plan import SweepPlan
 
     def no_sweep(*a, **k):
         raise AssertionError("a finished run must not be recomputed")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from alit_eval.data.demo import EVAL_SEED, generate, sample_id
-from alit_eval.tokenizers.checkpoints import load_tokenizer
+from alit_eval.tokenizers.checkpoints import load_alit_checkpoint
 from alit_eval.tokenizers.pretrained import PRETRAINED
 from alit_eval.train.baselines import baseline_l1
 from alit_eval.train.evaluate_demo import THRESHOLD, allocate, per_image_l1
@@ -16,7 +16,7 @@ N = 48
 
 @pytest.fixture(scope="module")
 def demo_model():
-    return load_tokenizer(PRETRAINED.get("demo").cache_path(), halting="seeded").eval()
+    return load_alit_checkpoint(PRETRAINED.get("demo").cache_path(), halting="seeded").eval()
 
 
 @pytest.fixture(scope="module")

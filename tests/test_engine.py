@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from alit_eval.analysis.fid import run
+from alit_eval.analysis.reconstruction import run
 from alit_eval.cli.app import app
 from alit_eval.engine.config import SweepConfig
 
@@ -47,11 +47,11 @@ def test_pixel_metrics_match_a_naive_recomputation(tiny_ckpt, tmp_path):
 
     from alit_eval.data.demo import generate
     from alit_eval.tokenizers.alit.halting import per_image_generators
-    from alit_eval.tokenizers.checkpoints import load_tokenizer
+    from alit_eval.tokenizers.checkpoints import load_alit_checkpoint
 
     r, _ = _run(tiny_ckpt, tmp_path, "n", limit=3, budgets=[8])
     per = _per_image(r)
-    model = load_tokenizer(tiny_ckpt, halting="seeded")
+    model = load_alit_checkpoint(tiny_ckpt, halting="seeded")
     samples = [generate("demo-scenes", i, size=32) for i in range(3)]
     x = torch.from_numpy(np.stack([s.image for s in samples])).permute(0, 3, 1, 2).float() / 255
     # One batch of three, as the engine ran it, so only the metric code is being compared.
@@ -156,7 +156,7 @@ def test_fid_stats_and_demo_data_commands(tmp_path):
     res = runner.invoke(app, ["--results-dir", str(tmp_path / "r"), "fid-stats", str(tmp_path / "demo" / "images"),
                               str(tmp_path / "ref.npz"), "--size", "32"])
     assert res.exit_code == 0, res.output
-    from alit_eval.metrics.fid import load_stats_npz
+    from alit_eval.metrics.feature_distance import load_stats_npz
 
     stats = load_stats_npz(tmp_path / "ref.npz")
     assert stats.mu.shape == (2048,) and stats.sigma.shape == (2048, 2048) and stats.n == 5
@@ -173,7 +173,7 @@ def test_save_recons_pngs_are_the_measured_images(tiny_ckpt, tmp_path, rounding)
     from alit_eval.engine.recons import recon_path
     from alit_eval.metrics.pixel import to_uint8
     from alit_eval.tokenizers.alit.halting import per_image_generators
-    from alit_eval.tokenizers.checkpoints import load_tokenizer
+    from alit_eval.tokenizers.checkpoints import load_alit_checkpoint
 
     out = tmp_path / "pngs"
     r, _ = _run(tiny_ckpt, tmp_path, "s", limit=5, batch_size=5, budgets=[4, 16], rounding=rounding,
@@ -183,7 +183,7 @@ def test_save_recons_pngs_are_the_measured_images(tiny_ckpt, tmp_path, rounding)
     assert sorted(p.name for p in out.iterdir()) == ["16", "4", "original"]
     read = lambda key, i: np.asarray(Image.open(recon_path(out, key, i))).transpose(2, 0, 1)  # noqa: E731
     originals = np.stack([read("original", i) for i in ids])
-    model = load_tokenizer(tiny_ckpt, halting="seeded")
+    model = load_alit_checkpoint(tiny_ckpt, halting="seeded")
     x = torch.from_numpy(originals).float() / 255
     rollout = model.rollout(x, [4, 16], generator=per_image_generators(0, ids), halting="seeded")
     for b in (4, 16):

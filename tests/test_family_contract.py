@@ -163,7 +163,7 @@ def test_fid_records_the_option_and_is_batch_independent(toy, tmp_path, capsys):
 
 
 def test_resume_gives_the_same_numbers(toy, tmp_path):
-    from alit_eval.analysis.fid import run
+    from alit_eval.analysis.reconstruction import run
     from alit_eval.engine.config import SweepConfig
 
     def cfg():

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from alit_eval.analysis.fid import run
+from alit_eval.analysis.reconstruction import run
 from alit_eval.engine import fastpath
 from alit_eval.engine.config import SweepConfig
 

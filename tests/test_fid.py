@@ -19,7 +19,7 @@ from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d
 
 from alit_eval.errors import AlitEvalError, CheckpointError, OfflineError
 from alit_eval.metrics import inception as inc
-from alit_eval.metrics.fid import (
+from alit_eval.metrics.feature_distance import (
     FeatureStats,
     FrechetReference,
     fid_from_stats,

@@ -223,7 +223,7 @@ def test_official_layout_with_recorded_groups_loads_like_the_safetensors(tmp_pat
     from alit_eval.tokenizers.alit.config import AlitConfig
     from alit_eval.tokenizers.alit.model import AlitTokenizer
     from alit_eval.tokenizers.base2d.config import Base2DConfig
-    from alit_eval.tokenizers.checkpoints import load_tokenizer
+    from alit_eval.tokenizers.checkpoints import load_alit_checkpoint
 
     torch.manual_seed(0)
     cfg = AlitConfig(width=64, depth=1, heads=2, image_size=32, patch_size=8, tokens_per_iter=4, iterations=4,
@@ -232,14 +232,14 @@ def test_official_layout_with_recorded_groups_loads_like_the_safetensors(tmp_pat
     model = AlitTokenizer(cfg).eval()
     args = argparse.Namespace(encoder_num_heads=2, decoder_num_heads=2, norm_groups=8)
     torch.save({"ema": model.state_dict(), "args": args}, tmp_path / "m.pth")
-    loaded = load_tokenizer(tmp_path / "m.pth")
+    loaded = load_alit_checkpoint(tmp_path / "m.pth")
     assert loaded.cfg == cfg
     x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     a, b = model.rollout(x, [8], halting="off"), loaded.rollout(x, [8], halting="off")
     assert torch.equal(a[8].reconstruction, b[8].reconstruction)
     code, output = _run(["convert", str(tmp_path / "m.pth"), str(tmp_path / "m.safetensors")], capsys)
     assert code in (0, None), output
-    assert load_tokenizer(tmp_path / "m.safetensors").cfg.base.norm_groups == 8
+    assert load_alit_checkpoint(tmp_path / "m.safetensors").cfg.base.norm_groups == 8
 
 
 def test_trust_checkpoint_help_says_it_can_run_code():

@@ -22,7 +22,7 @@ from PIL import Image
 import alit_eval
 from alit_eval.cli.app import main
 from alit_eval.engine import recons
-from alit_eval.results import io as results_io
+from alit_eval.results import atomic as results_io
 
 CODE_ROOT = Path(alit_eval.__file__).resolve().parents[1]  # the checkout under test, for subprocesses
 

@@ -225,7 +225,7 @@ def test_garbage_run_json_on_rerun(tiny_ckpt, tmp_path, capsys, name):
 # ---------------------------------------------------------------- 17.7: stale-lock takeover
 def _contender(folder: str, barrier, wins, tries: int, slot: int) -> None:
     from alit_eval.errors import AlitEvalError
-    from alit_eval.results.io import _acquire_lock
+    from alit_eval.results.rundir import _acquire_lock
 
     for t in range(tries):
         barrier.wait()  # the parent has planted a stale lock

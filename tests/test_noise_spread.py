@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from alit_eval.analysis import noise_spread
-from alit_eval.analysis.fid import run
+from alit_eval.analysis.reconstruction import run
 from alit_eval.cli.app import main
 from alit_eval.engine.config import SweepConfig
 from alit_eval.tokenizers.checkpoints import save_tokenizer

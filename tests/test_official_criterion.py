@@ -12,7 +12,7 @@ from alit_eval.analysis.allocate import run as run_allocate
 from alit_eval.cli.app import app
 from alit_eval.engine.config import SweepConfig
 from alit_eval.tokenizers.alit.selection import official_token_selection
-from alit_eval.tokenizers.checkpoints import load_tokenizer
+from alit_eval.tokenizers.checkpoints import load_alit_checkpoint
 
 
 def test_official_l1_criterion_matches_the_public_official_selection(tiny_ckpt, tmp_path):
@@ -23,7 +23,7 @@ def test_official_l1_criterion_matches_the_public_official_selection(tiny_ckpt, 
                              gallery=False, results_dir=tmp_path, progress=False, figures=False)
     per = pd.read_parquet(r.path / "per_image.parquet")
     assert per["l1_raw"].notna().all()
-    model = load_tokenizer(tiny_ckpt, halting="off")
+    model = load_alit_checkpoint(tiny_ckpt, halting="off")
     x = torch.from_numpy(np.stack([generate("demo-scenes", i, size=32).image for i in range(6)]))
     x = x.permute(0, 3, 1, 2).float() / 255
     ours = official_token_selection(model, x, 0.0, halting="off")

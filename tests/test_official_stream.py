@@ -22,7 +22,7 @@ from torch import nn
 from alit_eval.tokenizers.alit import halting
 from alit_eval.tokenizers.base2d.klvae import KLVAE
 from alit_eval.tokenizers.base2d.vqgan import VQGAN
-from alit_eval.tokenizers.checkpoints import load_tokenizer, read_checkpoint
+from alit_eval.tokenizers.checkpoints import load_alit_checkpoint, read_checkpoint
 
 VARIANTS = ["vqgan_quantized", "vae_continuous"]
 
@@ -156,7 +156,7 @@ def _replica_construction(cfg, loss_modules: bool) -> dict[str, torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def models(fixture_dir):
-    return {v: load_tokenizer(fixture_dir / v / "checkpoint.pth") for v in VARIANTS}
+    return {v: load_alit_checkpoint(fixture_dir / v / "checkpoint.pth") for v in VARIANTS}
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

@@ -86,9 +86,9 @@ def test_selection_rules():
 def test_feature_tap_adds_the_encoder_2d_tokens_and_reencoded_reconstructions(tiny_ckpt):
     from alit_eval.metrics.pixel import to_uint8
     from alit_eval.tokenizers.alit.halting import per_image_generators
-    from alit_eval.tokenizers.checkpoints import load_tokenizer
+    from alit_eval.tokenizers.checkpoints import load_alit_checkpoint
 
-    model = load_tokenizer(tiny_ckpt, halting="seeded")
+    model = load_alit_checkpoint(tiny_ckpt, halting="seeded")
     x = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     ids = ["a", "b", "c"]
     tap = FeatureTap(model, recon_view=True)
@@ -110,9 +110,9 @@ def test_feature_tap_adds_the_encoder_2d_tokens_and_reencoded_reconstructions(ti
 
 def test_feature_tap_leaves_the_official_random_stream_untouched(tiny_ckpt):
     from alit_eval.metrics.pixel import to_uint8
-    from alit_eval.tokenizers.checkpoints import load_tokenizer
+    from alit_eval.tokenizers.checkpoints import load_alit_checkpoint
 
-    model = load_tokenizer(tiny_ckpt, halting="official")
+    model = load_alit_checkpoint(tiny_ckpt, halting="official")
     x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     torch.manual_seed(0)
     r = FeatureTap(model, recon_view=True).rollout(x, [8], halting="official")

@@ -17,7 +17,7 @@ from alit_eval.analysis import rate_distortion as rd
 from alit_eval.cli.app import app
 from alit_eval.data.sources import DemoDataset
 from alit_eval.errors import AlitEvalError
-from alit_eval.metrics.fid import FeatureStats, FrechetReference
+from alit_eval.metrics.feature_distance import FeatureStats, FrechetReference
 from alit_eval.results.report import read_metrics
 from alit_eval.results.schema import parse_condition
 

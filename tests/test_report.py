@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from alit_eval.cli.app import app
 from alit_eval.errors import AlitEvalError
-from alit_eval.results.io import write_csv, write_json
+from alit_eval.results.atomic import write_csv, write_json
 from alit_eval.results.report import expand
 from alit_eval.results.report_html import build_report
 from alit_eval.results.schema import format_condition, metrics_frame
@@ -249,7 +249,7 @@ def _empty(tmp_path: Path) -> Path:
 def test_report_of_a_real_fid_run(tiny_ckpt, tmp_path):
     import torch
 
-    from alit_eval.analysis.fid import run
+    from alit_eval.analysis.reconstruction import run
     from alit_eval.engine.config import SweepConfig
 
     torch.set_num_threads(1)

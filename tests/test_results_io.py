@@ -19,9 +19,11 @@ import pandas as pd
 import pytest
 
 from alit_eval.errors import AlitEvalError
-from alit_eval.results import io as rio
+from alit_eval.results import rundir as rio
 from alit_eval.results import schema
-from alit_eval.results.io import build_meta, open_run, to_jsonable, write_bytes, write_csv, write_json, write_parquet
+from alit_eval.results.atomic import to_jsonable, write_bytes, write_csv, write_json, write_parquet
+from alit_eval.results.provenance import build_meta
+from alit_eval.results.rundir import open_run
 from alit_eval.results.schema import SchemaError, metrics_frame, validate
 
 CONFIG = {"ckpt": "demo", "budgets": [32, 64], "dataset": "demo", "seed": 0}
@@ -192,7 +194,7 @@ def test_build_meta_contents(tmp_path):
 _SECOND_PROCESS = textwrap.dedent("""
     import sys
     from alit_eval.errors import AlitEvalError
-    from alit_eval.results.io import open_run
+    from alit_eval.results.rundir import open_run
     try:
         open_run(sys.argv[1], "fid", config={"ckpt": "demo", "budgets": [32, 64], "dataset": "demo", "seed": 0})
     except AlitEvalError as exc:

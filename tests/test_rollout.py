@@ -8,12 +8,12 @@ import torch
 from alit_eval.errors import AlitEvalError
 from alit_eval.tokenizers.alit.halting import per_image_generators
 from alit_eval.tokenizers.base import BudgetError
-from alit_eval.tokenizers.checkpoints import load_tokenizer
+from alit_eval.tokenizers.checkpoints import load_alit_checkpoint
 
 
 @pytest.fixture(scope="module")
 def model(fixture_dir):
-    return load_tokenizer(fixture_dir / "vqgan_quantized" / "checkpoint.pth")
+    return load_alit_checkpoint(fixture_dir / "vqgan_quantized" / "checkpoint.pth")
 
 
 @pytest.fixture(scope="module")

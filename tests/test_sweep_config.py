@@ -38,7 +38,7 @@ def test_only_the_loaded_familys_options_are_resolved():
 
 
 def test_a_run_records_where_each_default_came_from(tmp_path, tiny_ckpt):
-    from alit_eval.analysis.fid import run
+    from alit_eval.analysis.reconstruction import run
 
     run_dir, _ = run(SweepConfig(ckpt=str(tiny_ckpt), limit=2, batch_size=2, fid=False, preprocess="center-crop"),
                      seed=0, device="cpu", offline=True, results_dir=tmp_path, progress=False)

@@ -9,7 +9,7 @@ from safetensors import safe_open
 
 from alit_eval.tokenizers.alit.config import AlitConfig
 from alit_eval.tokenizers.base2d.config import Base2DConfig
-from alit_eval.tokenizers.checkpoints import load_tokenizer, save_tokenizer
+from alit_eval.tokenizers.checkpoints import load_alit_checkpoint, save_tokenizer
 from alit_eval.train import baselines
 from alit_eval.train.base_vqgan import BaseTrainConfig, build_base, train_base, vq_step
 from alit_eval.train.common import Logger, lr_at, step_generator, train_batch
@@ -195,7 +195,7 @@ def test_base_resume_matches_uninterrupted(tmp_path):
 def test_saved_tokenizer_round_trip(tmp_path):
     model = build_alit(tiny_alit_cfg(), build_base(0, tiny_base_cfg()), seed=0).eval()
     path = save_tokenizer(model, tmp_path / "t.safetensors")
-    loaded = load_tokenizer(path, halting="off")
+    loaded = load_alit_checkpoint(path, halting="off")
     x = train_batch(1, 7, 2, SIZE)
     r1, r2 = model.rollout(x, halting="off"), loaded.rollout(x)
     for b in model.budgets:
@@ -263,7 +263,7 @@ def test_demo_command_runs_every_stage_and_records_them(tmp_path):
     assert demo.main(argv) == 0
     assert {p.name for p in tmp_path.iterdir()} >= {"base_final.pt", "distill_state.pt", "finetune_state.pt"}
     path = tmp_path / "demo_tokenizer.safetensors"
-    model = load_tokenizer(path)
+    model = load_alit_checkpoint(path)
     assert model.cfg.base.n_embed == 64 and model.cfg.decoder_out == 64
     with safe_open(str(path), "pt") as f:
         meta = f.metadata()

@@ -31,9 +31,9 @@ from alit_eval.analysis.selection_summary import (
 )
 from alit_eval.analysis.signal import as_dict as signal_dict, warn_if_flat
 from alit_eval.analysis.skeleton import CommandRun, figure_title
-from alit_eval.engine.reuse import has_features, plan_sweep
+from alit_eval.engine.plan import has_features, plan_sweep
 from alit_eval.results import plots, plots_allocation as pa
-from alit_eval.results.io import write_csv, write_parquet
+from alit_eval.results.atomic import write_csv, write_parquet
 from alit_eval.results.schema import metrics_frame
 
 
@@ -65,7 +65,7 @@ def write_figures(run_dir: Any, inputs: Any, selection: pd.DataFrame, summary: p
 def run(req: Any, *, from_run: str | None, thresholds: Sequence[str], criterion: str = "l1",
         fallback: str = "min-error", batch_criterion: int | None = None, gallery: bool = True, seed: int = 0,
         device: str = "cpu", offline: bool = False, results_dir: Any = "results", run_id: str | None = None,
-        overwrite: bool = False, progress: bool = True, on_batch: Any = None,
+        overwrite: bool = False, reuse_finished: bool = False, progress: bool = True, on_batch: Any = None,
         figures: bool = True) -> tuple[Any, pd.DataFrame, pd.DataFrame]:
     """`alit-eval allocate` end to end; returns ``(run_dir, metrics, selection)``.
 
@@ -83,7 +83,7 @@ def run(req: Any, *, from_run: str | None, thresholds: Sequence[str], criterion:
     config = {**plan.config, "allocate": {"criterion": criterion, "thresholds": [str(t) for t in thresholds],
                                           "fallback": fallback, "batch_criterion": batch_criterion,
                                           "fid": bool(req.fid)}}
-    with CommandRun("allocate", config, plan, results_dir=results_dir, run_id=run_id, overwrite=overwrite) as run:
+    with CommandRun("allocate", config, plan, results_dir=results_dir, run_id=run_id, overwrite=overwrite, reuse_finished=reuse_finished) as run:
         inputs = run.sweep(on_batch=on_batch)
         result, per_image = inputs.result, inputs.result.per_image
         resolved = ts.resolve_thresholds(thresholds, per_image, criterion)

@@ -26,11 +26,11 @@ from alit_eval.analysis.skeleton import CommandRun
 from alit_eval.data.decode import load_image
 from alit_eval.data.demo import generate
 from alit_eval.data.transforms import preprocess
-from alit_eval.engine.sweep import resolve_device
+from alit_eval.engine.device import resolve_device
 from alit_eval.errors import AlitEvalError
 from alit_eval.paths import portable
 from alit_eval.results import plots, plots_tokens
-from alit_eval.results.io import write_bytes, write_json
+from alit_eval.results.atomic import write_bytes, write_json
 from alit_eval.results.labels import checkpoint_label
 from alit_eval.tokenizers.families import budgets_for, family_of
 from alit_eval.tokenizers.pretrained import load_pretrained

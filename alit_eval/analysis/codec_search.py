@@ -25,7 +25,7 @@ from PIL import Image, features
 
 from alit_eval.analysis.quality import PSNR_CAP_DB
 from alit_eval.errors import AlitEvalError
-from alit_eval.metrics.fid import FeatureStats
+from alit_eval.metrics.feature_distance import FeatureStats
 from alit_eval.metrics.pixel import pixel_metrics
 from alit_eval.metrics.specs import PIXEL
 

@@ -42,12 +42,14 @@ import pandas as pd
 
 from alit_eval.analysis import noise_spread
 from alit_eval.analysis import token_selection as al, tokens
+from alit_eval.analysis.labelled import split_labelled
 from alit_eval.analysis.paired import PAIRED_TEST, matched_tokens, paired_tests
 from alit_eval.analysis.quality import summarize
 from alit_eval.analysis.skeleton import CommandRun, dataset_meta
-from alit_eval.engine.reuse import has_features, plan_sweep
+from alit_eval.engine.plan import has_features, plan_sweep
 from alit_eval.errors import AlitEvalError
-from alit_eval.results.io import write_csv, write_json, write_parquet
+from alit_eval.metrics import specs
+from alit_eval.results.atomic import write_csv, write_json, write_parquet
 from alit_eval.results.schema import format_condition, metrics_frame, parse_condition
 
 QUALITY = ("rfid", "l1", "psnr", "ssim", "mse", "lpips")  # per-budget metrics of the tidy table
@@ -66,14 +68,6 @@ class TokenizerSpec:
     heads: int | None = None
 
 
-def _split(text: str) -> tuple[str | None, str]:
-    # "label=value"; a value that merely contains "=" (a path) is kept whole when the name part has a slash.
-    name, sep, value = text.partition("=")
-    if sep and name and "/" not in name and "\\" not in name:
-        return name.strip(), value.strip()
-    return None, text.strip()
-
-
 def parse_tokenizers(ckpts: Sequence[str], families: Sequence[str] = (),
                      heads: Sequence[str] = ()) -> list[TokenizerSpec]:
     """``--ckpt [LABEL=]CKPT`` (repeated), ``--family LABEL=FAMILY`` and ``--heads LABEL=N`` as `TokenizerSpec`s.
@@ -81,12 +75,12 @@ def parse_tokenizers(ckpts: Sequence[str], families: Sequence[str] = (),
     Raises:
         AlitEvalError: fewer than two checkpoints, a repeated label, or an override for no checkpoint.
     """
-    specs = [TokenizerSpec(*_split(c)) for c in ckpts]
+    specs = [TokenizerSpec(*split_labelled(c)) for c in ckpts]
     if len(specs) < 2:
         raise AlitEvalError("compare needs at least two tokenizers; pass --ckpt twice or more")
     for option, field, values in (("--family", "family", families), ("--heads", "heads", heads)):
         for text in values:
-            key, value = _split(text)
+            key, value = split_labelled(text)
             if key is None:
                 raise AlitEvalError(f"{option} {text!r}: write LABEL=VALUE (LABEL: a --ckpt label or checkpoint)")
             hits = [i for i, s in enumerate(specs) if key in (s.label, s.ckpt)]
@@ -261,7 +255,8 @@ def tidy_table(metrics: pd.DataFrame, facts: dict[str, dict[str, Any]], budgets:
     names = cond.map(lambda c: c.get("tokenizer"))
     fixed = metrics[cond.map(lambda c: set(c) <= {"tokenizer", "reference", "resize"}).astype(bool)
                     & metrics["budget"].notna()]
-    present = [m for m in QUALITY if m in set(fixed["metric"])]
+    # The fixed order first, then any metric an added measure declares (`alit_eval.metrics.measures`).
+    present = [m for m in dict.fromkeys((*QUALITY, *specs.TABLE)) if m in set(fixed["metric"])]
     rows = []
     for name, info in facts.items():
         mine = fixed[names[fixed.index] == name]

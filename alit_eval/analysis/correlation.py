@@ -5,7 +5,7 @@ Mann–Whitney U). Confidence intervals are percentile bootstraps over images: r
 images (pairs, for correlations) with replacement `n_boot` times from a `numpy.random.Generator`
 seeded with `seed`, recompute the statistic, and take the (1-level)/2 and (1+level)/2 quantiles of
 the finite replicates (a replicate is NaN when a resample has a constant column). The draws come
-from `bootstrap_indices`, so a result depends only on (data, seed, n_boot, level).
+from `alit_eval.analysis.stats.bootstrap_indices`, so a result depends only on (data, seed, n_boot, level).
 
 Partial correlation (``--control``) follows the textbook residual definition: regress x and y on the
 controls (with an intercept) by least squares and correlate the residuals; Spearman's partial version
@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Iterator
-
 import numpy as np
 from scipy import stats
+
+from alit_eval.analysis.stats import BOOT_CHUNK, bootstrap_indices, percentile_ci
 
 METHODS: tuple[str, ...] = ("spearman", "kendall", "pearson")
 # metrics.csv names of each method's estimate.
 METRIC_NAMES: dict[str, str] = {"spearman": "spearman_rho", "kendall": "kendall_tau", "pearson": "pearson_r"}
-BOOT_CHUNK = 100  # resamples drawn at once: memory is BOOT_CHUNK * n indices
 
 
 @dataclass(frozen=True)
@@ -36,23 +35,6 @@ class Estimate:
     ci_high: float
     p_value: float
     n: int
-
-
-def bootstrap_indices(n: int, n_boot: int, seed: int, chunk: int = BOOT_CHUNK) -> Iterator[np.ndarray]:
-    """Resample indices ``[k, n]`` (k <= chunk), `n_boot` rows in total, from ``default_rng(seed)``."""
-    rng = np.random.default_rng(seed)
-    for start in range(0, n_boot, chunk):
-        yield rng.integers(0, n, size=(min(chunk, n_boot - start), n))
-
-
-def percentile_ci(replicates: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    """Percentile interval of the finite bootstrap replicates (NaNs when fewer than two)."""
-    r = np.asarray(replicates, dtype=np.float64)
-    r = r[np.isfinite(r)]
-    if r.size < 2:
-        return float("nan"), float("nan")
-    alpha = (1.0 - level) / 2.0
-    return float(np.quantile(r, alpha)), float(np.quantile(r, 1.0 - alpha))
 
 
 def _pairs(x: np.ndarray, y: np.ndarray, *more: np.ndarray) -> tuple[np.ndarray, ...]:

@@ -28,8 +28,8 @@ from alit_eval.analysis.skeleton import CommandRun, figure_title
 from alit_eval.analysis.stats import bootstrap_mean_ci
 from alit_eval.data import demo
 from alit_eval.data.demo import sample_id
-from alit_eval.engine.reuse import SweepPlan
-from alit_eval.engine.runner import prepare
+from alit_eval.engine.plan import SweepPlan
+from alit_eval.engine.prepare import prepare
 from alit_eval.errors import AlitEvalError, DataError
 from alit_eval.results import plots, plots_tokens
 from alit_eval.results.schema import format_condition, metrics_frame, parse_condition
@@ -246,7 +246,7 @@ def _dataset_ids(source: Any) -> tuple[list[str], list[int]]:
 
 def run_discovery(req: Any, *, indexing: str = "corrected", min_objects: int = 1, masks_dir: str | None = None,
                   seed: int, device: str, offline: bool, results_dir: Any, run_id: str | None = None,
-                  overwrite: bool = False, out: Any = None, progress: bool = True) -> tuple[Any, Any, dict]:
+                  overwrite: bool = False, reuse_finished: bool = False, out: Any = None, progress: bool = True) -> tuple[Any, Any, dict]:
     """`alit-eval discovery` end to end; returns ``(run_dir, metrics, summary)``."""
     if indexing not in INDEXING:
         raise AlitEvalError(f"--indexing must be one of {', '.join(INDEXING)}, got {indexing!r}")
@@ -266,7 +266,7 @@ def run_discovery(req: Any, *, indexing: str = "corrected", min_objects: int = 1
     if not masks:
         raise DataError(f"{p.source.name} has no instance masks; use demo-scenes, demo-unfamiliar or --masks DIR")
     with CommandRun("discovery", p.config, SweepPlan.of(p), results_dir=results_dir, run_id=run_id,
-                    overwrite=overwrite, out=out) as run:
+                    overwrite=overwrite, reuse_finished=reuse_finished, out=out) as run:
         inputs = run.sweep()
         result = inputs.result
         table = discovery_table(result.store, result.budgets, masks, size, min_objects=min_objects)

@@ -18,14 +18,14 @@ import numpy as np
 import pandas as pd
 
 from alit_eval.analysis.probe import (
-    BUDGET_FREE, CV_FOLDS, DEFAULT_KINDS, FEATURE_KINDS, FeatureTap, MIN_PER_CLASS, TAP_CAPTURES, bootstrap_ci,
+    BUDGET_FREE, CV_FOLDS, DEFAULT_KINDS, FEATURE_KINDS, FeatureTap, MIN_PER_CLASS, TAP_CAPTURES,
     captures_for, fit_classifier, fit_regressor, load_features, r2, random_split, select_by_reconstruction,
     smallest_correct, spearman, stratified_split, topk_correct,
 )
 from alit_eval.analysis.skeleton import CommandRun, figure_title
-from alit_eval.analysis.stats import bootstrap_mean_ci
-from alit_eval.engine.reuse import SweepPlan
-from alit_eval.engine.runner import prepare
+from alit_eval.analysis.stats import bootstrap_ci, bootstrap_mean_ci
+from alit_eval.engine.plan import SweepPlan
+from alit_eval.engine.prepare import prepare
 from alit_eval.errors import AlitEvalError, DataError
 from alit_eval.results import plots, plots_tokens
 from alit_eval.results.schema import format_condition, metrics_frame
@@ -257,7 +257,7 @@ def write_figures(run_dir: Any, metrics: pd.DataFrame, per_img: pd.DataFrame, bu
 
 
 def run(req: Any, opts: ProbeOptions, *, seed: int, device: str, offline: bool, results_dir: Any,
-        run_id: str | None = None, overwrite: bool = False, out: Any = None, progress: bool = True) -> tuple[Any, Any]:
+        run_id: str | None = None, overwrite: bool = False, reuse_finished: bool = False, out: Any = None, progress: bool = True) -> tuple[Any, Any]:
     """`alit-eval downstream` end to end; returns ``(run_dir, metrics)``."""
     unknown = [k for k in (*opts.kinds, opts.select_kind) if k not in FEATURE_KINDS]
     if unknown:
@@ -285,7 +285,7 @@ def run(req: Any, opts: ProbeOptions, *, seed: int, device: str, offline: bool, 
     if TAP_CAPTURES & set(p.sweep.capture):
         tokenizer = FeatureTap(p.tokenizer, recon_view=opts.recon_view, rounding=p.sweep.rounding)
     with CommandRun("downstream", p.config, SweepPlan.of(p), results_dir=results_dir, run_id=run_id,
-                    overwrite=overwrite, out=out) as run:
+                    overwrite=overwrite, reuse_finished=reuse_finished, out=out) as run:
         inputs = run.sweep(tokenizer=tokenizer)
         result = inputs.result
         metrics, per_img, per_budget, info = probe_tables(result.store, result.per_image, result.budgets, opts,

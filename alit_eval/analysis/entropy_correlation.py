@@ -25,10 +25,10 @@ from alit_eval.analysis.correlation import METHODS, METRIC_NAMES, correlation, p
 from alit_eval.analysis.selection_summary import save_images
 from alit_eval.analysis.signal import as_dict as signal_dict, warn_if_flat
 from alit_eval.analysis.skeleton import CommandRun, figure_title
-from alit_eval.engine.reuse import plan_sweep
+from alit_eval.engine.plan import plan_sweep
 from alit_eval.errors import AlitEvalError
 from alit_eval.results import plots, plots_allocation as pa
-from alit_eval.results.io import write_csv, write_parquet
+from alit_eval.results.atomic import write_csv, write_parquet
 from alit_eval.results.schema import format_condition, metrics_frame
 
 
@@ -201,7 +201,7 @@ def write_figures(run_dir: Any, inputs: Any, measures: "pd.DataFrame", selection
 def run(req: Any, *, from_run: str | None, thresholds: Sequence[str], criterion: str = "l1",
         fallback: str = "min-error", scores: str | None = None, control: str | None = None, n_boot: int = 1000,
         methods: Sequence[str] = METHODS, seed: int = 0, device: str = "cpu", offline: bool = False,
-        results_dir: Any = "results", run_id: str | None = None, overwrite: bool = False, progress: bool = True,
+        results_dir: Any = "results", run_id: str | None = None, overwrite: bool = False, reuse_finished: bool = False, progress: bool = True,
         on_batch: Any = None, figures: bool = True) -> tuple[Any, "pd.DataFrame"]:
     """`alit-eval entropy-correlation` end to end; returns ``(run_dir, correlations)``.
 
@@ -216,7 +216,7 @@ def run(req: Any, *, from_run: str | None, thresholds: Sequence[str], criterion:
         "thresholds": [str(t) for t in thresholds], "criterion": criterion, "fallback": fallback,
         "scores": scores_name, "control": control, "n_boot": n_boot, "methods": list(methods)}}
     with CommandRun("entropy-correlation", config, plan, results_dir=results_dir, run_id=run_id,
-                    overwrite=overwrite) as run:
+                    overwrite=overwrite, reuse_finished=reuse_finished) as run:
         inputs = run.sweep(on_batch=on_batch)
         per_image = inputs.result.per_image
         measures = measure_table(inputs, scores=scores, workers=req.workers)

@@ -24,15 +24,16 @@ import pandas as pd
 
 from alit_eval.analysis import token_selection as al
 from alit_eval.analysis.correlation import compare_groups
+from alit_eval.analysis.labelled import split_labelled
 from alit_eval.analysis.quality import summarize
 from alit_eval.analysis.selection_summary import summarize_selection
 from alit_eval.analysis.signal import as_dict as signal_dict, warn_if_flat
 from alit_eval.analysis.skeleton import CommandRun, dataset_meta
 from alit_eval.analysis.stats import bootstrap_mean_ci
-from alit_eval.engine.reuse import has_features, plan_sweep, plan_sweeps
+from alit_eval.engine.plan import has_features, plan_sweep, plan_sweeps
 from alit_eval.errors import AlitEvalError
 from alit_eval.results import plots, plots_allocation as pa
-from alit_eval.results.io import write_csv, write_json, write_parquet
+from alit_eval.results.atomic import write_csv, write_json, write_parquet
 from alit_eval.results.labels import checkpoint_of
 from alit_eval.results.schema import format_condition, metrics_frame
 
@@ -50,14 +51,6 @@ class DatasetSpec:
     from_run: str | None = None
 
 
-def _split(text: str) -> tuple[str | None, str]:
-    # "name=value"; a value that merely contains "=" (a path) is kept whole when the name part has a slash.
-    name, sep, value = text.partition("=")
-    if sep and name and "/" not in name and "\\" not in name:
-        return name.strip(), value.strip()
-    return None, text.strip()
-
-
 def parse_datasets(data: Sequence[str], from_runs: Sequence[str] = ()) -> list[DatasetSpec]:
     """``--data [name=]SRC`` and ``--from-run [name=]RUN_DIR`` values, in that order, as `DatasetSpec`s.
 
@@ -70,10 +63,10 @@ def parse_datasets(data: Sequence[str], from_runs: Sequence[str] = ()) -> list[D
     """
     specs: list[DatasetSpec] = []
     for text in data:
-        name, src = _split(text)
+        name, src = split_labelled(text)
         specs.append(DatasetSpec(name or (src if src.startswith("demo-") else Path(src).name), data=src))
     for text in from_runs:
-        name, folder = _split(text)
+        name, folder = split_labelled(text)
         path = Path(folder).expanduser()
         if name is None and (path / "sweeps").is_dir():
             specs += _familiarity_run(path)

@@ -12,10 +12,11 @@ from pathlib import Path
 from alit_eval.analysis.skeleton import CommandRun, skipped_images
 from alit_eval.data.sources import open_source
 from alit_eval.engine.config import SweepConfig
-from alit_eval.engine.reuse import SweepPlan
-from alit_eval.engine.runner import Prepared
-from alit_eval.engine.sweep import accumulate, resolve_device
-from alit_eval.metrics.fid import save_stats_npz
+from alit_eval.engine.device import resolve_device
+from alit_eval.engine.plan import SweepPlan
+from alit_eval.engine.prepare import Prepared
+from alit_eval.engine.sweep import accumulate
+from alit_eval.metrics.feature_distance import save_stats_npz
 
 
 def compute_reference_stats(data: str, out: str | Path, *, size: int, preprocess: str, limit: int | None,

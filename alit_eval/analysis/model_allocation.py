@@ -26,11 +26,11 @@ from alit_eval.analysis import tokens as received
 from alit_eval.analysis.quality import summarize
 from alit_eval.analysis.skeleton import CommandRun
 from alit_eval.analysis.stats import bootstrap_mean_ci
-from alit_eval.engine.reuse import dataset_label
-from alit_eval.engine.runner import prepare
+from alit_eval.engine.plan import dataset_label
+from alit_eval.engine.prepare import prepare
 from alit_eval.engine.sweep import run_sweep
 from alit_eval.errors import AlitEvalError
-from alit_eval.results.io import write_csv, write_parquet
+from alit_eval.results.atomic import write_csv, write_parquet
 from alit_eval.results.labels import checkpoint_of, data_label, run_title
 from alit_eval.results.schema import format_condition, metrics_frame
 from alit_eval.tokenizers.families import FAMILIES, family_of

@@ -79,7 +79,7 @@ def check_random(tokenizer: Any, n: int, *, what: str = "this tokenizer") -> Non
 
 def reseeded(plan: Any, seed: int) -> Any:
     """The same planned sweep (tokenizer, data, options) with only the seed changed."""
-    from alit_eval.engine.reuse import SweepPlan
+    from alit_eval.engine.plan import SweepPlan
 
     p = plan.prepared
     if p is None:
@@ -101,7 +101,7 @@ def run_seeds(plan: Any, primary: Any, sweep_path: Path, seeds: Sequence[int],
     Returns:
         seed -> `SweepInputs`, the first seed included.
     """
-    from alit_eval.results.io import write_json, write_parquet
+    from alit_eval.results.atomic import write_json, write_parquet
 
     out = {int(seeds[0]): primary}
     for s in seeds[1:]:

@@ -25,7 +25,7 @@ where the engine's captures pick them up.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -35,6 +35,7 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold, train_test_sp
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from alit_eval.analysis.stats import bootstrap_ci  # noqa: F401 (its former home)
 from alit_eval.analysis.token_selection import select_official
 from alit_eval.metrics.pixel import to_uint8
 
@@ -220,21 +221,6 @@ def r2(t: np.ndarray, p: np.ndarray) -> float:
     """Coefficient of determination (NaN for a constant target)."""
     ss = float(((t - t.mean()) ** 2).sum())
     return 1.0 - float(((t - p) ** 2).sum()) / ss if ss > 0 else float("nan")
-
-
-def bootstrap_ci(stat: Callable[..., float], arrays: Sequence[np.ndarray], *, seed: int, n_boot: int = 1000,
-                 level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap CI of ``stat(*arrays)`` resampling rows jointly; NaNs if < 2 rows."""
-    n = len(arrays[0])
-    if n < 2:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    vals = np.array([stat(*(a[idx] for a in arrays)) for idx in (rng.integers(0, n, n) for _ in range(n_boot))])
-    vals = vals[np.isfinite(vals)]
-    if not vals.size:
-        return float("nan"), float("nan")
-    a = (1.0 - level) / 2.0
-    return float(np.quantile(vals, a)), float(np.quantile(vals, 1.0 - a))
 
 
 def smallest_correct(correct: np.ndarray, budgets: Sequence[int]) -> np.ndarray:

@@ -17,7 +17,7 @@ from alit_eval.analysis.skeleton import CommandRun
 from alit_eval.engine.sweep import resolve_device
 from alit_eval.metrics.inception import InceptionFeatures
 from alit_eval.results import plots, plots_cost
-from alit_eval.results.io import write_csv
+from alit_eval.results.atomic import write_csv
 from alit_eval.results.labels import checkpoint_label
 from alit_eval.results.schema import format_condition, metrics_frame
 from alit_eval.tokenizers.families import budgets_for

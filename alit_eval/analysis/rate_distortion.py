@@ -24,14 +24,14 @@ from alit_eval.analysis.codec_search import CURVE_QUALITIES, codec_table, codec_
 from alit_eval.analysis.quality import PSNR_CAP_DB, summarize
 from alit_eval.analysis.skeleton import CommandRun, figure_title
 from alit_eval.analysis.stats import bootstrap_mean_ci
-from alit_eval.engine.reuse import has_features, plan_sweep
+from alit_eval.engine.plan import has_features, plan_sweep
 from alit_eval.engine.sweep import accumulate, resolve_device
 from alit_eval.errors import AlitEvalError
-from alit_eval.metrics.fid import FrechetReference
+from alit_eval.metrics.feature_distance import FrechetReference
 from alit_eval.metrics.inception import InceptionFeatures
 from alit_eval.metrics.specs import HEADLINE, PIXEL as PIXEL_METRICS
 from alit_eval.results import plots, plots_cost
-from alit_eval.results.io import write_csv, write_parquet
+from alit_eval.results.atomic import write_csv, write_parquet
 from alit_eval.results.schema import format_condition, metrics_frame, parse_condition
 
 
@@ -136,7 +136,7 @@ def _tag(metrics: "Any", **extra: str) -> "Any":
 def run(req: Any, *, from_run: str | None = None, codecs: Sequence[str] = ("jpeg", "webp"), codec_workers: int = 0,
         curve_qualities: Sequence[int] = CURVE_QUALITIES, search: str = "exhaustive",
         bits_per_token_override: float | None = None, seed: int = 0, device: str = "cpu", offline: bool = False,
-        results_dir: Any = "results", run_id: str | None = None, overwrite: bool = False,
+        results_dir: Any = "results", run_id: str | None = None, overwrite: bool = False, reuse_finished: bool = False,
         progress: bool = True) -> tuple[Any, "Any"]:
     """`alit-eval rate-distortion` end to end; returns ``(run_dir, metrics)``.
 
@@ -150,7 +150,7 @@ def run(req: Any, *, from_run: str | None = None, codecs: Sequence[str] = ("jpeg
         "codecs": list(codecs), "search": search, "curve_qualities": [int(q) for q in curve_qualities],
         "bits_per_token": per_token, "rate": rate, **versions}}
     with CommandRun("rate-distortion", config, plan, results_dir=results_dir, run_id=run_id,
-                    overwrite=overwrite) as run:
+                    overwrite=overwrite, reuse_finished=reuse_finished) as run:
         inputs = run.sweep()
         result = inputs.result
         targets = _targets(result.budgets, per_token, result.per_image)

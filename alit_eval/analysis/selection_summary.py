@@ -19,7 +19,7 @@ from PIL import Image
 from alit_eval.analysis import token_selection as ts, tokens as received
 from alit_eval.analysis.quality import PSNR_CAP_DB
 from alit_eval.analysis.stats import bootstrap_mean_ci
-from alit_eval.metrics.fid import frechet_distance
+from alit_eval.metrics.feature_distance import frechet_distance
 from alit_eval.results.schema import format_condition
 
 GALLERY_N = 16

@@ -1,6 +1,6 @@
 """The run skeleton every analysis command shares: open the run folder, run the sweep, finish.
 
-A command plans its sweep (`alit_eval.engine.reuse.plan_sweep`: load the tokenizer, or read an
+A command plans its sweep (`alit_eval.engine.plan.plan_sweep`: load the tokenizer, or read an
 earlier run for ``--from-run``), adds its own entries to the config, then::
 
     with CommandRun("allocate", config, plan, results_dir=..., run_id=..., overwrite=...) as run:
@@ -14,13 +14,13 @@ adds config, seed, package versions and wall time. The lock is released however 
 
 Console summary: `finish` also builds the run's short summary (`summary_lines`: images used and
 skipped, preprocess and resolution, padded and duplicate images, the FID reference and its size,
-a warning when rFID rests on few images), records it in meta.json and leaves it for the CLI
-(`take_summary`), which prints it once after the command's own output.
+a warning when rFID rests on few images) and records it in meta.json; the CLI prints it from the
+returned run folder (``run_dir.meta``, `alit_eval.errors.run_summary`) after the command's own output.
 
-A finished run is not recomputed: when the CLI asks for it (`CommandRun.reuse_finished`), a run
-folder that already holds a complete run (``meta.json``) of the same config, whose images are
-unchanged (`alit_eval.engine.identity.verify_resume`) and all handled, raises `RunFinished` on
-entry; the CLI prints the stored table and summary at once.
+A finished run is not recomputed when the caller asks for it (``CommandRun(..., reuse_finished=True)``,
+as the CLI does): a run folder that already holds a complete run (``meta.json``) of the same config,
+whose images are unchanged (`alit_eval.engine.identity.verify_resume`) and all handled, raises
+`alit_eval.errors.RunFinished` on entry; the CLI prints the stored table and summary at once.
 """
 
 from __future__ import annotations
@@ -29,40 +29,13 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-from alit_eval.engine.reuse import SweepInputs, SweepPlan
+from alit_eval.engine.plan import SweepInputs, SweepPlan
+from alit_eval.errors import RunFinished
 from alit_eval.printable import printable
-from alit_eval.results.io import RunDir, open_run
+from alit_eval.results.rundir import RunDir, open_run
 
 RFID_MIN_IMAGES = 2048  # below this, rFID is strongly biased upwards (Inception features are 2048-d)
 FIRST_REASONS = 3  # how many skipped images the summary names
-_pending_summary: list[str] = []  # the last finished run's summary, for the CLI (`take_summary`)
-
-
-class RunFinished(Exception):
-    """The run folder already holds this finished run: nothing is recomputed (see the module docstring).
-
-    Attributes:
-        path: the run folder.
-        meta: its meta.json.
-    """
-
-    finished_run = True  # what the CLI looks for (it does not import this module to catch it)
-
-    def __init__(self, path: Path, meta: dict[str, Any]) -> None:
-        super().__init__(f"{path} holds this finished run")
-        self.path, self.meta = path, meta
-
-    def summary(self) -> list[str]:
-        """The summary recorded when the run finished."""
-        extra = self.meta.get("extra") if isinstance(self.meta.get("extra"), dict) else {}
-        return [str(line) for line in extra.get("summary") or []]
-
-
-def take_summary() -> list[str]:
-    """The summary of the run finished last in this process (then forgotten)."""
-    lines = list(_pending_summary)
-    _pending_summary.clear()
-    return lines
 
 
 def open_command_run(command: str, config: dict[str, Any], *, results_dir: Any, run_id: str | None = None,
@@ -161,17 +134,15 @@ class CommandRun:
         on_resume: called with the folder when it holds an earlier run of this config, before it is
             judged finished (it may drop shards so that the sweep recomputes them).
 
-    Attributes:
-        reuse_finished: raise `RunFinished` on entry when the folder holds this finished run (set by
-            the CLI; off for Python callers, which get the run recomputed from its shards).
+        reuse_finished: raise `RunFinished` on entry when the folder holds this finished run (the CLI
+            asks for it; Python callers get the run recomputed from its shards by default).
     """
-
-    reuse_finished = False
 
     def __init__(self, command: str, config: dict[str, Any], plan: SweepPlan | None = None, *, results_dir: Any,
                  run_id: str | None = None, overwrite: bool = False, out: Any = None,
-                 on_resume: Callable[[Path], Any] | None = None) -> None:
+                 on_resume: Callable[[Path], Any] | None = None, reuse_finished: bool = False) -> None:
         self.command, self.config, self.plan, self.on_resume = command, config, plan, on_resume
+        self.reuse_finished = reuse_finished
         self._where = {"results_dir": results_dir, "run_id": run_id, "overwrite": overwrite, "out": out}
         self.dir: RunDir | None = None
         self.inputs: SweepInputs | None = None
@@ -225,7 +196,6 @@ class CommandRun:
             fields.update(data_checks_meta(self.inputs))
             summary = summary_lines(self.inputs, {**fields, **extra})
             fields["summary"] = summary
-            _pending_summary[:] = summary
         if device is None and self.inputs is not None:
             device = self.inputs.result.info.get("device")
         return self.dir.finish(seed=seed, device=device, extra={**fields, **extra})

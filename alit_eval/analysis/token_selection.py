@@ -20,7 +20,7 @@ import torch
 
 from alit_eval.engine.store import ShardStore
 from alit_eval.errors import AlitEvalError
-from alit_eval.metrics.fid import FeatureStats
+from alit_eval.metrics.feature_distance import FeatureStats
 from alit_eval.metrics.specs import PER_IMAGE, direction
 
 

@@ -7,7 +7,9 @@ from typing import Optional
 
 import typer
 
-from alit_eval.cli.options import MEASURE_OPTIONS, FromRun, SweepArgs, check_threshold, parse_list, sweep_command
+from alit_eval.cli.console import print_results
+from alit_eval.cli.options import (
+    Criterion, Fallback, FromRun, MEASURE_OPTIONS, SweepArgs, Thresholds, check_threshold, parse_list, sweep_command)
 
 # KARL Tab. 2/6 thresholds; 0.07 is the official default
 DEFAULT_THRESHOLDS = {"l1": "0.03,0.05,0.07,0.09", "official-l1": "0.03,0.05,0.07,0.09",
@@ -19,18 +21,9 @@ QUANTILE_THRESHOLDS = "q0.25,q0.5,q0.75"
 def allocate(
     ctx: typer.Context,
     sweep: SweepArgs,
-    thresholds: Optional[str] = typer.Option(
-        None, "--thresholds",
-        help="Comma-separated thresholds: numbers, `auto` (median of the per-image metric at the middle budget) "
-             "or `qP` (its P-quantile). Default: 0.03,0.05,0.07,0.09 for l1, q0.25,q0.5,q0.75 otherwise."),
-    criterion: str = typer.Option("l1", "--criterion",
-                                  help="l1 | official-l1 | mse | lpips (stay below) or psnr | ssim (exceed). "
-                                       "official-l1 = the official encode() rule (unclamped-reconstruction L1). "
-                                       "epsilon = the tokenizer's own choice under the condition 'L1 about "
-                                       "epsilon' (KARL; one pass per threshold at the largest budget)."),
-    fallback: str = typer.Option(
-        "min-error", "--fallback",
-        help="Budget of images that never reach the threshold: min-error (official) or max-budget."),
+    thresholds: Thresholds = None,
+    criterion: Criterion = "l1",
+    fallback: Fallback = "min-error",
     batch_criterion: Optional[int] = typer.Option(
         None, "--official-batch-criterion", min=1,
         help="Apply the official batch-mean rule to groups of N consecutive images (default: per image)."),
@@ -42,7 +35,9 @@ def allocate(
     control) and token savings.
 
     Selection is per image (batch-independent); the official encode() averages L1 over the whole
-    batch, which --official-batch-criterion N reproduces.
+    batch, which --official-batch-criterion N reproduces. Without --thresholds: 0.03,0.05,0.07,0.09 for
+    l1 and official-l1 (KARL Tab. 2/6; 0.07 is the official default), 0.03,0.05,0.09 for epsilon,
+    q0.25,q0.5,q0.75 otherwise.
 
     Examples:
 
@@ -56,7 +51,7 @@ def allocate(
                        option="--thresholds", what="a number, auto or qP (0 <= P <= 1)")
     from alit_eval.analysis.allocate import run  # after the checks: a typo fails before torch is imported
 
-    run_dir, _, _ = run(sweep.config, **sweep.run_kwargs(), from_run=str(from_run) if from_run else None,
+    run_dir, _, _ = run(sweep.config, **sweep.run_kwargs(), reuse_finished=True, from_run=str(from_run) if from_run else None,
                         thresholds=specs, criterion=criterion, fallback=fallback, batch_criterion=batch_criterion,
                         gallery=not no_gallery)
     print_summary(run_dir.path / "allocation_summary.csv", criterion)
@@ -73,7 +68,7 @@ def allocate(
 
         for line in target_check(summary):
             typer.secho(line, fg="red", err=True)
-    typer.echo(f"results: {run_dir.path}")
+    print_results(run_dir)
 
 
 def print_summary(path: Path, criterion: str) -> None:

@@ -22,9 +22,11 @@ from typing import Any, Callable
 
 import typer
 
-from alit_eval import __version__
+from alit_eval.version import __version__
 from alit_eval.cli.options import BEFORE_RUN, GlobalOptions, parse_device
-from alit_eval.errors import AlitEvalError
+from alit_eval.cli.console import ONCE as _ONCE
+from alit_eval.cli.finished import show_finished
+from alit_eval.errors import AlitEvalError, RunFinished
 from alit_eval.paths import DEFAULT_RESULTS_DIR, env_offline
 from alit_eval.printable import EscapingFormatter, printable
 from alit_eval.registry import resolve_target
@@ -212,118 +214,38 @@ def _global_options(
     logging.basicConfig(level=logging.WARNING - 10 * min(verbose, 2), handlers=[handler])
 
 
-class _OnceFilter(logging.Filter):
-    """Let each warning text through once per command (several sweeps of one run, or a check and its
-    summary, must not print the same line twice); remembers them so the summary skips them too."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen: set[str] = set()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.WARNING:
-            return True
-        text = record.getMessage()
-        if text in self.seen:
-            return False
-        self.seen.add(text)
-        return True
-
-
-_ONCE = _OnceFilter()
 
 
 def _guard(func: Callable[..., Any], *, theme: bool = False) -> Callable[..., Any]:
-    """Let Ctrl-C inside a command reach `main` as `_Interrupted` (Typer would swallow it); set the
-    plot theme first when the command draws figures (`theme`)."""
+    """Let Ctrl-C inside a command reach `main` as `_Interrupted` (Typer would swallow it); show a
+    finished run instead of recomputing it (`RunFinished`); set the plot theme first when the
+    command draws figures (`theme`)."""
 
     def set_theme() -> None:
         from alit_eval.results.plots import set_theme
 
         set_theme()
 
-    def before_run() -> None:  # a sweep command, its options checked: heavy imports are fine now
-        from alit_eval.analysis.skeleton import CommandRun
-
-        CommandRun.reuse_finished = True  # a rerun of a finished run prints it instead of recomputing
-        if theme:
-            set_theme()
-
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        skeleton = sys.modules.get("alit_eval.analysis.skeleton")
-        if skeleton is not None:
-            skeleton.take_summary()  # a summary left by an earlier run in this process is not ours
         try:
             ctx = kwargs.get("ctx")
-            if hasattr(func, "sweep_options") and hasattr(ctx, "meta"):
-                ctx.meta[BEFORE_RUN] = before_run
+            if theme and hasattr(func, "sweep_options") and hasattr(ctx, "meta"):
+                ctx.meta[BEFORE_RUN] = set_theme  # after the options are checked: heavy imports are fine then
             elif theme:
                 set_theme()
-            out = func(*args, **kwargs)
+            return func(*args, **kwargs)
         except KeyboardInterrupt as exc:
             raise _Interrupted() from exc
-        except Exception as exc:
-            if not getattr(exc, "finished_run", False):
-                raise
+        except RunFinished as exc:
             show_finished(exc.path, exc.summary())
             return None
-        finally:
-            skeleton = sys.modules.get("alit_eval.analysis.skeleton")
-            if skeleton is not None:  # Python callers in this process get runs recomputed again
-                skeleton.CommandRun.reuse_finished = False
-        if skeleton is not None:
-            print_summary(skeleton.take_summary())
-        return out
 
     return wrapper
 
 
 for _name, _target in COMMANDS.items():
     app.command(_name)(_guard(resolve_target(_target), theme=_name in DRAWS_FIGURES))
-
-
-def print_summary(lines: list[str]) -> None:
-    """Print a run's summary (`alit_eval.analysis.skeleton.summary_lines`); warnings go to stderr,
-    except those already logged during the run (each warning is printed once)."""
-    for line in map(printable, lines):  # summaries name files: no control codes reach the terminal
-        if line.startswith("warning:") and line[len("warning:"):].strip() in _ONCE.seen:
-            continue
-        if line.startswith("warning:"):
-            typer.secho(line, fg="yellow", err=True)
-        else:
-            typer.echo(line)
-
-
-def show_finished(path: Path, summary: list[str]) -> None:
-    """A rerun of a finished run: its stored table and summary, nothing recomputed."""
-    typer.echo(f"{printable(path)} already holds this finished run; showing it (--overwrite recomputes it)")
-    metrics, allocation = path / "metrics.csv", path / "allocation_summary.csv"
-    if allocation.is_file():  # allocate's own table
-        import json
-
-        from alit_eval.cli.allocate import print_summary as print_allocation
-
-        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-        print_allocation(allocation, str(config.get("allocate", {}).get("criterion", "l1")))
-        import pandas as pd
-
-        from alit_eval.analysis.signal import flat_note
-
-        note = flat_note(pd.read_csv(allocation))  # the flat-signal warning, as on the first run
-        if note:
-            typer.secho(note, fg="red", err=True)
-    elif metrics.is_file():  # the per-budget table every other sweep command writes
-        import pandas as pd
-
-        from alit_eval.cli.fid import print_table
-
-        table = pd.read_csv(metrics)
-        if {"budget", "metric", "value"} <= set(table.columns) and table["budget"].notna().any():
-            table = table[table["budget"].notna()].astype({"budget": "int64"})
-            print_table(table)
-    print_summary(summary)
-    typer.echo(f"results: {printable(path)}")
 
 
 def _one_line(exc: BaseException) -> str:
@@ -383,7 +305,7 @@ def main(argv: list[str] | None = None) -> None:
         print(INTERRUPTED_MESSAGE, file=sys.stderr)
         sys.exit(130)
     except OSError as exc:  # a read-only or full disk met outside the results writer: still one line
-        from alit_eval.results.io import WRITE_ERRNOS, write_error
+        from alit_eval.results.atomic import WRITE_ERRNOS, write_error
 
         if exc.errno not in WRITE_ERRNOS:
             raise

@@ -6,7 +6,9 @@ from typing import List, Optional
 
 import typer
 
-from alit_eval.cli.options import MEASURE_OPTIONS, NOISE_OPTIONS, SweepArgs, parse_list, sweep_command
+from alit_eval.cli.console import print_results
+from alit_eval.cli.options import (
+    Criterion, Fallback, MEASURE_OPTIONS, NBoot, NOISE_OPTIONS, SweepArgs, Thresholds, parse_list, sweep_command)
 
 
 @sweep_command(MEASURE_OPTIONS, NOISE_OPTIONS)
@@ -26,14 +28,10 @@ def compare(
         None, "--family", help="Force a tokenizer's family as LABEL=FAMILY (LABEL: its --ckpt label or text)."),
     heads: Optional[List[str]] = typer.Option(
         None, "--heads", help="Attention heads of one tokenizer whose weights do not determine them, as LABEL=N."),
-    thresholds: str = typer.Option(
-        "auto", "--thresholds",
-        help="Matched-quality thresholds of the criterion: numbers, `auto` or `qP` (resolved on the first "
-             "tokenizer; the same numbers for all)."),
-    criterion: str = typer.Option("l1", "--criterion", help="l1 | official-l1 | mse | lpips | psnr | ssim."),
-    fallback: str = typer.Option("min-error", "--fallback", help="Selection for censored images: min-error or "
-                                 "max-budget (token statistics count them at the largest budget)."),
-    n_boot: int = typer.Option(1000, "--n-boot", min=0, help="Bootstrap resamples for the 95% CIs."),
+    thresholds: Thresholds = "auto",
+    criterion: Criterion = "l1",
+    fallback: Fallback = "min-error",
+    n_boot: NBoot = 1000,
     official_truncation: bool = typer.Option(False, "--official-truncation",
                                              help="Truncate to uint8 like the official PNG writer (default: round)."),
     mixed_sizes: bool = typer.Option(False, "--mixed-sizes",
@@ -75,7 +73,7 @@ def compare(
 
         for note in noise_spread.within_lines(table, sweep.config.noise_seeds):
             typer.echo(note)
-    typer.echo(f"results: {run_dir.path}")
+    print_results(run_dir)
 
 
 def print_summary(summary, tests) -> None:

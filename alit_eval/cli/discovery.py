@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from alit_eval.cli.console import print_results
 from alit_eval.cli.options import Out, SweepArgs, sweep_command
 
 DEMO_LIMIT = 200
@@ -38,10 +39,10 @@ def discovery(
     cfg = sweep.config
     if cfg.limit is None and cfg.data.startswith("demo-"):
         cfg.limit = DEMO_LIMIT
-    run_dir, metrics, summary = run_discovery(cfg, **sweep.run_kwargs(), indexing=indexing, min_objects=min_objects,
+    run_dir, metrics, summary = run_discovery(cfg, **sweep.run_kwargs(), reuse_finished=True, indexing=indexing, min_objects=min_objects,
                                               masks_dir=str(masks) if masks else None, out=out)
     _print(metrics, summary)
-    typer.echo(f"results: {run_dir.path}")
+    print_results(run_dir)
 
 
 def _print(metrics, summary) -> None:

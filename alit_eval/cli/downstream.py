@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from alit_eval.cli.console import print_results
 from alit_eval.cli.options import Out, SweepArgs, parse_list, sweep_command
 
 DEMO_LIMIT = 400  # enough demo images for an 8-class probe with a 30% held-out split
@@ -49,9 +50,9 @@ def downstream(
     cfg = sweep.config
     if cfg.limit is None and cfg.data.startswith("demo-"):
         cfg.limit = DEMO_LIMIT
-    run_dir, metrics = run(cfg, opts, **sweep.run_kwargs(), out=out)
+    run_dir, metrics = run(cfg, opts, **sweep.run_kwargs(), reuse_finished=True, out=out)
     _print(metrics)
-    typer.echo(f"results: {run_dir.path}")
+    print_results(run_dir)
 
 
 def _print(metrics) -> None:

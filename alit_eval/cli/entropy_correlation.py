@@ -7,28 +7,23 @@ from typing import Optional
 
 import typer
 
-from alit_eval.cli.options import LPIPS_OPTIONS, FromRun, SweepArgs, parse_list, sweep_command
+from alit_eval.cli.console import print_results
+from alit_eval.cli.options import (
+    Criterion, Fallback, FromRun, LPIPS_OPTIONS, NBoot, SweepArgs, Thresholds, parse_list, sweep_command)
 
 
 @sweep_command(LPIPS_OPTIONS)
 def entropy_correlation(
     ctx: typer.Context,
     sweep: SweepArgs,
-    thresholds: str = typer.Option(
-        "auto", "--thresholds",
-        help="Comma-separated thresholds of the criterion: numbers, `auto` (median of the per-image metric at "
-             "the middle budget) or `qP` (its P-quantile), e.g. 0.05,0.07 or q0.25,auto,q0.75."),
-    criterion: str = typer.Option(
-        "l1", "--criterion",
-        help="l1 | official-l1 | mse | lpips | psnr | ssim (official-l1: the official encode() L1, unclamped)."),
-    fallback: str = typer.Option(
-        "min-error", "--fallback",
-        help="Selection for censored images: min-error or max-budget (correlations count them as the largest budget)."),
+    thresholds: Thresholds = "auto",
+    criterion: Criterion = "l1",
+    fallback: Fallback = "min-error",
     scores: Optional[Path] = typer.Option(
         None, "--scores", help="CSV with columns image,score (e.g. SAVOIAS human ratings) to correlate too."),
     control: Optional[str] = typer.Option(
         None, "--control", help="Also report partial correlations controlling for this measure, e.g. png_bpp."),
-    n_boot: int = typer.Option(1000, "--n-boot", min=0, help="Bootstrap resamples for the 95% CIs."),
+    n_boot: NBoot = 1000,
     methods: str = typer.Option("spearman,kendall,pearson", "--methods",
                                 help="Correlations to report (Kendall's bootstrap is the slow one on large sets)."),
     from_run: FromRun = None,
@@ -52,7 +47,7 @@ def entropy_correlation(
 
     sweep.config.fid = fid
     specs = parse_list(thresholds, str, option="--thresholds", what="a threshold")
-    run_dir, table = run(sweep.config, **sweep.run_kwargs(), from_run=str(from_run) if from_run else None,
+    run_dir, table = run(sweep.config, **sweep.run_kwargs(), reuse_finished=True, from_run=str(from_run) if from_run else None,
                          thresholds=specs, criterion=criterion, fallback=fallback,
                          scores=str(scores) if scores else None, control=control, n_boot=n_boot,
                          methods=parse_list(methods, str, option="--methods", what="a method"))
@@ -62,7 +57,7 @@ def entropy_correlation(
     note = flat_note(table)
     if note:
         typer.secho(note, fg="red", err=True)
-    typer.echo(f"results: {run_dir.path}")
+    print_results(run_dir)
 
 
 def print_tokens_table(table) -> None:

@@ -6,7 +6,9 @@ from typing import List, Optional
 
 import typer
 
-from alit_eval.cli.options import MEASURE_OPTIONS, SweepArgs, parse_list, sweep_command
+from alit_eval.cli.console import print_results
+from alit_eval.cli.options import (
+    Criterion, Fallback, MEASURE_OPTIONS, NBoot, SweepArgs, Thresholds, parse_list, sweep_command)
 
 
 @sweep_command(MEASURE_OPTIONS)
@@ -21,16 +23,10 @@ def familiarity(
         None, "--from-run",
         help="Reuse a finished sweep as [NAME=]RUN_DIR (a fid/allocate/... run folder, or a familiarity run for "
              "all its datasets); repeatable; comes after the --data datasets."),
-    thresholds: str = typer.Option(
-        "auto", "--thresholds",
-        help="Thresholds of the criterion: numbers, `auto` or `qP` (resolved on the reference dataset)."),
-    criterion: str = typer.Option(
-        "l1", "--criterion",
-        help="l1 | official-l1 | mse | lpips | psnr | ssim (official-l1: the official encode() L1, unclamped)."),
-    fallback: str = typer.Option(
-        "min-error", "--fallback",
-        help="Selection for censored images: min-error or max-budget (token statistics count them as the largest)."),
-    n_boot: int = typer.Option(1000, "--n-boot", min=0, help="Bootstrap resamples for the 95% CIs."),
+    thresholds: Thresholds = "auto",
+    criterion: Criterion = "l1",
+    fallback: Fallback = "min-error",
+    n_boot: NBoot = 1000,
 ) -> None:
     """Compare datasets at every budget: quality-vs-tokens curves, rFID, required tokens per image, and
     the token difference to the reference (bootstrap CI, Mann–Whitney U).
@@ -51,7 +47,7 @@ def familiarity(
                            thresholds=parse_list(thresholds, str, option="--thresholds", what="a threshold"),
                            criterion=criterion, fallback=fallback, n_boot=n_boot)
     print_comparisons(comp, specs[0].name)
-    typer.echo(f"results: {run_dir.path}")
+    print_results(run_dir)
 
 
 def print_comparisons(comp, reference: str) -> None:

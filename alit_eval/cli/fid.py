@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from alit_eval.cli.console import print_results
 from alit_eval.cli.options import (  # noqa: F401 (parse_batch_size: its former home)
     MEASURE_OPTIONS, NOISE_OPTIONS, Out, Precision, SweepArgs, check_precision, parse_batch_size, sweep_command)
 
@@ -44,9 +45,9 @@ def fid(
     cfg.precision, cfg.compile = check_precision(precision), compile_
     cfg.rounding, cfg.strict = ("truncate" if official_truncation else "round"), strict
     cfg.save_recons = str(save_recons) if save_recons else None
-    from alit_eval.analysis.fid import run
+    from alit_eval.analysis.reconstruction import run
 
-    run_dir, metrics = run(cfg, **sweep.run_kwargs(), kid=kid, fid_ref=str(fid_ref) if fid_ref else None,
+    run_dir, metrics = run(cfg, **sweep.run_kwargs(), reuse_finished=True, kid=kid, fid_ref=str(fid_ref) if fid_ref else None,
                            out=out, compute=not no_compute)
     if run_dir is None:  # a torchrun worker: rank 0 reports
         return
@@ -58,11 +59,9 @@ def fid(
 
         print_spread(pd.read_csv(run_dir.path / "noise_spread.csv"))
     if "lpips" not in set(metrics["metric"]):  # the table would have had an LPIPS column
-        import json
-
-        reason = json.loads((run_dir.path / "meta.json").read_text()).get("extra", {}).get("lpips")
+        reason = (run_dir.meta or {}).get("extra", {}).get("lpips")
         typer.secho(f"warning: no LPIPS column: {reason or 'LPIPS not computed'}", fg="yellow", err=True)
-    typer.echo(f"results: {run_dir.path}")
+    print_results(run_dir)
 
 
 def print_table(metrics) -> None:

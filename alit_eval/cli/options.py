@@ -33,8 +33,8 @@ class GlobalOptions:
     """Options given before the command name (``alit-eval --device cpu fid ...``).
 
     Attributes:
-        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; resolved by `resolve_device` when a
-            command needs it (never at startup, so ``--help`` stays instant).
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; resolved by `alit_eval.engine.device.resolve_device`
+            when a command needs it (never at startup, so ``--help`` stays instant).
         seed: seed for every random generator the command creates.
         results_dir: root folder of results.
         offline: never use the network (also set by ``ALIT_EVAL_OFFLINE=1``/``HF_HUB_OFFLINE=1``).
@@ -46,26 +46,6 @@ class GlobalOptions:
     results_dir: Path = field(default_factory=lambda: DEFAULT_RESULTS_DIR)
     offline: bool = False
     verbose: int = 0
-
-    def resolve_device(self) -> str:
-        """Return the concrete device: ``auto`` becomes ``cuda`` when CUDA is available, else ``cpu``.
-
-        Raises:
-            AlitEvalError: CUDA was asked for but is not available.
-        """
-        import torch
-
-        if self.device == "auto":
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        if self.device.startswith("cuda"):
-            if not torch.cuda.is_available():
-                raise AlitEvalError(f"--device {self.device} was asked for but CUDA is not available; use --device cpu")
-            index = int(self.device.partition(":")[2] or 0)
-            if index >= torch.cuda.device_count():
-                raise AlitEvalError(
-                    f"--device {self.device}: only {torch.cuda.device_count()} CUDA device(s) are visible"
-                )
-        return self.device
 
 
 def get_globals(ctx: typer.Context) -> GlobalOptions:
@@ -253,6 +233,25 @@ Precision = Annotated[str, typer.Option(
     "--precision", help="fp32 (reported numbers) | bf16 | tf32 (approximate, faster).")]
 
 
+# The selection options of the commands that pick a budget per image (allocate, entropy-correlation,
+# familiarity, compare); `allocate` alone takes the ``epsilon`` criterion and defaults its thresholds by criterion.
+Thresholds = Annotated[Optional[str], typer.Option(
+    "--thresholds",
+    help="Comma-separated thresholds of the criterion: numbers, `auto` (median of the per-image metric at the "
+         "middle budget) or `qP` (its P-quantile), e.g. 0.05,0.07 or q0.25,auto,q0.75; over several datasets or "
+         "tokenizers they are resolved on the first, the same numbers for all.")]
+Criterion = Annotated[str, typer.Option(
+    "--criterion",
+    help="l1 | official-l1 | mse | lpips (stay below) or psnr | ssim (exceed); official-l1 = the official "
+         "encode() rule (unclamped-reconstruction L1). allocate also takes epsilon: the tokenizer's own choice "
+         "under the condition 'L1 about epsilon' (KARL; one pass per threshold at the largest budget).")]
+Fallback = Annotated[str, typer.Option(
+    "--fallback",
+    help="Budget of images that never reach the threshold (censored): min-error (official) or max-budget; "
+         "token statistics and correlations count them at the largest budget.")]
+NBoot = Annotated[int, typer.Option("--n-boot", min=0, help="Bootstrap resamples for the 95% CIs.")]
+
+
 def check_precision(precision: str) -> str:
     """Validate ``--precision`` (fp32, bf16 or tf32)."""
     if precision not in PRECISIONS:
@@ -342,7 +341,7 @@ class SweepArgs:
     """What a sweep command gets from the shared options: the sweep config and the run folder options.
 
     Attributes:
-        config: the one `SweepConfig` (options not given stay None; resolved in `engine.runner.prepare`).
+        config: the one `SweepConfig` (options not given stay None; resolved in `engine.prepare.prepare`).
         run_id: ``--run-id``.
         overwrite: ``--overwrite``.
         globals: the global options (seed, device, results folder, offline).

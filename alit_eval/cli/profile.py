@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import typer
 
+from alit_eval.cli.console import print_results
 from alit_eval.cli.options import (
     Budgets, Ckpt, Family, Heads, InceptionWeights, NoFid, Overwrite, Precision, RunId, TrustCheckpoint, budget_text,
     check_precision, get_globals,
@@ -49,7 +50,7 @@ def profile(
         trust_checkpoint=trust_checkpoint, run_id=run_id, overwrite=overwrite, family=family,
     )
     print_tables(table, params)
-    typer.echo(f"results: {run_dir.path}")
+    print_results(run_dir)
 
 
 def print_tables(table, params) -> None:

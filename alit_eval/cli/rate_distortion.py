@@ -6,6 +6,7 @@ from typing import Optional
 
 import typer
 
+from alit_eval.cli.console import print_results
 from alit_eval.cli.options import MEASURE_OPTIONS, FromRun, SweepArgs, parse_list, sweep_command
 
 
@@ -41,11 +42,11 @@ def rate_distortion(
 
     names = [c.lower() for c in parse_list(codecs, str, option="--codecs", what="a codec")]
     qualities = parse_list(curve_qualities, int, option="--curve-qualities", what="a whole number")
-    run_dir, metrics = run(sweep.config, **sweep.run_kwargs(), from_run=str(from_run) if from_run else None,
+    run_dir, metrics = run(sweep.config, **sweep.run_kwargs(), reuse_finished=True, from_run=str(from_run) if from_run else None,
                            codecs=names, codec_workers=codec_workers, curve_qualities=qualities, search=search,
                            bits_per_token_override=bits_per_token)
     print_table(metrics)
-    typer.echo(f"results: {run_dir.path}")
+    print_results(run_dir)
 
 
 def print_table(metrics) -> None:

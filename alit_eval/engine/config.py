@@ -31,7 +31,7 @@ class _SweepFields:
 
     ``None`` in `budgets`, `preprocess` or an entry of `options` means "not given": `resolve_defaults` fills it.
     `seed`, `device`, `offline` and `progress` come from the global options and are set by
-    `alit_eval.engine.runner.prepare`.
+    `alit_eval.engine.prepare.prepare`.
     """
 
     ckpt: str = "demo"
@@ -53,6 +53,7 @@ class _SweepFields:
     fid_resize: str = "tf1"
     inception_weights: str | None = None
     lpips_weights: str | None = None
+    measures: tuple[str, ...] = ()  # added measures to compute beyond the default ones (alit_eval.metrics.measures)
     rounding: str = "round"  # round | truncate (the official PNG writer's uint8 truncation)
     strict: bool = False
     n_examples: int = 6

@@ -30,7 +30,7 @@ from typing import Sequence
 import numpy as np
 
 from alit_eval.errors import AlitEvalError
-from alit_eval.results.io import write_bytes
+from alit_eval.results.atomic import write_bytes
 
 ORIGINAL = "original"
 OPTION = "--save-recons"

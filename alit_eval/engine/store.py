@@ -21,7 +21,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from alit_eval.results.io import writing
+from alit_eval.results.atomic import writing
 
 CHECKSUM_SUFFIX = ".sha256"
 

@@ -24,13 +24,14 @@ from alit_eval.data.datasets import collate
 from alit_eval.data.sources import Source
 from alit_eval.engine import fastpath
 from alit_eval.engine.config import SweepConfig
+from alit_eval.engine.device import resolve_device  # noqa: F401 (also imported from here by callers)
 from alit_eval.engine.distributed import DistInfo, barrier, my_batches
 from alit_eval.engine.identity import identify, identity_arrays, verify_resume
 from alit_eval.engine.store import ShardStore
 from alit_eval.errors import AlitEvalError, DataError
-from alit_eval.paths import portable
-from alit_eval.metrics.fid import FeatureStats
-from alit_eval.metrics.pixel import pixel_metrics, to_uint8
+from alit_eval.metrics.feature_distance import FeatureStats
+from alit_eval.metrics.measures import Measure, Meter, active_measures, feature_keys, per_image_columns
+from alit_eval.metrics.pixel import to_uint8
 from alit_eval.metrics.specs import PIXEL, RAW
 from alit_eval.tokenizers.families import (
     attention_for,
@@ -65,7 +66,6 @@ CAPTURES: dict[str, Callable[[Any], torch.Tensor]] = {
     "base2d_mean": lambda out: out.extras["base2d_mean"],  # set by analysis.probe.FeatureTap
     "recon_latent_mean": lambda out: out.extras["recon_latent_mean"],  # set by analysis.probe.FeatureTap
 }
-FEATURE_CHUNK = 64  # images per Inception call: bounds memory whatever the batch size
 
 
 @dataclass
@@ -97,45 +97,28 @@ def accumulate(store: ShardStore, keys: list[str]) -> dict[str, FeatureStats]:
     return stats
 
 
-def resolve_device(device: str) -> torch.device:
-    if device in ("auto", None):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise AlitEvalError("--device cuda was requested but CUDA is not available; use --device cpu or auto")
-    return dev
-
-
 class _Measures:
-    """Inception and LPIPS networks, built once per sweep."""
+    """The registered measures this sweep computes (`alit_eval.metrics.measures`), opened once."""
 
     def __init__(self, cfg: SweepConfig, device: torch.device) -> None:
-        self.inception = None
-        self.lpips = None
+        self.meters: list[tuple[Measure, Meter]] = []
         self.info: dict[str, Any] = {}
-        if cfg.fid:
-            from alit_eval.metrics.inception import InceptionFeatures
+        for measure in active_measures(cfg):
+            meter, info = measure.open(cfg, device)
+            if measure.info_key:
+                self.info[measure.info_key] = info
+            if meter is None:
+                continue
+            if getattr(meter, "net", None) is not None and measure.feature_key:  # a feature network: speed only
+                meter.net = fastpath.channels_last(meter.net, device)
+                if cfg.compile:
+                    meter.net = torch.compile(meter.net)
+            self.meters.append((measure, meter))
 
-            self.inception = InceptionFeatures(cfg.inception_weights, cfg.fid_resize, device, offline=cfg.offline)
-            self.inception.net = fastpath.channels_last(self.inception.net, device)
-            if cfg.compile:
-                self.inception.net = torch.compile(self.inception.net)
-            w = self.inception.weights
-            self.info["inception"] = {"path": portable(w.path), "source": w.source, "sha256": w.sha256,
-                                      "resize": cfg.fid_resize}
-        from alit_eval.metrics.perceptual import load_lpips
-
-        self.lpips, reason = load_lpips(cfg.lpips_weights, device=device, offline=cfg.offline)
-        # The reason names where the weights were looked for; record it without the home folder.
-        self.info["lpips"] = (reason or "computed").replace(str(Path.home()), "~")
-        if reason:
-            # Not a warning: most commands never show LPIPS. Commands whose tables would hold it say so
-            # (fid), and --lpips-weights or --criterion lpips fail loudly when it is missing.
-            log.info("%s", reason)
-
-    def features(self, images_u8: torch.Tensor) -> np.ndarray:
-        chunks = [self.inception(images_u8[i : i + FEATURE_CHUNK]).cpu() for i in range(0, len(images_u8), FEATURE_CHUNK)]
-        return torch.cat(chunks).numpy().astype(np.float32)
+    @property
+    def featured(self) -> list[tuple[Measure, Meter]]:
+        """The measures that store features of the originals and every budget."""
+        return [(m, meter) for m, meter in self.meters if m.feature_key]
 
 
 def run_sweep(tokenizer: Any, source: Source, cfg: SweepConfig, run_path: Any, *,
@@ -193,8 +176,8 @@ def run_sweep(tokenizer: Any, source: Source, cfg: SweepConfig, run_path: Any, *
     if batches:
         loader = DataLoader(identify(source.dataset), batch_sampler=batches, num_workers=cfg.workers,
                             collate_fn=_collate_with_positions, pin_memory=device.type == "cuda")
-        label = "reconstruction + Inception" if measures.inception is not None and budgets else (
-            "Inception" if measures.inception is not None else "reconstruction")
+        stages = (["reconstruction"] if budgets else []) + [m.name.capitalize() for m, _ in measures.featured]
+        label = " + ".join(stages) or "reconstruction"
         if Path(run_path).parent.name == "sweeps":  # one of several sweeps of a run (compare, allocate): name it
             label = f"{Path(run_path).name}: {label}"
         with _progress(cfg.progress and dist.main, sum(map(len, batches)), len(done), label) as advance:
@@ -250,34 +233,31 @@ def _process(tokenizer, batch, budgets, cfg, measures, device, fam=None) -> dict
             with fastpath.precision(cfg.precision, device):
                 rollout = tokenizer.rollout(x, budgets, decode=True, attention=attention_for(tokenizer, cfg.attention),
                                             **options)
-        metrics: dict[str, list[np.ndarray]] = {m: [] for m in PIXEL_METRICS + RAW_METRICS + OTHER_COLUMNS}
+        metrics: dict[str, list[np.ndarray]] = {}
         recons = []
         for b in budgets:
             out = rollout[b]  # noqa: F821 (bound whenever budgets is non-empty)
             raw = out.extras.get("reconstruction_raw", out.reconstruction)
             rec = to_uint8(raw, cfg.rounding)
             recons.append(rec)
-            metrics["l1_raw"].append((raw.float() - x).abs().flatten(1).mean(1).double().cpu().numpy())  # noqa: F821
-            for name, values in pixel_metrics(rec, ref).items():
-                metrics[name].append(values.double().cpu().numpy())
-            if measures.lpips is not None:
-                metrics["lpips"].append(measures.lpips(rec, ref).double().cpu().numpy())
+            for _, meter in measures.meters:
+                for name, values in meter.per_image(rec, ref, raw=raw, x=x).items():  # noqa: F821
+                    metrics.setdefault(name, []).append(values.double().cpu().numpy())
             for name in cfg.capture:
                 arrays[f"cap_{name}_{b}"] = CAPTURES[name](out).detach().float().cpu().numpy()
             mask = out.halting_mask
-            metrics["halted_2d"].append(
+            metrics.setdefault("halted_2d", []).append(
                 (mask.sum(1).cpu().numpy() if mask is not None else np.zeros(len(rec))).astype(np.float64))
-            metrics["tokens_used"].append(tokens_used(out).cpu().numpy().astype(np.float64))
-        for name, cols in (metrics.items() if budgets else ()):
-            if cols:
-                arrays[name] = np.stack(cols, axis=1)
-        if measures.inception is not None:
+            metrics.setdefault("tokens_used", []).append(tokens_used(out).cpu().numpy().astype(np.float64))
+        for name in _per_image_keys():  # the shard's column order: pixel, raw, LPIPS, tokenizer facts, added measures
+            if metrics.get(name):
+                arrays[name] = np.stack(metrics[name], axis=1)
+        for measure, meter in measures.featured:
             with fastpath.precision(cfg.precision, device):
-                feats = measures.features(torch.cat([ref] + recons))
+                feats = meter.features(torch.cat([ref] + recons))
             n = len(ref)
-            arrays["feat_ref"] = feats[:n]
-            for j, b in enumerate(budgets):
-                arrays[f"feat_{b}"] = feats[n * (j + 1) : n * (j + 2)]
+            for j, key in enumerate(feature_keys(budgets, measure.feature_key)):
+                arrays[key] = feats[n * j : n * (j + 1)]
         if cfg.save_recons and budgets:  # the measured uint8 images, as PNGs (engine/recons.py)
             from alit_eval.engine.recons import save_batch
 
@@ -293,13 +273,21 @@ def _process(tokenizer, batch, budgets, cfg, measures, device, fam=None) -> dict
     return arrays
 
 
+def _per_image_keys() -> tuple[str, ...]:
+    """Per-image shard keys and table columns, in their order: the built-in measures' (pixel, raw, LPIPS),
+    the tokenizer's facts (`OTHER_COLUMNS`), then any added measure's."""
+    builtin = (*PIXEL_METRICS, *RAW_METRICS, *(c for c in per_image_columns(builtin=True)
+                                               if c not in PIXEL_METRICS + RAW_METRICS))
+    return (*builtin, *(c for c in OTHER_COLUMNS if c not in builtin), *per_image_columns(builtin=False))
+
+
 def _table(store: ShardStore, budgets: list[int], source: Source):
     """The per-image table (one row per image and budget, image-index order), built column-wise."""
     import pandas as pd
 
     failed: list[tuple[str, str]] = []
     parts = []
-    keys = ("index", "id", "failed_id", "failed_error", *PIXEL_METRICS, *RAW_METRICS, *OTHER_COLUMNS)
+    keys = ("index", "id", "failed_id", "failed_error", *_per_image_keys())
     for shard in store.iter(keys):
         failed += list(zip(shard["failed_id"].tolist(), shard["failed_error"].tolist()))
         n, nb = len(shard["index"]), len(budgets)
@@ -307,7 +295,7 @@ def _table(store: ShardStore, budgets: list[int], source: Source):
             continue
         cols = {"image_id": np.repeat(shard["id"].astype(object), nb), "index": np.repeat(shard["index"], nb),
                 "budget": np.tile(np.asarray(budgets, dtype=np.int64), n)}
-        for m in (*PIXEL_METRICS, *RAW_METRICS, *OTHER_COLUMNS):
+        for m in _per_image_keys():
             if m in shard:
                 cols[m] = shard[m].reshape(-1)  # [n, nb] row-major matches repeat/tile above
         parts.append(pd.DataFrame(cols))

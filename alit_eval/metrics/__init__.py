@@ -1,4 +1,12 @@
-"""Metrics: per-image pixel metrics, Inception features and FID/KID, LPIPS; their specs.
+"""Metrics: what the sweep measures, as registered measures, and each metric's spec.
+
+    specs.py             each metric's name, direction, level, label (declared once)
+    measures.py          the measure contract and registry (feature extractor, per-image and per-set statistics)
+    builtin_measures.py  the built-in measures: pixel metrics, LPIPS, Inception (rFID, KID)
+    pixel.py             L1, MSE, PSNR, SSIM on uint8 images
+    perceptual.py        LPIPS (offline backbone weights)
+    inception.py         the FID Inception network and its resize modes
+    feature_distance.py  streaming float64 feature statistics, Frechet distance, KID
 
 Submodules import torch, so import them directly (``from alit_eval.metrics.pixel import ...``);
 this package file stays import-light so the CLI can list metric names from `specs` cheaply.

@@ -3,7 +3,8 @@
 Tables, reports, plots and the token allocation read `METRICS` (and the views derived from it:
 `PER_IMAGE`, `PIXEL`, `TABLE`, `HEADLINE`) to know a metric's label, unit and display format,
 whether a smaller number is better, and whether it is computed per image (and then averaged) or
-once per image set. A new metric is one `_declare` line here.
+once per image set. A built-in metric is one `declare` line here; a measure added elsewhere
+declares its own (`alit_eval.metrics.measures`).
 """
 
 from __future__ import annotations
@@ -64,10 +65,40 @@ class MetricSpec:
 
 
 METRICS: Registry[MetricSpec] = Registry("metric")
+_BY_COLUMN: dict[str, MetricSpec] = {}
+# Derived views; every list of metric names elsewhere reads these (as ``specs.TABLE``: they grow when
+# a measure declares a metric).
+PER_IMAGE: tuple[str, ...] = ()
+RAW: tuple[str, ...] = ()
+PIXEL: tuple[str, ...] = ()
+TABLE: tuple[str, ...] = ()  # table order: the set-level FID first, then the per-image metrics, then the rest
+HEADLINE: tuple[str, ...] = ()  # figures and the report
 
 
-def _declare(spec: MetricSpec) -> None:
+def _refresh() -> None:
+    global _BY_COLUMN, PER_IMAGE, RAW, PIXEL, TABLE, HEADLINE
+    entries = [s for _, s in METRICS.items()]
+    _BY_COLUMN = {s.column: s for s in entries}
+    PER_IMAGE = tuple(s.column for s in entries if s.level == "image" and s.family != "raw")
+    RAW = tuple(s.column for s in entries if s.family == "raw")
+    PIXEL = tuple(s.column for s in entries if s.family == "pixel")
+    TABLE = ("rfid", *PER_IMAGE, *(s.column for s in entries if s.level == "set" and s.column != "rfid"))
+    HEADLINE = tuple(c for c in TABLE if c not in ("mse", "kid"))
+
+
+def declare(spec: MetricSpec) -> None:
+    """Add a metric (a registered measure declares its own: `alit_eval.metrics.measures`); the views follow."""
     METRICS.register(spec.name, spec)
+    _refresh()
+
+
+def undeclare(name: str) -> None:
+    """Remove a metric declared by a measure that is unregistered again (tests)."""
+    METRICS._entries.pop(name, None)
+    _refresh()
+
+
+_declare = declare
 
 
 _declare(MetricSpec("l1", False, "image", "", "mean absolute pixel error on [0,1] uint8-quantised images",
@@ -90,17 +121,6 @@ _declare(MetricSpec("fid", False, "set", "", "Frechet Inception distance on 2048
                     label="rFID", family="inception", column="rfid"))
 _declare(MetricSpec("kid", False, "set", "", "kernel Inception distance (cubic polynomial kernel, unbiased MMD^2)",
                     label="KID", family="inception"))
-
-_BY_COLUMN = {spec.column: spec for _, spec in METRICS.items()}
-
-# Derived views; every list of metric names elsewhere reads these.
-PER_IMAGE: tuple[str, ...] = tuple(s.column for _, s in METRICS.items() if s.level == "image" and s.family != "raw")
-RAW: tuple[str, ...] = tuple(s.column for _, s in METRICS.items() if s.family == "raw")
-PIXEL: tuple[str, ...] = tuple(s.column for _, s in METRICS.items() if s.family == "pixel")
-# Table order: the set-level FID first, then the per-image metrics, then the rest.
-TABLE: tuple[str, ...] = ("rfid", *PER_IMAGE, *(s.column for _, s in METRICS.items()
-                                                 if s.level == "set" and s.column != "rfid"))
-HEADLINE: tuple[str, ...] = tuple(c for c in TABLE if c not in ("mse", "kid"))  # figures and the report
 
 
 def spec(column: str) -> MetricSpec:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from alit_eval.errors import AlitEvalError
-from alit_eval.results.io import read_json
+from alit_eval.results.rundir import read_json
 
 if TYPE_CHECKING:
     import pandas as pd

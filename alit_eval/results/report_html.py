@@ -23,10 +23,11 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from alit_eval import __version__
 from alit_eval.printable import printable, printable_text
+from alit_eval.version import __version__
 from alit_eval.results import report as rp
-from alit_eval.results.io import config_hash, write_bytes, writing
+from alit_eval.results.atomic import write_bytes, writing
+from alit_eval.results.rundir import config_hash
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1240px;
@@ -153,7 +154,7 @@ class _Doc:
 
     def link_csv(self, df: pd.DataFrame, name: str, kind: str, folder: Path) -> None:
         """Write `df` as a CSV beside the report and link it (with its size) instead of a table."""
-        from alit_eval.results.io import write_csv
+        from alit_eval.results.atomic import write_csv
 
         path = write_csv(df, folder / f"{slug(Path(name).stem)}.csv")
         rel = f"{folder.parent.name}/{folder.name}/{path.name}"

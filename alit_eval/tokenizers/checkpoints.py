@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 import torch
 
-from alit_eval.errors import CheckpointError
+from alit_eval.errors import CheckpointError, ConfigError
 from alit_eval.paths import sha256_file
 from alit_eval.tokenizers.loading import key_mismatch  # noqa: F401 (the one key-mismatch message; its former home)
 from alit_eval.tokenizers.validate import describe_bytes, safe_text
@@ -264,7 +264,7 @@ def tokenizer_from_state_dict(
         what="inferred ALIT config")
 
 
-def load_tokenizer(
+def load_alit_checkpoint(
     path: str | Path,
     *,
     trust_checkpoint: bool = False,
@@ -273,7 +273,8 @@ def load_tokenizer(
     name: str | None = None,
     device: str | torch.device = "cpu",
 ) -> "Any":
-    """Load an ALIT tokenizer from an official ``.pth`` or an alit-eval ``.safetensors`` file."""
+    """Load an ALIT tokenizer from an official ``.pth`` or an alit-eval ``.safetensors`` file (ALIT only:
+    `alit_eval.load_alit_checkpoint` loads any family, by pretrained name or file)."""
     path = Path(path)
     sd, meta = read_checkpoint(path, trust_checkpoint=trust_checkpoint)
     model = tokenizer_from_state_dict(
@@ -294,19 +295,3 @@ def save_tokenizer(model: "Any", dst: str | Path, extra_meta: Mapping[str, str] 
     save_file(sd, str(tmp), metadata=meta)
     tmp.replace(dst)
     return dst
-
-
-def convert_checkpoint(
-    src: str | Path, dst: str | Path, *, trust_checkpoint: bool = False, heads: int | None = None
-) -> dict[str, Any]:
-    """Convert an official checkpoint to alit-eval safetensors (weights + config); return a summary."""
-    model = load_tokenizer(src, trust_checkpoint=trust_checkpoint, heads=heads)
-    src_hash = sha256_file(src)
-    out = save_tokenizer(model, dst, {"source_sha256": src_hash, "source_name": Path(src).name})
-    return {
-        "config": model.cfg.to_dict(),
-        "num_params": sum(p.numel() for p in model.parameters()),
-        "source_sha256": src_hash,
-        "sha256": sha256_file(out),
-        "path": str(out),
-    }

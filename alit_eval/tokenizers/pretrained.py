@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator, Mapping
 
-from alit_eval import __version__
+from alit_eval.version import __version__
 from alit_eval.errors import CheckpointError, OfflineError
 from alit_eval.paths import cache_dir as default_cache_dir
 from alit_eval.paths import checkpoints_dir, env_offline, sha256_file

@@ -12,7 +12,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -132,3 +132,33 @@ def progress_line(stage: str, step: int, steps: int, logs: dict[str, float], key
     shown = " ".join(f"{k}={v:.4g}" for k, v in logs.items() if k in keys)
     return (f"{stage} step {step}/{steps} {shown} gnorm={gnorm:.3g} s/step={sps:.2f} L1/budget="
             + ",".join(f"{v:.4f}" for v in l1s))
+
+
+def train_steps(stage: str, step: int, steps: int, one_step: Callable[[int], tuple[dict[str, float], float]], *,
+                save: Callable[[int], None], monitor: Callable[[], list[float]], log_keys: tuple[str, ...],
+                log_every: int, ckpt_every: int, deadline: float | None, stop_at: int | None, log: Logger) -> bool:
+    """The resumable loop of the ALIT stages: run ``one_step(s)`` for s = step .. steps - 1.
+
+    `one_step` does step s (LR, batch, loss, update) and returns its logs and grad norm. Every
+    `log_every` steps (and at the last) the loop logs the chosen losses and the monitor L1 per budget
+    (`monitor`); every `ckpt_every` steps it saves (``save(steps_done)``). When `deadline` (a
+    ``time.time()`` value) passes or step `stop_at` is reached it saves and stops.
+
+    Returns:
+        Whether all `steps` were done (the caller saves the final state).
+    """
+    t_last, s_last = time.time(), step
+    while step < steps:
+        if (deadline is not None and time.time() > deadline) or (stop_at is not None and step >= stop_at):
+            save(step)
+            log(f"{stage}: stopped at step {step}; resume with --resume")
+            return False
+        logs, gnorm = one_step(step)
+        step += 1
+        if step % log_every == 0 or step == steps:
+            sps = (time.time() - t_last) / max(1, step - s_last)
+            t_last, s_last = time.time(), step
+            log(progress_line(stage, step, steps, logs, log_keys, gnorm, sps, monitor()))
+        if step % ckpt_every == 0:
+            save(step)
+    return True

@@ -24,7 +24,6 @@ reconstruction for every budget).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,8 +39,8 @@ from alit_eval.tokenizers.base2d.config import Base2DConfig
 from alit_eval.tokenizers.base2d.vqgan import VQGAN
 from alit_eval.train.base_vqgan import demo_base_config
 from alit_eval.train.common import (
-    MONITOR_INDEX_START, Logger, decay_groups, load_state, lr_at, monitor_batch, optimizer_step, progress_line,
-    save_state, seeded_init, set_lr, step_generator, train_batch,
+    MONITOR_INDEX_START, Logger, decay_groups, load_state, lr_at, monitor_batch, optimizer_step,
+    save_state, seeded_init, set_lr, step_generator, train_batch, train_steps,
 )
 
 STAGE1_LOG_KEYS = ("loss", "ce0", "ce3", "ce7", "acc_last", "vq_last", "codes_used", "reinit")
@@ -257,16 +256,10 @@ def train_distill(
     vq_start = int(cfg.continuous_warmup * cfg.steps)
     teacher_end = int(cfg.teacher_warmup * cfg.steps)
 
-    def save() -> None:
-        save_state(state_path, model=model.state_dict(), opt=opt.state_dict(), step=step, usage=usage)
-    mon = monitor_batch(cfg.monitor_images, alit_cfg.image_size)
-    model.train()
-    t_last, s_last = time.time(), step
-    while step < cfg.steps:
-        if (deadline is not None and time.time() > deadline) or (stop_at is not None and step >= stop_at):
-            save()
-            log(f"stage 1: stopped at step {step}; resume with --resume")
-            return model.eval(), False
+    def save(done: int) -> None:
+        save_state(state_path, model=model.state_dict(), opt=opt.state_dict(), step=done, usage=usage)
+
+    def one_step(step: int) -> tuple[dict[str, float], float]:
         set_lr(opt, lr_at(step, cfg.steps, cfg.lr, cfg.warmup))
         x = train_batch(cfg.seed + 100, step, cfg.batch, alit_cfg.image_size)
         if step == vq_start and vq_start > 0 and alit_cfg.quantize:
@@ -278,20 +271,21 @@ def train_distill(
         loss, logs, aux = distill_forward(model, x, step_generator(cfg.seed, step, 5), quantize=step >= vq_start,
                                          teacher=step < teacher_end)
         gnorm = optimizer_step(opt, model, loss, cfg.grad_clip)
-        step += 1
-        if alit_cfg.quantize and step > vq_start:
-            usage += torch.bincount(aux["idx"], minlength=usage.numel())
-            if cfg.reinit_every and step % cfg.reinit_every == 0 and step < int(0.8 * cfg.steps):
-                n_dead = restart_codes(model, usage, aux["z"], step_generator(cfg.seed, step, 7))
+        done = step + 1
+        if alit_cfg.quantize and done > vq_start:
+            usage.add_(torch.bincount(aux["idx"], minlength=usage.numel()))
+            if cfg.reinit_every and done % cfg.reinit_every == 0 and done < int(0.8 * cfg.steps):
+                n_dead = restart_codes(model, usage, aux["z"], step_generator(cfg.seed, done, 7))
                 usage.zero_()
                 logs["reinit"] = n_dead
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            sps = (time.time() - t_last) / max(1, step - s_last)
-            t_last, s_last = time.time(), step
-            l1s = monitor_l1(model, mon)
-            log(progress_line("stage 1", step, cfg.steps, logs, STAGE1_LOG_KEYS, gnorm, sps, l1s))
-        if step % cfg.ckpt_every == 0:
-            save()
-    save()
+        return logs, gnorm
+
+    mon = monitor_batch(cfg.monitor_images, alit_cfg.image_size)
+    model.train()
+    if not train_steps("stage 1", step, cfg.steps, one_step, save=save, monitor=lambda: monitor_l1(model, mon),
+                       log_keys=STAGE1_LOG_KEYS, log_every=cfg.log_every, ckpt_every=cfg.ckpt_every,
+                       deadline=deadline, stop_at=stop_at, log=log):
+        return model.eval(), False
+    save(cfg.steps)
     log("stage 1: finished")
     return model.eval(), True

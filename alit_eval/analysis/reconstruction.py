@@ -17,15 +17,15 @@ from alit_eval.analysis.flops import cached_compute_table
 from alit_eval.analysis.quality import summarize
 from alit_eval.analysis.skeleton import CommandRun, figure_title
 from alit_eval.engine import distributed
+from alit_eval.engine.plan import SweepPlan
+from alit_eval.engine.prepare import prepare
 from alit_eval.engine.recons import check_folder, drop_unsaved, write_png
-from alit_eval.engine.reuse import SweepPlan
-from alit_eval.engine.runner import prepare
 from alit_eval.engine.sweep import run_sweep
 from alit_eval.errors import AlitEvalError
-from alit_eval.metrics.fid import load_stats_npz
+from alit_eval.metrics.feature_distance import load_stats_npz
 from alit_eval.paths import portable
 from alit_eval.results import plots
-from alit_eval.results.io import write_csv
+from alit_eval.results.atomic import write_csv
 from alit_eval.tokenizers.families import uses_global_stream
 
 def write_examples(result: Any, folder: Any) -> "Any":
@@ -47,7 +47,7 @@ def write_examples(result: Any, folder: Any) -> "Any":
 
 
 def run(req: Any, *, seed: int, device: str, offline: bool, results_dir: Any, run_id: str | None = None,
-        overwrite: bool = False, kid: bool = False, fid_ref: str | None = None, out: Any = None,
+        overwrite: bool = False, reuse_finished: bool = False, kid: bool = False, fid_ref: str | None = None, out: Any = None,
         progress: bool = True, on_batch: Any = None, compute: bool = False) -> tuple[Any, Any]:
     """`alit-eval fid` end to end; returns ``(run_dir, metrics)`` (``(None, None)`` on torchrun workers)."""
     if req.save_recons:  # a file, a read-only folder or one overlapping the data: refused before loading
@@ -69,7 +69,7 @@ def run(req: Any, *, seed: int, device: str, offline: bool, results_dir: Any, ru
     # --noise-seeds N > 1 is part of this run's identity (N = 1 keeps the run ids of earlier runs).
     config = {**p.config, "noise_seeds": seeds} if len(seeds) > 1 else p.config
     with CommandRun("fid", config, SweepPlan.of(p), results_dir=results_dir, run_id=run_id,
-                    overwrite=overwrite, out=out, on_resume=redo) as run:
+                    overwrite=overwrite, reuse_finished=reuse_finished, out=out, on_resume=redo) as run:
         distributed.broadcast_object(run.dir.path, dist)
         inputs = run.sweep(on_batch=on_batch, dist=dist)
         result = inputs.result

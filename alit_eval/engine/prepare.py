@@ -14,7 +14,8 @@ from typing import Any
 
 from alit_eval.data.sources import Source, open_source
 from alit_eval.engine.config import SweepConfig, resolve_defaults
-from alit_eval.engine.sweep import resolve_device
+from alit_eval.engine.device import resolve_device
+from alit_eval.metrics import measures
 from alit_eval.tokenizers.families import uses_global_stream
 
 SweepRequest = SweepConfig  # former name (scripts written against it); new code uses SweepConfig
@@ -82,6 +83,8 @@ def record(sweep: SweepConfig, info: dict[str, Any], source: Source) -> dict[str
     # stream depends on the batch composition, so it is part of the config there.
     if uses_global_stream(sweep.options):
         config["batch_size"] = sweep.batch_size
+    if measures.recorded(sweep):  # added measures (the built-ins are recorded by their own options above)
+        config["measures"] = measures.recorded(sweep)
     if sweep.capture:
         config["capture"] = sorted(sweep.capture)
         config["attention"] = sweep.attention
