@@ -86,7 +86,8 @@ def load_toy(sd, meta=None, *, name="toy", source="<state_dict>", heads=None, ga
 def _modules_to_rebuild() -> list[str]:
     from alit_eval.cli.app import COMMANDS
 
-    return sorted({t.partition(":")[0] for t in COMMANDS.values()} | {"alit_eval.cli.options"})
+    # The shared options first: each command reads them when its module is (re)loaded.
+    return ["alit_eval.cli.options", *sorted({t.partition(":")[0] for t in COMMANDS.values()})]
 
 
 def _rebuild_cli() -> None:
