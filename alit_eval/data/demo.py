@@ -31,7 +31,7 @@ import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -182,22 +182,10 @@ def _scene(split: str, index: int, seed: int, size: int) -> DemoSample:
         labels[r0:r1, c0:c1][m] = k + 1
         drawn.append((family, color, texture))
 
-    # Keep only objects with at least one visible pixel and renumber them 1..K in drawing order.
-    area = np.bincount(labels.ravel(), minlength=n_draw + 1)
-    visible = [k for k in range(n_draw) if area[k + 1] > 0]
-    lut = np.zeros(n_draw + 1, np.int32)
-    lut[[k + 1 for k in visible]] = np.arange(1, len(visible) + 1, dtype=np.int32)
-    masks = lut[labels]
+    masks, visible, label = _visible_objects(labels, drawn, families)
     shapes = [drawn[k][0] for k in visible]
     textures_v = [drawn[k][2] for k in visible]
     n_textured = sum(bool(t) for t in textures_v)
-
-    # Label: the family with the most visible pixels (summed over its instances); ties go to the
-    # family listed first.
-    label = "none"
-    if visible:
-        per_family = {f: sum(int(area[k + 1]) for k in visible if drawn[k][0] == f) for f in families}
-        label = max(families, key=lambda f: per_family[f])
     complexity = scene_complexity(len(visible), n_textured, bg_kind)
     return DemoSample(
         image=image, masks=masks, n_objects=len(visible), shapes=shapes,
@@ -206,6 +194,25 @@ def _scene(split: str, index: int, seed: int, size: int) -> DemoSample:
         complexity_level=complexity_level(complexity), label=label, has_masks=True,
         split=split, index=index, seed=seed, extra={"palette": palette},
     )  # fmt: skip
+
+
+def _visible_objects(labels: np.ndarray, drawn: list[tuple[str, ds.Color, str]],
+                     families: Sequence[str]) -> tuple[np.ndarray, list[int], str]:
+    """Masks renumbered 1..K over the objects with a visible pixel (drawing order), their indices, and the label.
+
+    The label is the family with the most visible pixels (summed over its instances); ties go to the
+    family listed first; "none" for an empty scene.
+    """
+    n_draw = len(drawn)
+    area = np.bincount(labels.ravel(), minlength=n_draw + 1)
+    visible = [k for k in range(n_draw) if area[k + 1] > 0]
+    lut = np.zeros(n_draw + 1, np.int32)
+    lut[[k + 1 for k in visible]] = np.arange(1, len(visible) + 1, dtype=np.int32)
+    label = "none"
+    if visible:
+        per_family = {f: sum(int(area[k + 1]) for k in visible if drawn[k][0] == f) for f in families}
+        label = max(families, key=lambda f: per_family[f])
+    return lut[labels], visible, label
 
 
 # ---------------------------------------------------------------------------------------------- photos

@@ -175,14 +175,7 @@ def train_base(
         log(f"stage 0: loaded finished base from {final.name}")
         return model.eval(), True
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
-    usage = torch.zeros(model.codebook.shape[0], dtype=torch.long)
-    step = 0
-    if resume and state_path.exists():
-        st = load_state(state_path)
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["opt"])
-        usage, step = st["usage"], int(st["step"])
-        log(f"stage 0: resumed at step {step}")
+    usage, step = _resume_state(model, opt, state_path if resume else None, log)
     ae_steps = int(cfg.ae_warmup * cfg.steps)
     mon = monitor_batch(cfg.monitor_images, cfg.image_size)
     model.train()
@@ -220,3 +213,17 @@ def train_base(
     save_state(final, model=model.state_dict(), config=asdict(cfg))
     log(f"stage 0: finished, {final.name} written")
     return model.eval(), True
+
+
+def _resume_state(model: VQGAN, opt: torch.optim.Optimizer, state_path: Path | None,
+                  log: Logger) -> tuple[torch.Tensor, int]:
+    """Code usage counts and step: restored with the model and optimiser from `state_path` when it exists."""
+    usage = torch.zeros(model.codebook.shape[0], dtype=torch.long)
+    step = 0
+    if state_path is not None and state_path.exists():
+        st = load_state(state_path)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        usage, step = st["usage"], int(st["step"])
+        log(f"stage 0: resumed at step {step}")
+    return usage, step

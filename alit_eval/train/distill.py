@@ -168,16 +168,7 @@ def distill_forward(
         x = model.encoder(x)
         latent = x[:, 1 + n2d :]
         z = model.pre_quantizer_mlp(model.encoder_ln_post(latent))
-        tokens, idx = model.quantize(z)
-        zn = F.normalize(z.float(), dim=-1)
-        if quantize:
-            q = model.quantize.normalized_codebook()[idx]
-            vq = 0.25 * F.mse_loss(zn, q.detach()) + F.mse_loss(q, zn.detach())
-        else:
-            tokens, vq = zn, zn.new_zeros(())
-        if teacher:
-            tokens = target_tokens[:, : zn.shape[1]]
-            vq = TEACHER_WEIGHT * F.mse_loss(zn, tokens)
+        tokens, idx, zn, vq = _iteration_tokens(model, z, quantize, target_tokens if teacher else None)
         logits, _ = model.decode_tokens(tokens)
         ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), gt.reshape(-1))
         probs = torch.softmax(logits.float(), dim=-1)
@@ -190,14 +181,8 @@ def distill_forward(
             pix = F.l1_loss(model.to_pixels(logits), images)
             total = total + w_pix * pix
             logs[f"l1_{t}"] = pix.item()
-        if halting and t + 1 < cfg.iterations:
-            p = probs.detach().gather(-1, gt.unsqueeze(-1)).squeeze(-1)
-            mask = torch.bernoulli(p, generator=gen).bool() & (p >= cfg.halting_threshold)
-            x = torch.cat([x[:, :1], torch.where(mask.unsqueeze(-1), replacement, x[:, 1 : 1 + n2d]),
-                           x[:, 1 + n2d :]], dim=1)
         if t + 1 < cfg.iterations:
-            new = model.latent_template(t + 1).unsqueeze(0).expand(x.shape[0], -1, -1)
-            x = model.encoder_ln_recursive(torch.cat([x, new], dim=1))
+            x = _next_sequence(model, x, probs, gt, halting, gen, replacement, t)
         if t + 1 == cfg.iterations:
             logs["acc_last"] = (logits.argmax(-1) == gt).float().mean().item()
             logs["vq_last"] = vq.item()
@@ -205,6 +190,43 @@ def distill_forward(
             aux = {"z": zn.detach().reshape(-1, zn.shape[-1]), "idx": idx.reshape(-1)}
     logs["loss"] = total.item()
     return total, logs, aux
+
+
+def _iteration_tokens(model: AlitTokenizer, z: torch.Tensor, quantize: bool, teacher_targets: torch.Tensor | None,
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The tokens the decoder reads at one iteration, the code indices, normalised latents and the VQ loss.
+
+    Quantised codes with the commitment + codebook loss; the normalised latents (no VQ loss) in the
+    continuous warm-up; the teacher's tokens with the regression loss in warm-start mode.
+    """
+    tokens, idx = model.quantize(z)
+    zn = F.normalize(z.float(), dim=-1)
+    if quantize:
+        q = model.quantize.normalized_codebook()[idx]
+        vq = 0.25 * F.mse_loss(zn, q.detach()) + F.mse_loss(q, zn.detach())
+    else:
+        tokens, vq = zn, zn.new_zeros(())
+    if teacher_targets is not None:
+        tokens = teacher_targets[:, : zn.shape[1]]
+        vq = TEACHER_WEIGHT * F.mse_loss(zn, tokens)
+    return tokens, idx, zn, vq
+
+
+def _next_sequence(model: AlitTokenizer, x: torch.Tensor, probs: torch.Tensor, gt: torch.Tensor, halting: bool,
+                   gen: torch.Generator | None, replacement: torch.Tensor, t: int) -> torch.Tensor:
+    """The encoder input of iteration ``t + 1``: 2D tokens halted (if `halting`) and new latents appended.
+
+    A 2D token is masked with probability = the decoder's probability of its true code, and only
+    above the halting threshold, as the model does at inference.
+    """
+    n2d = model.cfg.num_2d
+    if halting:
+        p = probs.detach().gather(-1, gt.unsqueeze(-1)).squeeze(-1)
+        mask = torch.bernoulli(p, generator=gen).bool() & (p >= model.cfg.halting_threshold)
+        x = torch.cat([x[:, :1], torch.where(mask.unsqueeze(-1), replacement, x[:, 1 : 1 + n2d]),
+                       x[:, 1 + n2d :]], dim=1)
+    new = model.latent_template(t + 1).unsqueeze(0).expand(x.shape[0], -1, -1)
+    return model.encoder_ln_recursive(torch.cat([x, new], dim=1))
 
 
 @torch.no_grad()
