@@ -40,21 +40,19 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from alit_eval.analysis import noise_spread
+from alit_eval.analysis import compare_outputs as out, noise_spread
 from alit_eval.analysis import token_selection as al, tokens
 from alit_eval.analysis.labelled import split_labelled
-from alit_eval.analysis.paired import PAIRED_TEST, matched_tokens, paired_tests
+from alit_eval.analysis.paired import matched_tokens, paired_tests
 from alit_eval.analysis.quality import summarize
-from alit_eval.analysis.skeleton import CommandRun, dataset_meta
+from alit_eval.analysis.skeleton import CommandRun
 from alit_eval.engine.plan import has_features, plan_sweep
 from alit_eval.errors import AlitEvalError
 from alit_eval.metrics import specs
-from alit_eval.results.atomic import write_csv, write_json, write_parquet
+from alit_eval.results.atomic import write_json, write_parquet
 from alit_eval.results.schema import format_condition, metrics_frame, parse_condition
 
 QUALITY = ("rfid", "l1", "psnr", "ssim", "mse", "lpips")  # per-budget metrics of the tidy table
-CENSORING = ("an image whose criterion never reaches the threshold at any swept budget is censored: it counts as "
-             "the tokenizer's largest swept budget (a lower bound) and is flagged")
 
 
 @dataclass(frozen=True)
@@ -389,24 +387,11 @@ def run(req: Any, *, tokenizers: Sequence[TokenizerSpec], budgets: str | None = 
         ``(run_dir, compare table, matched-token summary, paired tests, notes)``: notes are the lines
         the console prints (absent budgets, image sizes, budget-signal warnings), one per line.
     """
-    from alit_eval.analysis import tokens as received
-    from alit_eval.analysis.signal import as_dict as signal_dict
-    from alit_eval.results import plots_compare as pc
-    from alit_eval.results.labels import data_label, run_title
-
     al.criterion_spec(criterion)
-    plans, lacking = plan_tokenizers(req, tokenizers, budgets, seed=seed, device=device, offline=offline,
-                                     progress=progress)
-    facts = {n: tokenizer_facts(p) for n, p in plans.items()}
-    sizes = check_sizes(facts, mixed_sizes)
+    plans, lacking, facts, sizes, seeds = _plan_all(req, tokenizers, budgets, seed=seed, device=device,
+                                                    offline=offline, progress=progress, mixed_sizes=mixed_sizes)
     reference = next(iter(plans))
-    seeds = noise_spread.seed_list(seed, getattr(req, "noise_seeds", 1))
-    noise_spread.check_any_random(plans, len(seeds))
-    config = {"tokenizers": {n: p.config for n, p in plans.items()}, "reference": reference,
-              "compare": {"budgets": budgets, "thresholds": [str(t) for t in thresholds], "criterion": criterion,
-                          "fallback": fallback, "n_boot": n_boot, "fid": bool(req.fid)}}
-    if len(seeds) > 1:  # N = 1 keeps the run ids of earlier runs
-        config["compare"]["noise_seeds"] = seeds
+    config = _config(plans, reference, budgets, thresholds, criterion, fallback, n_boot, bool(req.fid), seeds)
     line = lacking_line(lacking)
     with CommandRun("compare", config, results_dir=results_dir, run_id=run_id, overwrite=overwrite) as run:
         inputs = {n: _sweep(p, run.dir.path / "sweeps" / n) for n, p in plans.items()}
@@ -415,85 +400,98 @@ def run(req: Any, *, tokenizers: Sequence[TokenizerSpec], budgets: str | None = 
         tables = {n: i.result.per_image for n, i in inputs.items()}
         resolved = al.resolve_thresholds(thresholds, tables[reference], criterion)
         mixed = len({f["image_size"] for f in facts.values()}) > 1
-        console = [line] if line else []
-        console.append(f"image size: {sizes}{' (DIFFERENT: pixel metrics at different resolutions)' if mixed else ''}"
-                       f"; every tokenizer gets the same originals, preprocess {preprocess}")
-        rows, notes, has_fids = [], [line] if line else [], {}
-        for n, i in inputs.items():
-            has_fid = has_fids[n] = bool(req.fid) and has_features(i.result.store, i.result.budgets)
-            if req.fid and not has_fid:
-                notes.append(f"{n}: no Inception features in the sweep, rFID skipped")
-            rows += budget_rows(n, i.result, facts[n], dataset=dataset, preprocess=preprocess, seed=seed,
-                                fid=has_fid)
+        console = ([line] if line else []) + [_size_line(sizes, mixed, preprocess)]
+        rows, fid_notes, has_fids = _quality_rows(inputs, facts, bool(req.fid), dataset, preprocess, seed)
+        notes = ([line] if line else []) + fid_notes
         signals = budget_signals(tables, criterion)
-        for n, sig in signals.items():
-            if sig.flat:
-                console.append(f"warning: NO BUDGET SIGNAL for {n}: {sig.message()}; its differences and p-values "
-                               "below are not evidence about tokens")
+        console += out.signal_warnings(signals)
         notes += [c for c in console if c.startswith("warning:")]
-        selection, summary = matched_tokens(tables, resolved, criterion=criterion, fallback=fallback,
-                                            n_boot=n_boot, seed=seed)
-        fids = variable_fids(inputs, selection, seed) if req.fid else variable_fids({}, selection, seed)
-        if len(fids):
-            summary = summary.merge(fids, on=["tokenizer", "threshold"], how="left")
-        tests = paired_tests(selection, tables, reference, n_boot=n_boot, seed=seed)
-        rows += selection_rows(summary, tests, dataset=dataset, preprocess=preprocess, criterion=criterion)
         resize = first.result.info.get("inception", {}).get("resize", "tf1")
-        rows += fid_rows(fids, summary, resize, dataset=dataset, preprocess=preprocess, criterion=criterion)
-        metrics = metrics_frame(rows)
+        selection, summary, fids, tests, matched_rows = _matched(
+            inputs if req.fid else {}, tables, resolved, reference, resize, criterion=criterion, fallback=fallback,
+            n_boot=n_boot, seed=seed, dataset=dataset, preprocess=preprocess)
+        metrics = metrics_frame(rows + matched_rows)
         used = {n: list(i.result.budgets) for n, i in inputs.items()}
         union = sorted({b for bs in used.values() for b in bs} | {b for bs in lacking.values() for b in bs})
-        table = tidy_table(metrics, facts, used, union)
-        flag = {n: s.verdict for n, s in signals.items()}
-        table["image_size"] = table["tokenizer"].map({n: f["image_size"] for n, f in facts.items()})
-        table, summary = (t.assign(budget_signal=t["tokenizer"].map(flag)) for t in (table, summary))
-        if len(tests):
-            tests = tests.assign(budget_signal=tests["tokenizer"].map(flag),
-                                 reference_budget_signal=flag[reference])
-        noise = {}
-        if len(seeds) > 1:  # decoder noise: each random tokenizer's sweep again per seed; differences flagged
-            spread = noise_spread.compare_spread(plans, inputs, run.dir.path / "sweeps", seeds,
-                                                 {n: f["family"] for n, f in facts.items()}, has_fids)
-            table = noise_spread.flag_within(table, spread, reference)
-            write_csv(spread, run.dir.file("noise_spread.csv"))
-            notes += noise_spread.within_lines(table, len(seeds))
-            noise = {"noise_seeds": noise_spread.meta(seeds)}
+        table, summary, tests = out.flag_signals(tidy_table(metrics, facts, used, union), summary, tests, facts,
+                                                 signals, reference)
+        table, noise_notes, noise = out.noise(plans, inputs, run.dir, seeds, facts, has_fids, table, reference)
+        notes += noise_notes
         no_rate = [n for n, f in facts.items() if f["bits_per_token"] is None]
-        if no_rate:
-            notes.append(f"{', '.join(no_rate)}: continuous latents have no finite rate (bits per token); left out "
-                         "of the bits figure")
-        if mixed:
-            notes.append(f"the tokenizers take different image sizes ({sizes}; --mixed-sizes): the same images and "
-                         f"preprocess mode ({preprocess}), but each at its own size, so pixel metrics are measured "
-                         "at different resolutions")
-        run.dir.write_metrics(metrics)
-        run.dir.write_per_image(pd.concat([t.assign(tokenizer=n, source_id=t["image_id"],
-                                                    image_id=[f"{n}/{i}" for i in t["image_id"]])
-                                           for n, t in tables.items()], ignore_index=True))
-        write_csv(table, run.dir.file("compare.csv"))
-        write_csv(summary, run.dir.file("matched_tokens.csv"))
-        write_csv(tests, run.dir.file("paired_tests.csv"))
-        write_parquet(selection, run.dir.file("selection.parquet"))
+        notes += out.rate_and_size_notes(no_rate, mixed, sizes, preprocess)
+        out.write_outputs(run.dir, metrics, tables, table, summary, tests, selection)
         n_images = int(first.result.per_image["image_id"].nunique())
-        title = run_title(" vs ".join(inputs), data_label(first.config.get("data", {}).get("source", dataset)),
-                          n_images, "compare")
         if figures:
-            pc.write_figures(run.dir.figures, table, summary, no_rate, criterion, title=title,
-                             flagged=[n for n, sig in signals.items() if sig.flat])
+            out.write_figures(run.dir, inputs, first, dataset, n_images, table, summary, no_rate, criterion, signals)
         run.finish(seed, {
             "reference": reference, "dataset": {"name": dataset, **first.config.get("data", {})},
             "preprocess": preprocess, "n_images": n_images,
-            "tokenizers": {n: {**facts[n], "checkpoint": i.checkpoint, "budgets": used[n], "lacking": lacking[n],
-                               "budget_signal": signal_dict(signals[n]),
-                               "tokens_received": {int(b): float(v)
-                                                   for b, v in received.mean_per_budget(tables[n]).items()},
-                               **dataset_meta(i)} for n, i in inputs.items()},
+            "tokenizers": out.tokenizer_meta(inputs, facts, used, lacking, signals, tables),
             "thresholds": [{"spec": s, "value": v, "resolved_on": reference} for s, v in resolved],
-            "criterion": criterion, "fallback": fallback, "n_boot": n_boot, "paired_test": PAIRED_TEST,
-            "censoring": CENSORING, "tokens": received.DEFINITION,
-            "rate": "bits per image = tokens received x bits per token (log2 codebook size)",
-            "variable_rfid": ("each image at its own selected budget against the originals; shuffled: the same "
-                              "budgets given to random images (the control)") if len(fids) else None,
-            "notes": notes, **noise,
+            **out.method_meta(criterion, fallback, n_boot, bool(len(fids))), "notes": notes, **noise,
         }, device=first.result.info.get("device"))
     return run.dir, table, summary, tests, "\n".join(console)
+
+
+def _plan_all(req: Any, tokenizers: Sequence[TokenizerSpec], budgets: str | None, *, seed: int, device: str,
+              offline: bool, progress: bool, mixed_sizes: bool) -> tuple[dict[str, Any], dict[str, list[int]],
+                                                                         dict[str, dict[str, Any]], str, list[int]]:
+    """Plan every tokenizer's sweep; returns the plans, absent budgets, facts, the image-size line and noise seeds.
+
+    Refuses different image sizes without `mixed_sizes`, and noise seeds when no tokenizer is random.
+    """
+    plans, lacking = plan_tokenizers(req, tokenizers, budgets, seed=seed, device=device, offline=offline,
+                                     progress=progress)
+    facts = {n: tokenizer_facts(p) for n, p in plans.items()}
+    sizes = check_sizes(facts, mixed_sizes)
+    seeds = noise_spread.seed_list(seed, getattr(req, "noise_seeds", 1))
+    noise_spread.check_any_random(plans, len(seeds))
+    return plans, lacking, facts, sizes, seeds
+
+
+def _size_line(sizes: str, mixed: bool, preprocess: str) -> str:
+    """The console line naming each tokenizer's image size (flagged when they differ)."""
+    return (f"image size: {sizes}{' (DIFFERENT: pixel metrics at different resolutions)' if mixed else ''}"
+            f"; every tokenizer gets the same originals, preprocess {preprocess}")
+
+
+def _config(plans: dict[str, Any], reference: str, budgets: str | None, thresholds: Sequence[str], criterion: str,
+            fallback: str, n_boot: int, fid: bool, seeds: list[int]) -> dict[str, Any]:
+    """The run's config.json: each tokenizer's sweep config, the reference and the compare options."""
+    config = {"tokenizers": {n: p.config for n, p in plans.items()}, "reference": reference,
+              "compare": {"budgets": budgets, "thresholds": [str(t) for t in thresholds], "criterion": criterion,
+                          "fallback": fallback, "n_boot": n_boot, "fid": fid}}
+    if len(seeds) > 1:  # N = 1 keeps the run ids of earlier runs
+        config["compare"]["noise_seeds"] = seeds
+    return config
+
+
+def _quality_rows(inputs: dict[str, Any], facts: dict[str, dict[str, Any]], fid: bool, dataset: str,
+                  preprocess: str, seed: int) -> tuple[list[dict[str, Any]], list[str], dict[str, bool]]:
+    """metrics.csv rows per tokenizer and budget, a note per tokenizer whose rFID is skipped, and who has rFID."""
+    rows, notes, has_fids = [], [], {}
+    for n, i in inputs.items():
+        has_fid = has_fids[n] = fid and has_features(i.result.store, i.result.budgets)
+        if fid and not has_fid:
+            notes.append(f"{n}: no Inception features in the sweep, rFID skipped")
+        rows += budget_rows(n, i.result, facts[n], dataset=dataset, preprocess=preprocess, seed=seed, fid=has_fid)
+    return rows, notes, has_fids
+
+
+def _matched(fid_inputs: dict[str, Any], tables: dict[str, pd.DataFrame], resolved: Any, reference: str,
+             resize: str, *,
+             criterion: str, fallback: str, n_boot: int, seed: int, dataset: str,
+             preprocess: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, list[dict[str, Any]]]:
+    """Tokens needed per image at each threshold, with variable rFID (of `fid_inputs`) and the paired tests.
+
+    Returns ``(selection, matched-token summary, variable rFIDs, paired tests, their metrics.csv rows)``.
+    """
+    selection, summary = matched_tokens(tables, resolved, criterion=criterion, fallback=fallback,
+                                        n_boot=n_boot, seed=seed)
+    fids = variable_fids(fid_inputs, selection, seed)
+    if len(fids):
+        summary = summary.merge(fids, on=["tokenizer", "threshold"], how="left")
+    tests = paired_tests(selection, tables, reference, n_boot=n_boot, seed=seed)
+    rows = selection_rows(summary, tests, dataset=dataset, preprocess=preprocess, criterion=criterion)
+    rows += fid_rows(fids, summary, resize, dataset=dataset, preprocess=preprocess, criterion=criterion)
+    return selection, summary, fids, tests, rows

@@ -51,12 +51,7 @@ def compare(
 
         alit-eval compare --ckpt a.pth --ckpt b.safetensors --data demo-scenes --limit 8 --no-fid
     """
-    from alit_eval.cli.early import check_ckpt, check_ckpt_count
-
-    check_ckpt_count(ckpt)  # before the heavy imports below: a wrong count or path fails at once
-    for text in ckpt:
-        name, sep, value = text.partition("=")
-        check_ckpt(value if sep and "/" not in name and "\\" not in name else text)
+    _check_ckpts(ckpt)  # before the heavy imports below: a wrong count or path fails at once
     from alit_eval.analysis.compare import parse_tokenizers, run
 
     sweep.config.rounding = "truncate" if official_truncation else "round"
@@ -65,8 +60,7 @@ def compare(
         sweep.config, **sweep.run_kwargs(), tokenizers=specs, budgets=budgets,
         thresholds=parse_list(thresholds, str, option="--thresholds", what="a threshold"),
         criterion=criterion, fallback=fallback, n_boot=n_boot, mixed_sizes=mixed_sizes)
-    for line in notes.splitlines():
-        typer.secho(line, fg="red" if line.startswith("warning:") else None, err=line.startswith("warning:"))
+    _print_notes(notes)
     print_summary(summary, tests)
     if (run_dir.path / "noise_spread.csv").is_file():  # --noise-seeds N > 1
         from alit_eval.analysis import noise_spread
@@ -74,6 +68,22 @@ def compare(
         for note in noise_spread.within_lines(table, sweep.config.noise_seeds):
             typer.echo(note)
     print_results(run_dir)
+
+
+def _check_ckpts(ckpt: List[str]) -> None:
+    """Fail at once on a wrong number of --ckpt or a missing path (LABEL=CKPT or CKPT)."""
+    from alit_eval.cli.early import check_ckpt, check_ckpt_count
+
+    check_ckpt_count(ckpt)
+    for text in ckpt:
+        name, sep, value = text.partition("=")
+        check_ckpt(value if sep and "/" not in name and "\\" not in name else text)
+
+
+def _print_notes(notes: str) -> None:
+    """Echo the run's notes; warnings go to stderr in red."""
+    for line in notes.splitlines():
+        typer.secho(line, fg="red" if line.startswith("warning:") else None, err=line.startswith("warning:"))
 
 
 def print_summary(summary, tests) -> None:
