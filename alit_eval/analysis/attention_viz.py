@@ -99,18 +99,13 @@ def render_attention(paths: Sequence[str], *, ckpt: str = "demo", budgets: Seque
     cols = list(tokens) if tokens else default_tokens(budgets_for(tok, None, info.get("default_budgets")), max(bs))
     if max(cols) >= max(bs) or min(cols) < 0:
         raise AlitEvalError(f"--tokens {cols}: token indices must lie in 0..{max(bs) - 1} for budgets {bs}")
-    label = checkpoint_label(info["name"], info.get("path"))
-    fam = family_of(tok)
-    model = f"{fam.describe_config(tok.cfg)} ({label})" if hasattr(tok, "cfg") else label  # the model, then the file
+    label, model = _model_names(tok, info)
     config = {"checkpoint": {"name": info["name"], "sha256": info.get("sha256"), "heads": heads},
               "images": records or [{"demo": "demo-scenes", "index": 0}], "preprocess": "resize-center-crop",
               "budgets": bs, "tokens": cols, "tokens_per_page": tokens_per_page, "layer": layer,
               "indexing": indexing, "show_budget": show_budget, "seed": seed,
               "halting": getattr(tok, "halting", None)}
-    items = [(Path(p).stem, preprocess(load_image(p), "resize-center-crop", tok.image_size)) for p in paths]
-    if not items:
-        s = generate("demo-scenes", 0, size=tok.image_size)
-        items.append((s.id, torch.from_numpy(s.image).permute(2, 0, 1).contiguous()))
+    items = _input_images(paths, tok.image_size)
     written: list[Path] = []
     with CommandRun("attention-viz", config, results_dir=results_dir, run_id=run_id, overwrite=overwrite,
                     out=out) as run:
@@ -123,32 +118,61 @@ def render_attention(paths: Sequence[str], *, ckpt: str = "demo", budgets: Seque
         for stem, img in items:
             v = attention_views(tok, img.to(dev), stem, bs, layer=layer, indexing=indexing, seed=seed)
             name = f"{stem}_layer{v['layer']}_{indexing}"
-            chunks = pages(cols, tokens_per_page)
-            for k, page in enumerate(chunks):
-                span = f"tokens {page[0]}-{page[-1]}" if len(page) > 1 else f"token {page[0]}"
-                pagehead = f", page {k + 1}/{len(chunks)}" if len(chunks) > 1 else ""
-                marked = "; red frame = slot the model dropped (never decoded)" if any(v["dropped"].values()) else ""
-                title = (f"{model}: {stem}, {span}{pagehead}{marked}\n"
-                         f"decoder layer {v['layer']} (of 0..{v['n_layers'] - 1}, {indexing} indexing); "
-                         f"overlay = attention paid to the token (jet, min-max per map, alpha 0.4)")
-                fig = plots_tokens.attention_grid(v["image"], v["maps"], page, v["argmax"],
-                                                  v["recon"] if show_budget else None, title=title,
-                                                  dropped=v["dropped"])
-                suffix = f"_p{k + 1}" if len(chunks) > 1 else ""
-                written += plots.save(fig, figs, name + suffix)
-            suffixes = [f"_p{k + 1}" for k in range(len(chunks))] if len(chunks) > 1 else [""]
-            figures[stem] = [f"figures/{name}{x}.png" for x in suffixes]
-            buf = io.BytesIO()
-            np.savez_compressed(buf, image=v["image"], **{f"attention_{b}": a for b, a in v["raw"].items()})
-            written.append(write_bytes(buf.getvalue(), folder / f"{name}.npz"))
-            written.append(write_json({"image": stem, "checkpoint": info["name"], "sha256": info.get("sha256"),
-                                       "layer": v["layer"], "n_layers": v["n_layers"], "indexing": indexing,
-                                       "budgets": bs, "tokens": cols, "pages": figures[stem],
-                                       "preprocess": "resize-center-crop",
-                                       "halting": getattr(tok, "halting", None), "seed": seed,
-                                       "npz": "attention_<budget>: [N, gh, gw] head-averaged decoder attention"},
-                                      folder / f"{name}.json"))
+            pngs, files = _figure_pages(v, figs, name, stem, model, cols, tokens_per_page, indexing, show_budget)
+            written += files
+            figures[stem] = pngs
+            written += _write_raw(v, folder, name, {
+                "image": stem, "checkpoint": info["name"], "sha256": info.get("sha256"),
+                "layer": v["layer"], "n_layers": v["n_layers"], "indexing": indexing,
+                "budgets": bs, "tokens": cols, "pages": figures[stem],
+                "preprocess": "resize-center-crop",
+                "halting": getattr(tok, "halting", None), "seed": seed,
+                "npz": "attention_<budget>: [N, gh, gw] head-averaged decoder attention"})
         ck = {k: val for k, val in info.items() if k != "config"}
         run.finish(seed, {"checkpoint": ck, "checkpoint_label": label, "figures": figures,
                           "n_images": len(items)}, device=str(dev), standard=False)
     return written
+
+
+def _model_names(tok: Any, info: dict[str, Any]) -> tuple[str, str]:
+    """The checkpoint's label, and the figure's model line: the model, then the file."""
+    label = checkpoint_label(info["name"], info.get("path"))
+    model = f"{family_of(tok).describe_config(tok.cfg)} ({label})" if hasattr(tok, "cfg") else label
+    return label, model
+
+
+def _input_images(paths: Sequence[str], size: int) -> list[tuple[str, torch.Tensor]]:
+    """(stem, preprocessed image) per path; the first `demo-scenes` image when no path is given."""
+    items = [(Path(p).stem, preprocess(load_image(p), "resize-center-crop", size)) for p in paths]
+    if not items:
+        s = generate("demo-scenes", 0, size=size)
+        items.append((s.id, torch.from_numpy(s.image).permute(2, 0, 1).contiguous()))
+    return items
+
+
+def _figure_pages(v: dict[str, Any], figs: Path, name: str, stem: str, model: str, cols: Sequence[int],
+                  tokens_per_page: int, indexing: str, show_budget: bool) -> tuple[list[str], list[Path]]:
+    """Draw and save one image's figure pages; returns their PNG names (run-relative) and the files written."""
+    written: list[Path] = []
+    chunks = pages(cols, tokens_per_page)
+    for k, page in enumerate(chunks):
+        span = f"tokens {page[0]}-{page[-1]}" if len(page) > 1 else f"token {page[0]}"
+        pagehead = f", page {k + 1}/{len(chunks)}" if len(chunks) > 1 else ""
+        marked = "; red frame = slot the model dropped (never decoded)" if any(v["dropped"].values()) else ""
+        title = (f"{model}: {stem}, {span}{pagehead}{marked}\n"
+                 f"decoder layer {v['layer']} (of 0..{v['n_layers'] - 1}, {indexing} indexing); "
+                 f"overlay = attention paid to the token (jet, min-max per map, alpha 0.4)")
+        fig = plots_tokens.attention_grid(v["image"], v["maps"], page, v["argmax"],
+                                          v["recon"] if show_budget else None, title=title,
+                                          dropped=v["dropped"])
+        suffix = f"_p{k + 1}" if len(chunks) > 1 else ""
+        written += plots.save(fig, figs, name + suffix)
+    suffixes = [f"_p{k + 1}" for k in range(len(chunks))] if len(chunks) > 1 else [""]
+    return [f"figures/{name}{x}.png" for x in suffixes], written
+
+
+def _write_raw(v: dict[str, Any], folder: Path, name: str, record: dict[str, Any]) -> list[Path]:
+    """The raw maps (``<name>.npz``: the image and one array per budget) and their ``<name>.json``."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, image=v["image"], **{f"attention_{b}": a for b, a in v["raw"].items()})
+    return [write_bytes(buf.getvalue(), folder / f"{name}.npz"), write_json(record, folder / f"{name}.json")]

@@ -99,6 +99,54 @@ def model_criteria() -> dict[str, list[str]]:
     return out
 
 
+def _numeric_thresholds(criterion: str, thresholds: Sequence[str], from_run: str | None) -> list[float]:
+    """The thresholds as numbers; refuses --from-run (each threshold needs its own pass)."""
+    if from_run is not None:
+        raise AlitEvalError(f"--criterion {criterion} runs the tokenizer once per threshold; it cannot reuse "
+                            "--from-run (drop it)")
+    try:
+        return [float(t) for t in thresholds]
+    except ValueError:
+        raise AlitEvalError(f"--criterion {criterion} takes numeric --thresholds (e.g. 0.03,0.05,0.09); got "
+                            f"{','.join(thresholds)}") from None
+
+
+def _criterion_option(fam: Any, criterion: str, values: list[float]) -> tuple[str, list[float]]:
+    """The inference option the family sets for `criterion`, and the thresholds checked against its bounds."""
+    option = fam.model_criteria.get(criterion)
+    if option is None:
+        owners = ", ".join(model_criteria().get(criterion, [])) or "no family"
+        raise AlitEvalError(f"--criterion {criterion} is applied by the tokenizer itself, which only {owners} "
+                            f"does; this checkpoint is {fam.title} (use l1, psnr, ... instead)")
+    declared = fam.option(option)
+    if declared is not None:  # each threshold is a value of the option: its declared bounds apply
+        values = [declared.check(t, owner=f"--thresholds of --criterion {criterion}") for t in values]
+    return option, values
+
+
+def _threshold_rows(result: Any, t: float, criterion: str, budget: int, dataset: str, preprocess: str,
+                    seed: int, fid: bool) -> tuple[list[dict[str, Any]], pd.DataFrame, dict[str, Any]]:
+    """One threshold's sweep as metric rows (quality + tokens received), per-image picks and a summary row."""
+    per = result.per_image
+    cond = format_condition(criterion=criterion, threshold=f"{t:g}")
+    fixed = summarize(result, command="allocate", dataset=dataset, preprocess=preprocess, seed=seed, fid=fid)
+    rows = [{**r, "condition": ";".join(filter(None, (r["condition"], cond)))} for r in fixed.to_dict("records")]
+    tokens = received.per_image(per)
+    lo, hi = bootstrap_mean_ci(tokens, seed=seed)
+    rows.append({"command": "allocate", "dataset": dataset, "preprocess": preprocess,
+                 "budget": budget, "metric": "tokens", "value": float(tokens.mean()), "n": int(tokens.size),
+                 "ci_low": lo, "ci_high": hi, "condition": cond})
+    pick = per.assign(threshold=t, criterion=criterion, tokens=tokens)
+    means = {m: float(per[m].mean()) for m in QUALITY if m in per and per[m].notna().any()}
+    rfid = fixed[fixed["metric"] == "rfid"]["value"]
+    row = {"criterion": criterion, "threshold": t, "budget": budget, "n": int(tokens.size),
+           "mean_tokens": float(tokens.mean()), "mean_tokens_ci_low": lo, "mean_tokens_ci_high": hi,
+           "median_tokens": float(np.median(tokens)), "censored_share": 0.0,
+           **{f"adaptive_{m}": v for m, v in means.items()},
+           "variable_rfid": float(rfid.iloc[0]) if len(rfid) else float("nan")}
+    return rows, pick, row
+
+
 def run(req: Any, *, criterion: str, thresholds: Sequence[str], from_run: str | None = None, seed: int = 0,
         device: str = "cpu", offline: bool = False, results_dir: Any = "results", run_id: str | None = None,
         overwrite: bool = False, progress: bool = True, gallery: bool = True,
@@ -109,24 +157,9 @@ def run(req: Any, *, criterion: str, thresholds: Sequence[str], from_run: str | 
         AlitEvalError: ``--from-run`` (each threshold needs its own pass), non-numeric thresholds, or a
             checkpoint whose family does not apply this criterion (one line naming the families that do).
     """
-    if from_run is not None:
-        raise AlitEvalError(f"--criterion {criterion} runs the tokenizer once per threshold; it cannot reuse "
-                            "--from-run (drop it)")
-    try:
-        values = [float(t) for t in thresholds]
-    except ValueError:
-        raise AlitEvalError(f"--criterion {criterion} takes numeric --thresholds (e.g. 0.03,0.05,0.09); got "
-                            f"{','.join(thresholds)}") from None
+    values = _numeric_thresholds(criterion, thresholds, from_run)
     p = prepare(req, seed=seed, device=device, offline=offline, progress=progress)
-    fam = family_of(p.tokenizer)
-    option = fam.model_criteria.get(criterion)
-    if option is None:
-        owners = ", ".join(model_criteria().get(criterion, [])) or "no family"
-        raise AlitEvalError(f"--criterion {criterion} is applied by the tokenizer itself, which only {owners} "
-                            f"does; this checkpoint is {fam.title} (use l1, psnr, ... instead)")
-    declared = fam.option(option)
-    if declared is not None:  # each threshold is a value of the option: its declared bounds apply
-        values = [declared.check(t, owner=f"--thresholds of --criterion {criterion}") for t in values]
+    option, values = _criterion_option(family_of(p.tokenizer), criterion, values)
     budget = max(p.sweep.budgets)
     dataset = dataset_label(p.source.name, p.source.kind)
     config = {**p.config, "budgets": [budget],
@@ -138,24 +171,11 @@ def run(req: Any, *, criterion: str, thresholds: Sequence[str], from_run: str | 
             sweep = replace(p.sweep, budgets=[budget], **{option: t})
             result = run_sweep(p.tokenizer, p.source, sweep, run.dir.path / "sweeps" / f"{option}_{t:g}")
             per = result.per_image
-            cond = format_condition(criterion=criterion, threshold=f"{t:g}")
-            fixed = summarize(result, command="allocate", dataset=dataset, preprocess=p.source.preprocess,
-                              seed=seed, fid=bool(sweep.fid))
-            rows += [{**r, "condition": ";".join(filter(None, (r["condition"], cond)))}
-                     for r in fixed.to_dict("records")]
-            tokens = received.per_image(per)
-            lo, hi = bootstrap_mean_ci(tokens, seed=seed)
-            rows.append({"command": "allocate", "dataset": dataset, "preprocess": p.source.preprocess,
-                         "budget": budget, "metric": "tokens", "value": float(tokens.mean()), "n": int(tokens.size),
-                         "ci_low": lo, "ci_high": hi, "condition": cond})
-            picks.append(per.assign(threshold=t, criterion=criterion, tokens=tokens))
-            means = {m: float(per[m].mean()) for m in QUALITY if m in per and per[m].notna().any()}
-            rfid = fixed[fixed["metric"] == "rfid"]["value"]
-            summary.append({"criterion": criterion, "threshold": t, "budget": budget, "n": int(tokens.size),
-                            "mean_tokens": float(tokens.mean()), "mean_tokens_ci_low": lo, "mean_tokens_ci_high": hi,
-                            "median_tokens": float(np.median(tokens)), "censored_share": 0.0,
-                            **{f"adaptive_{m}": v for m, v in means.items()},
-                            "variable_rfid": float(rfid.iloc[0]) if len(rfid) else float("nan")})
+            threshold_rows, pick, row = _threshold_rows(result, t, criterion, budget, dataset, p.source.preprocess,
+                                                        seed, bool(sweep.fid))
+            rows += threshold_rows
+            picks.append(pick)
+            summary.append(row)
         summary = pd.DataFrame(summary)
         warnings = target_check(summary)
         base = {"command": "allocate", "dataset": dataset, "preprocess": p.source.preprocess, "metric": "target_missed"}

@@ -28,7 +28,19 @@ def models(
         alit-eval models --json
     """
     from alit_eval.paths import checkpoints_dir
-    from alit_eval.tokenizers.families import FAMILIES, all_option_names
+
+    rows = _model_rows()
+    cache = checkpoints_dir()
+    groups = _family_groups(rows)
+    if as_json:
+        typer.echo(json.dumps({"checkpoints_dir": str(cache), "families": groups, "models": rows}, indent=2))
+        return
+    _print_tables(rows, groups, cache)
+
+
+def _model_rows() -> list[dict]:
+    """One row per pretrained checkpoint: its release facts, local state and option defaults."""
+    from alit_eval.tokenizers.families import all_option_names
     from alit_eval.tokenizers.pretrained import PRETRAINED, local_status
 
     rows = []
@@ -45,8 +57,14 @@ def models(
             **{name: getattr(entry, name) for name in all_option_names()},
             "precision": entry.precision,
         })
-    cache = checkpoints_dir()
-    groups = {
+    return rows
+
+
+def _family_groups(rows: list[dict]) -> dict[str, dict]:
+    """Per family: title, summary, budgets, inference options and the names of its checkpoints."""
+    from alit_eval.tokenizers.families import FAMILIES
+
+    return {
         name: {"title": fam.title, "summary": fam.summary, "budgets": fam.budgets,
                "options": {o.name: o.default for o in fam.options},
                "option_details": {o.name: {"default": o.default, "accepts": o.bounds_text(), "help": o.help,
@@ -55,10 +73,10 @@ def models(
                "models": [r["name"] for r in rows if r["family"] == name]}
         for name, fam in FAMILIES.items()
     }
-    if as_json:
-        typer.echo(json.dumps({"checkpoints_dir": str(cache), "families": groups, "models": rows}, indent=2))
-        return
 
+
+def _print_tables(rows: list[dict], groups: dict[str, dict], cache: object) -> None:
+    """One rich table per family, as wide as the terminal allows, then where the cache is."""
     from rich.console import Console
     from rich.measure import Measurement
 

@@ -222,26 +222,17 @@ def _process(tokenizer, batch, budgets, cfg, measures, device, fam=None) -> dict
     if len(batch["ids"]):
         images_u8 = batch["images"]
         ref = images_u8.to(device)
-        if budgets:  # no budgets: a reference-only sweep (originals' features, e.g. fid-stats)
-            x = ref.float().div_(255.0)
-            # One generator per image for every family that draws random numbers (a tokenizer of no
-            # registered family gets them too, where its rollout takes `generator`); a global-stream
-            # policy ignores them and draws from the global RNG, seeded once per run above.
-            gens = per_image_generators(cfg.seed, batch["ids"]) if fam is None or fam.random else None
-            # The family's inference options reach only tokenizers whose rollout takes them.
-            options = inference_kwargs(tokenizer, {"generator": gens, **cfg.options})
-            with fastpath.precision(cfg.precision, device):
-                rollout = tokenizer.rollout(x, budgets, decode=True, attention=attention_for(tokenizer, cfg.attention),
-                                            **options)
+        # no budgets: a reference-only sweep (originals' features, e.g. fid-stats)
+        x, rollout = _rollout(tokenizer, ref, batch["ids"], budgets, cfg, device, fam) if budgets else (None, {})
         metrics: dict[str, list[np.ndarray]] = {}
         recons = []
         for b in budgets:
-            out = rollout[b]  # noqa: F821 (bound whenever budgets is non-empty)
+            out = rollout[b]
             raw = out.extras.get("reconstruction_raw", out.reconstruction)
             rec = to_uint8(raw, cfg.rounding)
             recons.append(rec)
             for _, meter in measures.meters:
-                for name, values in meter.per_image(rec, ref, raw=raw, x=x).items():  # noqa: F821
+                for name, values in meter.per_image(rec, ref, raw=raw, x=x).items():
                     metrics.setdefault(name, []).append(values.double().cpu().numpy())
             for name in cfg.capture:
                 arrays[f"cap_{name}_{b}"] = CAPTURES[name](out).detach().float().cpu().numpy()
@@ -262,14 +253,37 @@ def _process(tokenizer, batch, budgets, cfg, measures, device, fam=None) -> dict
             from alit_eval.engine.recons import save_batch
 
             save_batch(cfg.save_recons, batch["ids"], ref.cpu().numpy(), [r.cpu().numpy() for r in recons], budgets)
-        keep = arrays["index"] < cfg.n_examples
-        if keep.any():
-            arrays["example_index"] = arrays["index"][keep]
-            arrays["example_ref"] = ref.cpu().numpy()[keep]
-            for j, b in enumerate(budgets):
-                arrays[f"example_{b}"] = recons[j].cpu().numpy()[keep]
+        arrays.update(_examples(arrays["index"], ref, recons, budgets, cfg.n_examples))
     if uses_global_stream(cfg.options):
         arrays["rng_state"] = torch.get_rng_state().numpy()
+    return arrays
+
+
+def _rollout(tokenizer: Any, ref: torch.Tensor, ids: list[str], budgets: list[int], cfg: SweepConfig,
+             device: torch.device, fam: Any) -> tuple[torch.Tensor, dict[int, Any]]:
+    """The tokenizer's decoded rollout of a uint8 batch at `budgets`: its [0, 1] input and the outputs per budget."""
+    x = ref.float().div_(255.0)
+    # One generator per image for every family that draws random numbers (a tokenizer of no
+    # registered family gets them too, where its rollout takes `generator`); a global-stream
+    # policy ignores them and draws from the global RNG, seeded once per run above.
+    gens = per_image_generators(cfg.seed, ids) if fam is None or fam.random else None
+    # The family's inference options reach only tokenizers whose rollout takes them.
+    options = inference_kwargs(tokenizer, {"generator": gens, **cfg.options})
+    with fastpath.precision(cfg.precision, device):
+        rollout = tokenizer.rollout(x, budgets, decode=True, attention=attention_for(tokenizer, cfg.attention),
+                                    **options)
+    return x, rollout
+
+
+def _examples(index: np.ndarray, ref: torch.Tensor, recons: list[torch.Tensor], budgets: list[int],
+              n_examples: int) -> dict[str, np.ndarray]:
+    """The example images kept for the report: originals and reconstructions of the first `n_examples` indices."""
+    keep = index < n_examples
+    if not keep.any():
+        return {}
+    arrays = {"example_index": index[keep], "example_ref": ref.cpu().numpy()[keep]}
+    for j, b in enumerate(budgets):
+        arrays[f"example_{b}"] = recons[j].cpu().numpy()[keep]
     return arrays
 
 

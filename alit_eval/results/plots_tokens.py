@@ -14,6 +14,7 @@ from alit_eval.results.plots import add_title
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 KIND_ORDER = ("latent", "codes", "codes-flat", "2d", "2d+first", "base2d")
@@ -177,7 +178,6 @@ def attention_grid(image: "np.ndarray", maps: Mapping[int, "np.ndarray"], tokens
     """
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
-    from matplotlib.patches import Patch
 
     budgets = sorted(maps)
     lead = ["image"] + (["reconstruction"] if recons else []) + ["argmax token"]
@@ -193,54 +193,77 @@ def attention_grid(image: "np.ndarray", maps: Mapping[int, "np.ndarray"], tokens
     for r, b in enumerate(budgets):
         row = [fig.add_subplot(grid[r, c]) for c in range(len(widths) - 1)]
         for ax in row:
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for s in ax.spines.values():
-                s.set_visible(False)
+            _bare(ax)
         row[0].imshow(image)
         row[0].set_ylabel(f"{b} tokens", fontsize=8)
         c = 1
         if recons:
             row[c].imshow(recons[b])
             c += 1
-        colour, order = argmax_colours(argmax[b], top)
-        row[c].imshow(colour, cmap=palette, vmin=0, vmax=top, interpolation="nearest")
-        legend = row[c + 1]
-        legend.axis("off")
-        handles = [Patch(color=palette(k), label=f"t{t}") for k, t in enumerate(order)]
-        if len(order) == top:
-            handles.append(Patch(color=palette(top), label="other"))
-        legend.legend(handles=handles, loc="center left", fontsize=6.5, frameon=False, handlelength=0.9,
-                      handletextpad=0.25, labelspacing=0.25, columnspacing=0.5, borderaxespad=0.0, ncol=2)
+        _argmax_panel(row[c], row[c + 1], argmax[b], palette, top)
         for j, t in enumerate(tokens):
             ax = row[len(lead) + 1 + j]
-            if t < len(maps[b]):
-                ax.imshow(image)
-                ax.imshow(maps[b][t], cmap="jet", alpha=alpha, vmin=0.0, vmax=1.0)
-            else:  # the token does not exist yet at this budget
-                ax.text(0.5, 0.5, f"not in\n{b} tokens", ha="center", va="center", fontsize=6, color="0.55",
-                        transform=ax.transAxes)
-            if dropped and t in set(dropped.get(b, ())):  # a slot the decoder never received
-                for side in ax.spines.values():
-                    side.set_visible(True)
-                    side.set_color("red")
-                    side.set_linewidth(1.5)
-                ax.text(0.03, 0.04, "dropped", fontsize=6, color="red", transform=ax.transAxes,
-                        bbox={"facecolor": "white", "alpha": 0.7, "pad": 1, "edgecolor": "none"})
+            _token_panel(ax, image, maps[b], t, b, alpha, bool(dropped) and t in set(dropped.get(b, ())))
             if r == 0:
                 ax.set_title(f"token {t}", fontsize=8)
         if r == 0:
             for k, name in enumerate(lead):
                 row[k].set_title(name, fontsize=8)
-    bar = fig.add_subplot(grid[:, -1])
-    mappable = plt.cm.ScalarMappable(cmap="jet", norm=plt.Normalize(0.0, 1.0))
-    cb = fig.colorbar(mappable, cax=bar)
-    cb.set_label("attention to the token (min-max per map)", fontsize=7)
-    cb.ax.tick_params(labelsize=6)
+    _jet_colorbar(fig, fig.add_subplot(grid[:, -1]))
     if title:
         fig.suptitle(title, fontsize=9, y=1.0 - 0.08 / height, va="top")
     return fig
 
+
+
+def _jet_colorbar(fig: "Figure", bar: "Axes") -> None:
+    """The colour bar that explains the jet overlay (0..1, min-max per map)."""
+    import matplotlib.pyplot as plt
+
+    mappable = plt.cm.ScalarMappable(cmap="jet", norm=plt.Normalize(0.0, 1.0))
+    cb = fig.colorbar(mappable, cax=bar)
+    cb.set_label("attention to the token (min-max per map)", fontsize=7)
+    cb.ax.tick_params(labelsize=6)
+
+
+def _bare(ax: "Axes") -> None:
+    """No ticks and no frame: the panel is an image."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for s in ax.spines.values():
+        s.set_visible(False)
+
+
+def _argmax_panel(ax: "Axes", legend: "Axes", argmax: "np.ndarray", palette: Any, top: int) -> None:
+    """The argmax map in `ax` (the `top` largest tokens coloured, the rest grey) and its legend."""
+    from matplotlib.patches import Patch
+
+    colour, order = argmax_colours(argmax, top)
+    ax.imshow(colour, cmap=palette, vmin=0, vmax=top, interpolation="nearest")
+    legend.axis("off")
+    handles = [Patch(color=palette(k), label=f"t{t}") for k, t in enumerate(order)]
+    if len(order) == top:
+        handles.append(Patch(color=palette(top), label="other"))
+    legend.legend(handles=handles, loc="center left", fontsize=6.5, frameon=False, handlelength=0.9,
+                  handletextpad=0.25, labelspacing=0.25, columnspacing=0.5, borderaxespad=0.0, ncol=2)
+
+
+def _token_panel(ax: "Axes", image: "np.ndarray", maps: "np.ndarray", t: int, budget: int, alpha: float,
+                 dropped: bool) -> None:
+    """Token `t`'s map over the image, "not in N tokens" where the budget lacks it, a red frame if dropped."""
+    if t < len(maps):
+        ax.imshow(image)
+        ax.imshow(maps[t], cmap="jet", alpha=alpha, vmin=0.0, vmax=1.0)
+    else:  # the token does not exist yet at this budget
+        ax.text(0.5, 0.5, f"not in\n{budget} tokens", ha="center", va="center", fontsize=6, color="0.55",
+                transform=ax.transAxes)
+    if dropped:  # a slot the decoder never received
+        for side in ax.spines.values():
+            side.set_visible(True)
+            side.set_color("red")
+            side.set_linewidth(1.5)
+        ax.text(0.03, 0.04, "dropped", fontsize=6, color="red", transform=ax.transAxes,
+                bbox={"facecolor": "white", "alpha": 0.7, "pad": 1, "edgecolor": "none"})
 
 def discovery_vs_tokens(metrics: "pd.DataFrame", title: str = "") -> "Figure":
     """FG-ARI and mIoU against tokens: one curve per decoder layer, grid baselines dashed/dotted."""

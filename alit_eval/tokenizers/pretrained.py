@@ -388,6 +388,30 @@ def _entry_for(name: str) -> PretrainedEntry:
     return PRETRAINED.get(name)
 
 
+def _local_file(text: str) -> Path | None:
+    """The checkpoint file `text` names on this machine (a file, or a Hugging Face model folder), else None."""
+    local = Path(text).expanduser()
+    if local.is_file():
+        return local
+    if local.is_dir() and text not in PRETRAINED:
+        # A Hugging Face model folder (FlexTok's hub layout: config.json + model.safetensors).
+        if (local / "model.safetensors").is_file():
+            return local / "model.safetensors"
+        raise CheckpointError(f"{text} is a folder; pass the checkpoint file inside it")
+    return None
+
+
+def _bundled_path(entry: PretrainedEntry) -> Path:
+    """The file of a checkpoint shipped in alit_eval/assets; refuses one not bundled yet."""
+    path = entry.cache_path()
+    if not path.is_file():
+        raise CheckpointError(
+            f"the {entry.name} tokenizer is not bundled in this installation yet "
+            f"(expected {entry.bundled} in alit_eval/assets); pass another checkpoint"
+        )
+    return path
+
+
 def resolve_checkpoint(
     name_or_path: str | Path | PretrainedEntry,
     *,
@@ -417,25 +441,12 @@ def resolve_checkpoint(
     if isinstance(name_or_path, PretrainedEntry):
         entry = name_or_path
     else:
-        text = str(name_or_path)
-        local = Path(text).expanduser()
-        if local.is_file():
+        local = _local_file(str(name_or_path))
+        if local is not None:
             return local
-        if local.is_dir() and text not in PRETRAINED:
-            # A Hugging Face model folder (FlexTok's hub layout: config.json + model.safetensors).
-            if (local / "model.safetensors").is_file():
-                return local / "model.safetensors"
-            raise CheckpointError(f"{text} is a folder; pass the checkpoint file inside it")
-        entry = _entry_for(text)
-
+        entry = _entry_for(str(name_or_path))
     if entry.bundled:
-        path = entry.cache_path()
-        if not path.is_file():
-            raise CheckpointError(
-                f"the {entry.name} tokenizer is not bundled in this installation yet "
-                f"(expected {entry.bundled} in alit_eval/assets); pass another checkpoint"
-            )
-        return path
+        return _bundled_path(entry)
 
     root = cache_dir if cache_dir is not None else default_cache_dir()
     found = _find_cached(entry, root)

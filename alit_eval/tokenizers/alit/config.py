@@ -184,6 +184,36 @@ def heads_for(width: int, depth: int) -> int | None:
     return None
 
 
+def _check_preset(preset: str | None, width: int, depth: int) -> None:
+    """Refuse an ``args.model`` preset whose width and depth disagree with the weights.
+
+    The preset only supplies the heads; a name that disagrees with the shapes is not trusted for them.
+    """
+    if preset and (PRESETS[preset]["width"], PRESETS[preset]["depth"]) != (width, depth):
+        p = PRESETS[preset]
+        raise ConfigError(
+            f"args.model = {preset!r} (width {p['width']}, depth {p['depth']}) does not match the weights "
+            f"(width {width}, depth {depth}); the file's args belong to another model"
+        )
+
+
+def _pick_heads(explicit: int | None, from_args: int | None, preset: str | None, w: int, d: int) -> int:
+    """Attention heads of one transformer: --heads, else the file's args, else its preset, else the official table."""
+    if explicit:
+        return int(explicit)
+    if from_args:
+        return from_args
+    if preset:
+        return PRESETS[preset]["heads"]
+    h = heads_for(w, d)
+    if h is None:
+        raise ValueError(
+            f"cannot tell the number of attention heads for width {w}, depth {d} (heads are not stored in "
+            "the weights); pass --heads N"
+        )
+    return h
+
+
 def infer_config(
     sd: Mapping[str, Any], *, heads: int | None = None, args: Mapping[str, Any] | None = None
 ) -> AlitConfig:
@@ -223,32 +253,10 @@ def infer_config(
                         ("token_dim", token_dim), ("codebook_size", codebook), ("mlp_ratio", mlp_ratio)):
         # Values read off the tensors are as untrusted as metadata: check before anything divides by them.
         check_value(f"config field {name} (from the weights)", value, *FIELDS[name])
-    if preset and (PRESETS[preset]["width"], PRESETS[preset]["depth"]) != (width, depth):
-        # The preset only supplies the heads; a name that disagrees with the shapes is not trusted for them.
-        p = PRESETS[preset]
-        raise ConfigError(
-            f"args.model = {preset!r} (width {p['width']}, depth {p['depth']}) does not match the weights "
-            f"(width {width}, depth {depth}); the file's args belong to another model"
-        )
+    _check_preset(preset, width, depth)
     base = infer_base_config(sd, norm_groups=norm_groups)
-
-    def pick(explicit: int | None, arg_key: str, w: int, d: int) -> int:
-        if explicit:
-            return int(explicit)
-        if arg_heads[arg_key]:
-            return arg_heads[arg_key]  # type: ignore[return-value]
-        if preset:
-            return PRESETS[preset]["heads"]
-        h = heads_for(w, d)
-        if h is None:
-            raise ValueError(
-                f"cannot tell the number of attention heads for width {w}, depth {d} (heads are not stored in "
-                "the weights); pass --heads N"
-            )
-        return h
-
-    enc_heads = pick(heads, "encoder_num_heads", width, depth)
-    dec_heads = pick(heads, "decoder_num_heads", dec_width, dec_depth)
+    enc_heads = _pick_heads(heads, arg_heads["encoder_num_heads"], preset, width, depth)
+    dec_heads = _pick_heads(heads, arg_heads["decoder_num_heads"], preset, dec_width, dec_depth)
     if preset is None:
         for name, p in PRESETS.items():
             if (p["width"], p["depth"], p["heads"]) == (width, depth, enc_heads):

@@ -73,6 +73,7 @@ The 8 loss modules are 1,151,100,232 of each total (143,887,529 each); the unrel
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import torch
@@ -128,12 +129,7 @@ def official_construction_ops(cfg: "AlitConfig", *, loss_modules: bool = True) -
         ``(what, kind, numel)`` per initialiser call; kind is ``uniform``, ``normal`` or ``trunc_normal``.
     """
     ops: list[tuple[str, str, int]] = []
-
-    def linear(name: str, fan_in: int, fan_out: int, bias: bool = True, k: int = 1) -> None:
-        ops.append((f"{name}.weight", "uniform", fan_in * fan_out * k * k))
-        if bias:
-            ops.append((f"{name}.bias", "uniform", fan_out))
-
+    linear = functools.partial(_linear, ops)
     _base_ops(cfg, ops)
     w, wd, t, r = cfg.width, cfg.dec_width, cfg.tokens_per_iter, cfg.iterations
     assert wd is not None
@@ -171,22 +167,34 @@ def official_construction_ops(cfg: "AlitConfig", *, loss_modules: bool = True) -
         ops.append(("quantize.embedding.weight (uniform_)", "uniform", cfg.codebook_size * cfg.token_dim))
     if loss_modules:
         for it in range(r):
-            p = f"gan_losses.{it}"
-            c_in = 3
-            for j, c in enumerate(_VGG16_CONVS):
-                linear(f"{p}.perceptual_loss.vgg16.conv{j}", c_in * 9, c)
-                c_in = c
-            for j, (fi, fo) in enumerate(((512 * 7 * 7, 4096), (4096, 4096), (4096, 1000))):
-                linear(f"{p}.perceptual_loss.vgg16.classifier{j}", fi, fo)
-            for j, c in enumerate(_LPIPS_CHANNELS):
-                linear(f"{p}.perceptual_loss.lin{j}", c, 1, bias=False)
-            for j, (ci, co, bias) in enumerate(_DISC_CONVS):
-                linear(f"{p}.discriminator.conv{j}", ci * 16, co, bias=bias)
-            for j, (ci, co, bias) in enumerate(_DISC_CONVS):  # weights_init, in module order
-                ops.append((f"{p}.discriminator.conv{j}.weight (weights_init)", "normal", ci * co * 16))
-                if not bias:
-                    ops.append((f"{p}.discriminator.bn{j}.weight (weights_init)", "normal", co))
+            _gan_loss_ops(ops, f"gan_losses.{it}")
     return ops
+
+
+def _linear(ops: list[tuple[str, str, int]], name: str, fan_in: int, fan_out: int, bias: bool = True,
+            k: int = 1) -> None:
+    """The default init of a Linear (or a k x k Conv): weight, then bias, both uniform."""
+    ops.append((f"{name}.weight", "uniform", fan_in * fan_out * k * k))
+    if bias:
+        ops.append((f"{name}.bias", "uniform", fan_out))
+
+
+def _gan_loss_ops(ops: list[tuple[str, str, int]], p: str) -> None:
+    """The draws of one iteration's loss modules `p`: LPIPS (VGG16 + lin layers), then PatchGAN and its weights_init."""
+    c_in = 3
+    for j, c in enumerate(_VGG16_CONVS):
+        _linear(ops, f"{p}.perceptual_loss.vgg16.conv{j}", c_in * 9, c)
+        c_in = c
+    for j, (fi, fo) in enumerate(((512 * 7 * 7, 4096), (4096, 4096), (4096, 1000))):
+        _linear(ops, f"{p}.perceptual_loss.vgg16.classifier{j}", fi, fo)
+    for j, c in enumerate(_LPIPS_CHANNELS):
+        _linear(ops, f"{p}.perceptual_loss.lin{j}", c, 1, bias=False)
+    for j, (ci, co, bias) in enumerate(_DISC_CONVS):
+        _linear(ops, f"{p}.discriminator.conv{j}", ci * 16, co, bias=bias)
+    for j, (ci, co, bias) in enumerate(_DISC_CONVS):  # weights_init, in module order
+        ops.append((f"{p}.discriminator.conv{j}.weight (weights_init)", "normal", ci * co * 16))
+        if not bias:
+            ops.append((f"{p}.discriminator.bn{j}.weight (weights_init)", "normal", co))
 
 
 def _base_ops(cfg: "AlitConfig", ops: list[tuple[str, str, int]]) -> None:

@@ -206,6 +206,9 @@ class AlitTokenizer(nn.Module):
                 ``seeded`` one generator per image (`generators.per_image_generators`); None:
                 per image from `generators.DEFAULT_SEED` and the image's pixels.
             halting: override the model's halting policy for this call.
+
+        Over 60 lines because its loop (encode, quantise, decode, halt 2D tokens, append the next
+        latents) follows the official rollout step by step, and the halting draws must stay in that order.
         """
         check_images(images, self.image_size)
         req = check_budgets(self.budgets if budgets is None else budgets, self.budgets)

@@ -294,15 +294,7 @@ class FlexTokTokenizer(nn.Module):
             decoded: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
             maps: list[torch.Tensor] = []
             if decode or attention:
-                if initial_noise is None:
-                    start = self.draw_noise(b, generator)
-                elif tuple(initial_noise.shape) != (b, self.cfg.latent_channels, self.cfg.latent_size,
-                                                    self.cfg.latent_size):
-                    raise AlitEvalError(f"injected noise must have shape {(b, self.cfg.latent_channels)} + latent "
-                                        f"grid; got {tuple(initial_noise.shape)}")
-                else:
-                    start = initial_noise
-                start = start.to(self.device, torch.float32)
+                start = self._initial_noise(b, generator, initial_noise)
                 extras["noise"] = start
                 kk = len(req)
                 keep = torch.tensor(req, device=self.device).repeat_interleave(b)
@@ -312,17 +304,35 @@ class FlexTokTokenizer(nn.Module):
                 for i, k in enumerate(req):
                     rows = slice(i * b, (i + 1) * b)
                     decoded[k] = (lat[rows], pix[rows] * 0.5 + 0.5 if pix is not None else None)
-            outputs = {}
-            for i, k in enumerate(req):
-                lat_k, raw = decoded.get(k, (None, None))
-                ex = {} if lat_k is None else {"latents": lat_k}
-                if raw is not None:
-                    ex["reconstruction_raw"] = raw
-                outputs[k] = BudgetOutput(
-                    budget=k, latent=enc["fsq_input"][:, :k], tokens=codes[:, :k], indices=enc["tokens"][:, :k],
-                    reconstruction=raw.clamp(0.0, 1.0) if raw is not None else None,
-                    attention=self._maps(maps, i * b, b, k) if attention else None, extras=ex)
+            outputs = {k: self._budget_output(k, enc, codes, decoded.get(k, (None, None)),
+                                              self._maps(maps, i * b, b, k) if attention else None)
+                       for i, k in enumerate(req)}
         return Rollout(outputs=outputs, extras=extras)
+
+    def _initial_noise(self, b: int, generator: GeneratorArg, initial_noise: torch.Tensor | None) -> torch.Tensor:
+        """The flow's starting noise: drawn from `generator`, or the injected `initial_noise` (shape checked)."""
+        if initial_noise is None:
+            start = self.draw_noise(b, generator)
+        elif tuple(initial_noise.shape) != (b, self.cfg.latent_channels, self.cfg.latent_size,
+                                            self.cfg.latent_size):
+            raise AlitEvalError(f"injected noise must have shape {(b, self.cfg.latent_channels)} + latent "
+                                f"grid; got {tuple(initial_noise.shape)}")
+        else:
+            start = initial_noise
+        return start.to(self.device, torch.float32)
+
+    @staticmethod
+    def _budget_output(k: int, enc: dict[str, torch.Tensor], codes: torch.Tensor,
+                       decoded: tuple[torch.Tensor | None, torch.Tensor | None],
+                       attention: torch.Tensor | None) -> BudgetOutput:
+        """Prefix k's output: its tokens, and its decoder latents and reconstruction when decoded."""
+        lat_k, raw = decoded
+        ex = {} if lat_k is None else {"latents": lat_k}
+        if raw is not None:
+            ex["reconstruction_raw"] = raw
+        return BudgetOutput(
+            budget=k, latent=enc["fsq_input"][:, :k], tokens=codes[:, :k], indices=enc["tokens"][:, :k],
+            reconstruction=raw.clamp(0.0, 1.0) if raw is not None else None, attention=attention, extras=ex)
 
     def _maps(self, weights: Sequence[torch.Tensor], start: int, b: int, k: int) -> torch.Tensor:
         """``[B, layers, k, g, g]``: attention from patch query p to register j < k (see the family's definition)."""

@@ -153,13 +153,8 @@ def vae_shape(sd: Mapping[str, Any], source: str) -> dict[str, Any]:
             "latent_channels": int(sd["vae.vae.post_quant_conv.weight"].shape[0])}
 
 
-def config_from_official(cfg: Mapping[str, Any], sd: Mapping[str, Any], *, source: str = "<file>",
-                         preset: str | None = None) -> FlexTokConfig:
-    """A `FlexTokConfig` from the official hydra config (a dict) and the tensor shapes (VAE widths).
-
-    Raises:
-        ConfigError: an unknown target, a missing module, an unimplemented setting or value.
-    """
+def _check_top_level(cfg: Any, source: str) -> None:
+    """The config is a mapping of known targets with the four sections and the VAE settings alit-eval needs."""
     if not isinstance(cfg, Mapping):
         raise ConfigError(f"the FlexTok config of {source} is {type(cfg).__name__}, not a mapping")
     check_targets(cfg)
@@ -174,7 +169,10 @@ def config_from_official(cfg: Mapping[str, Any], sd: Mapping[str, Any], *, sourc
             raise ConfigError(f"the FlexTok config of {source} does not say vae.{key}; alit-eval will not guess it")
     if vae.get("shift_factor") not in (None, 0, 0.0):
         raise ConfigError(f"vae.shift_factor = {show_value(vae.get('shift_factor'))} is not supported (official: none)")
-    m = {name: _module(cfg, "encoder" if name.startswith("enc") else "decoder", name) for name in _ROLES}
+
+
+def _check_embeddings_and_masks(m: Mapping[str, Mapping[str, Any]]) -> str:
+    """Position embeddings and sequence masks are the implemented ones; returns the encoder's mask mode."""
     for name in ("enc_posemb_module", "dec_patches_posemb_module"):
         if m[name].get("posemb_type") != "sincos":
             raise ConfigError(f"{name}.posemb_type = {show_value(m[name].get('posemb_type'))}, expected 'sincos'")
@@ -184,6 +182,20 @@ def config_from_official(cfg: Mapping[str, Any], sd: Mapping[str, Any], *, sourc
     if m["dec_seq_packer"].get("mask_mode") != "full" or enc_mask not in ("causal_last", "full"):
         raise ConfigError(f"unsupported sequence masks (encoder {show_value(enc_mask)}, decoder "
                           f"{show_value(m['dec_seq_packer'].get('mask_mode'))}); supported: causal_last/full, full")
+    return enc_mask
+
+
+def config_from_official(cfg: Mapping[str, Any], sd: Mapping[str, Any], *, source: str = "<file>",
+                         preset: str | None = None) -> FlexTokConfig:
+    """A `FlexTokConfig` from the official hydra config (a dict) and the tensor shapes (VAE widths).
+
+    Raises:
+        ConfigError: an unknown target, a missing module, an unimplemented setting or value.
+    """
+    _check_top_level(cfg, source)
+    vae = cfg["vae"]
+    m = {name: _module(cfg, "encoder" if name.startswith("enc") else "decoder", name) for name in _ROLES}
+    enc_mask = _check_embeddings_and_masks(m)
     levels = cfg["regularizer"].get("levels")
     if not isinstance(levels, (list, tuple)):
         raise ConfigError(f"regularizer.levels = {show_value(levels)} is not a list")

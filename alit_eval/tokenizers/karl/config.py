@@ -8,7 +8,6 @@ tokenizers, so the base geometry is a `Base2DConfig`.
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -223,6 +222,29 @@ def heads_for(width: int, depth: int) -> int | None:
     return None
 
 
+def _check_args(args: Mapping[str, Any], base_kind: str, quantize: bool) -> None:
+    """Refuse a file whose ``args`` contradict the weights on the base tokenizer or the quantisation."""
+    if args.get("base_tokenizer") not in (None, base_kind):
+        raise ValueError(f"args say base {args['base_tokenizer']!r} but the weights hold a {base_kind} base")
+    if args.get("quantize_latent") is not None and bool(args["quantize_latent"]) != quantize:
+        raise ValueError(f"args say quantize_latent={args['quantize_latent']} but the weights say {quantize}")
+
+
+def _pick_heads(explicit: int | None, from_args: int | None, preset: str | None, w: int, d: int) -> int:
+    """Attention heads of one transformer: `heads`, else the file's args, else its preset, else the official table."""
+    if explicit:
+        return int(explicit)
+    if from_args:
+        return from_args
+    if preset:
+        return PRESETS[preset]["heads"]
+    h = heads_for(w, d)
+    if h is None:
+        raise ValueError(f"cannot tell the attention heads for width {w}, depth {d} (not stored in the "
+                         "weights); pass --heads N (heads= in the Python API)")
+    return h
+
+
 def infer_config(
     sd: Mapping[str, Any], *, heads: int | None = None, args: Mapping[str, Any] | None = None,
     image_size: int | None = None,
@@ -263,26 +285,10 @@ def infer_config(
     arg_ints = {key: _arg_int(args, key, field_name) for key, field_name in _ARG_FIELDS.items()}
     groups = arg_ints["norm_groups"]
     base = infer_base_config(sd, norm_groups=groups)
-    if args.get("base_tokenizer") not in (None, base.kind):
-        raise ValueError(f"args say base {args['base_tokenizer']!r} but the weights hold a {base.kind} base")
-    if args.get("quantize_latent") is not None and bool(args["quantize_latent"]) != quantize:
-        raise ValueError(f"args say quantize_latent={args['quantize_latent']} but the weights say {quantize}")
+    _check_args(args, base.kind, quantize)
     preset = args.get("model") if args.get("model") in PRESETS else None
-
-    def pick(arg_key: str, w: int, d: int) -> int:
-        if heads:
-            return int(heads)
-        if arg_ints[arg_key]:
-            return arg_ints[arg_key]  # type: ignore[return-value]
-        if preset:
-            return PRESETS[preset]["heads"]
-        h = heads_for(w, d)
-        if h is None:
-            raise ValueError(f"cannot tell the attention heads for width {w}, depth {d} (not stored in the "
-                             "weights); pass --heads N (heads= in the Python API)")
-        return h
-
-    enc_heads, dec_heads = pick("encoder_num_heads", width, depth), pick("decoder_num_heads", dec_width, dec_depth)
+    enc_heads = _pick_heads(heads, arg_ints["encoder_num_heads"], preset, width, depth)
+    dec_heads = _pick_heads(heads, arg_ints["decoder_num_heads"], preset, dec_width, dec_depth)
     if preset is None:
         for name, p in PRESETS.items():
             same = (p["width"], p["depth"], p["heads"])
