@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from alit_eval.cli.app import main
+from alit_eval.tokenizers.families import FAMILIES
 
 
 def _cli(args, capsys):
@@ -116,8 +117,10 @@ def test_bad_checkpoints(tiny_ckpt, tmp_path, capsys):
     evil = tmp_path / "evil.pth"
     with open(evil, "wb") as f:
         pickle.dump({"ema": {}, "x": _Payload(str(marker))}, f)
-    cases = {tmp_path / "missing.pth": "not found", cut: "truncated or not a valid safetensors",
-             other: "not a checkpoint of a known tokenizer family .alit, karl, one_d_piece, titok.; if it is one of them, pass --family NAME", evil: "not a readable PyTorch checkpoint|refusing to unpickle"}
+    cases = {tmp_path / "missing.pth": "no such file .pass a checkpoint file", cut: "truncated or not a valid safetensors",
+             other: rf"not a checkpoint of a known tokenizer family \({', '.join(FAMILIES.names())}\); "
+                    "if it is one of them, pass --family NAME",
+             evil: "not a readable PyTorch checkpoint|refusing to unpickle"}
     for ckpt, message in cases.items():
         code, _, err = _cli(_fid(tmp_path, ckpt, data), capsys)
         assert code == 2, (ckpt, err)

@@ -74,16 +74,16 @@ def test_progress_speaks_every_30_s_during_a_long_batch_with_a_readable_rate(mon
 def test_a_warning_is_printed_once(capsys):
     import logging
 
-    from alit_eval.cli import app as cli
+    from alit_eval.cli import console as cli
 
-    cli._ONCE.seen.clear()
+    cli.ONCE.seen.clear()
     record = logging.LogRecord("alit_eval.data.sources", logging.WARNING, "", 0, "center-crop zero-pads 1 of 5", None,
                                None)
-    assert cli._ONCE.filter(record) and not cli._ONCE.filter(record)  # the same text twice: shown once
+    assert cli.ONCE.filter(record) and not cli.ONCE.filter(record)  # the same text twice: shown once
     cli.print_summary(["images: 5 used", "warning: center-crop zero-pads 1 of 5", "warning: rFID rests on 5 images"])
     out = capsys.readouterr()
     assert "zero-pads" not in out.err and "rFID rests on 5 images" in out.err and "images: 5 used" in out.out
-    cli._ONCE.seen.clear()
+    cli.ONCE.seen.clear()
 
 
 def test_attention_grid_marks_the_slots_the_model_dropped():
