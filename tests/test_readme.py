@@ -85,3 +85,37 @@ def test_readme_block_runs(lang, how, body, tmp_path):
             res = subprocess.run([sys.executable, "-m", "alit_eval", *argv[1:], *extra], cwd=tmp_path, env=_env(),
                                  capture_output=True, text=True, timeout=900)
         assert res.returncode == 0, f"{cmd}\n{res.stdout[-2000:]}\n{res.stderr[-4000:]}"
+
+
+def _alit_eval_argv(cmd: str) -> list[str] | None:
+    """The arguments after ``alit-eval`` (or ``-m alit_eval``) of a command line; None for other tools."""
+    argv = shlex.split(cmd)
+    for i, word in enumerate(argv):
+        if word == "alit-eval" or (word == "alit_eval" and i and argv[i - 1] == "-m"):
+            return argv[i + 1:]
+    return None
+
+
+def test_external_blocks_use_only_options_their_command_declares():
+    # The blocks that cannot run here (network, data, GPUs) must still be commands that parse: a renamed
+    # or misspelled flag in the README is caught without running anything.
+    import typer
+
+    from alit_eval.cli.app import GLOBAL_OPTIONS, app
+
+    group = typer.main.get_command(app)
+    checked = 0
+    for line, _, how, body in blocks():
+        for cmd in commands(body) if how.startswith("external") else []:
+            argv = _alit_eval_argv(cmd)
+            if argv is None:
+                continue
+            words = [w for w in argv if not w.startswith("-")]
+            name = next((w for w in words if w in group.commands), None)
+            assert name is not None, f"README line {line}: no alit-eval command in {cmd!r}"
+            known = {o for p in group.get_command(None, name).params for o in (*p.opts, *p.secondary_opts)}
+            flags = {w.split("=")[0] for w in argv if w.startswith("--")}
+            unknown = sorted(flags - known - set(GLOBAL_OPTIONS) - {"--help"})
+            assert not unknown, f"README line {line}: `alit-eval {name}` has no option {', '.join(unknown)}"
+            checked += 1
+    assert checked >= 6
