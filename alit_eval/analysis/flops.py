@@ -34,7 +34,6 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from alit_eval.engine import fastpath
-from alit_eval.metrics.inception import InceptionFeatures
 from alit_eval.tokenizers.base import check_budgets
 from alit_eval.tokenizers.families import family_or_none, inference_kwargs
 from alit_eval.tokenizers.generators import per_image_generators
@@ -267,7 +266,11 @@ def compute_table(tokenizer: Any, budgets: Sequence[int], device: str | torch.de
         rows += prof.budget_rows(b)
     rows.append(prof.measure("sweep", None, prof.rollout(budgets, decode=True)))
     if fid:
-        rows.append(prof.fid_row(inception if inception is not None else InceptionFeatures(None, "tf1", dev)))
+        if inception is None:
+            from alit_eval.metrics.inception import InceptionFeatures  # torch-fidelity: only when FID is timed
+
+            inception = InceptionFeatures(None, "tf1", dev)
+        rows.append(prof.fid_row(inception))
     df = pd.DataFrame(rows)
     # The component columns are the tokenizer family's own (ALIT: FLOP_COMPONENTS); see `flop_components`.
     columns = [*COLUMNS[:3], *(f"gflops_{c}" for c in prof.components), *COLUMNS[3 + len(FLOP_COMPONENTS):]]
