@@ -139,11 +139,7 @@ class AlitConfig:
         """
         check_config_dict(d, FIELDS)
         d = dict(d)
-        base = dict(d.pop("base", {}))
-        for key in ("ch_mult", "attn_levels"):
-            if key in base:
-                base[key] = tuple(base[key])
-        return cls(base=Base2DConfig(**base), **d)
+        return cls(base=Base2DConfig(**d.pop("base", {})), **d)  # the base makes its lists tuples itself
 
     @classmethod
     def from_preset(cls, preset: str, base: str = "vqgan", quantize: bool = True, **overrides: Any) -> "AlitConfig":
