@@ -226,3 +226,32 @@ def test_demo_tokenizer_sha256_is_known():
 
     entry = PRETRAINED.get("demo")
     assert entry.sha256 == sha256_file(REPO / "alit_eval" / "assets" / entry.bundled)
+
+
+def test_images_that_are_not_rgb_are_named_in_the_summary_and_meta(tiny_ckpt, tmp_path):
+    # Issue 21: a greyscale image was converted to RGB without a word; the numbers stay those of the
+    # converted image, but the summary says which images were converted and how.
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(folder / "colour.png")
+    Image.fromarray(rng.integers(0, 255, (40, 40), dtype=np.uint8)).save(folder / "grey0.png")
+    Image.fromarray(rng.integers(0, 255, (40, 40), dtype=np.uint8)).save(folder / "grey1.png")
+    Image.fromarray(rng.integers(0, 255, (40, 40, 4), dtype=np.uint8)).save(folder / "alpha.png")
+    args = ["--results-dir", str(tmp_path / "res"), "fid", "--device", "cpu", "--ckpt", str(tiny_ckpt),
+            "--data", str(folder), "--budgets", "4", "--no-fid", "--no-compute"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    note = next(line for line in res.output.splitlines() if line.startswith("note: "))
+    assert note.startswith("note: 3 of 4 images are not RGB and were converted to RGB: 2 L (grey repeated in R, G, B:")
+    assert "grey0.png" in note and "grey1.png" in note and "1 RGBA (alpha dropped: alpha.png)" in note
+    assert "colour.png" not in note
+    run = next((tmp_path / "res" / "fid").iterdir())
+    extra = json.loads((run / "meta.json").read_text())["extra"]
+    assert extra["converted_to_rgb"] == {"L": 2, "RGBA": 1}
+    # An all-RGB folder: no note, an empty count.
+    for name in ("grey0.png", "grey1.png", "alpha.png"):
+        (folder / name).unlink()
+    res = CliRunner().invoke(app, args + ["--run-id", "rgb"])
+    assert res.exit_code == 0 and "note: " not in res.output, res.output
+    assert json.loads((tmp_path / "res" / "fid" / "rgb" / "meta.json").read_text())["extra"]["converted_to_rgb"] == {}

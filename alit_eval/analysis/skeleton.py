@@ -89,7 +89,7 @@ def summary_lines(inputs: SweepInputs, extra: dict[str, Any]) -> list[str]:
     lines.append(f"preprocess: {inputs.preprocess}" + (f" to {size}x{size} px" if size else ""))
     source = inputs._source
     if source is not None:
-        lines += [f"warning: {w}" for w in source.warnings]
+        lines += [f"warning: {w}" for w in source.warnings] + [f"note: {n}" for n in source.notes]
     fid_on = bool(inputs.config.get("fid", inputs.config.get("sweep", {}).get("fid", False)))
     if fid_on and inputs.result.info.get("inception") is not None:
         reference = extra.get("fid_reference") or "originals"
@@ -103,11 +103,12 @@ def summary_lines(inputs: SweepInputs, extra: dict[str, Any]) -> list[str]:
 
 
 def data_checks_meta(inputs: SweepInputs) -> dict[str, Any]:
-    """meta.json fields of the data source's checks: padded and duplicate image counts."""
+    """meta.json fields of the data source's checks: padded and duplicate image counts, non-RGB images by mode."""
     source = inputs._source
     if source is None:
         return {}
-    return {"padded_images": len(source.padded), "duplicate_images": len(source.duplicates)}
+    return {"padded_images": len(source.padded), "duplicate_images": len(source.duplicates),
+            "converted_to_rgb": {mode: len(ids) for mode, ids in sorted(source.converted.items())}}
 def figure_title(inputs: SweepInputs, command: str) -> str:
     """The title of a run's figures: command, checkpoint, data and number of images (from the run's meta)."""
     from alit_eval.results.labels import title_from_meta

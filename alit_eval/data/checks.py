@@ -1,8 +1,9 @@
 """Pre-run checks of a file dataset that warn without changing any number.
 
 `find_duplicates` finds files with the same bytes (each is still counted, as the user asked for
-both; the warning says so). `padded_by_center_crop` lists the images that ``center-crop`` will
-zero-pad because a side is shorter than the model's input size, from the image headers only.
+both; the warning says so). `scan_headers` reads the image headers only, once: the images that
+``center-crop`` will zero-pad because a side is shorter than the model's input size, and the images
+stored in a mode other than RGB (greyscale, palette, alpha, 16-bit), which decoding converts to RGB.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -65,27 +67,54 @@ def _sha256(path: Path) -> str | None:
     return h.hexdigest()
 
 
-def padded_by_center_crop(records: Sequence[ImageRecord], size: int) -> list[str]:
-    """Ids of the images whose shorter side is below `size`, which ``center-crop`` zero-pads.
+# How `alit_eval.data.decode` turns each non-RGB mode into RGB (as torchvision's loader, but for 16-bit
+# and float samples, which it rounds instead of clipping).
+CONVERSIONS: dict[str, str] = {
+    "1": "black/white repeated in R, G, B", "L": "grey repeated in R, G, B",
+    "LA": "grey repeated in R, G, B, alpha dropped", "I;16": "16-bit grey rounded to 8 bits, repeated in R, G, B",
+    "I": "read as 16-bit grey, rounded to 8 bits, repeated in R, G, B",
+    "F": "float grey scaled to 8 bits, repeated in R, G, B", "P": "palette colours", "PA": "palette colours, alpha dropped",
+    "RGBA": "alpha dropped", "CMYK": "Pillow's CMYK conversion", "YCbCr": "Pillow's YCbCr conversion",
+}
 
-    Reads each header (size only, no pixels). EXIF orientation may swap width and height, which
-    leaves the shorter side unchanged. Unreadable or skipped files are left to the decoder.
+
+@dataclass
+class HeaderScan:
+    """What the image headers say before any pixel is decoded.
+
+    Attributes:
+        padded: ids of the images whose shorter side is below the model size (``center-crop`` zero-pads them).
+        modes: Pillow mode -> ids of the images stored in that mode other than RGB (converted to RGB).
+    """
+
+    padded: list[str] = field(default_factory=list)
+    modes: dict[str, list[str]] = field(default_factory=dict)
+
+
+def scan_headers(records: Sequence[ImageRecord], size: int) -> HeaderScan:
+    """One pass over the headers (size and mode only, no pixels): padded and non-RGB images.
+
+    EXIF orientation may swap width and height, which leaves the shorter side unchanged. Unreadable
+    or skipped files are left to the decoder.
 
     Args:
         records: the dataset's records.
         size: the model's input side S.
 
     Returns:
-        Ids in record order.
+        The ids in record order.
     """
-    padded: list[str] = []
+    scan = HeaderScan()
     for r in records:
         if r.skip is not None:
             continue
         try:
             with open_regular(r.path) as fp, Image.open(fp) as im:
                 if min(im.size) < size:
-                    padded.append(r.id)
+                    scan.padded.append(r.id)
+                mode = "I;16" if im.mode.startswith("I;16") else im.mode
+                if mode != "RGB":
+                    scan.modes.setdefault(mode, []).append(r.id)
         except Exception:  # noqa: BLE001 - a broken file is reported by the decoder, not here
             continue
-    return padded
+    return scan

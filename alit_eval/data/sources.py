@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from alit_eval.data import demo
-from alit_eval.data.checks import find_duplicates, padded_by_center_crop
+from alit_eval.data.checks import CONVERSIONS, find_duplicates, scan_headers
 from alit_eval.data.datasets import ImageDataset, discover, select
 from alit_eval.data.decode import max_decoded_bytes
 from alit_eval.errors import DataError
@@ -64,7 +64,10 @@ class Source:
         info: what the run config records (it is part of the run id: add nothing run-invariant).
         padded: ids of images ``center-crop`` zero-pads (a side shorter than the model size).
         duplicates: ``(first id, later id)`` pairs of files with the same bytes (both are used).
-        warnings: one line per finding above, as logged; for the run's console summary.
+        converted: Pillow mode -> ids of the images stored in that mode, converted to RGB on decoding.
+        warnings: one line per finding above that may change what a number means, as logged; for the
+            run's console summary.
+        notes: lines for the summary that change no number's meaning (non-RGB images converted to RGB).
     """
 
     dataset: Dataset
@@ -74,7 +77,9 @@ class Source:
     info: dict[str, Any] = field(default_factory=dict)
     padded: list[str] = field(default_factory=list)
     duplicates: list[tuple[str, str]] = field(default_factory=list)
+    converted: dict[str, list[str]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 def open_source(
@@ -122,8 +127,12 @@ def open_source(
                 f"{len(source.duplicates)} of {len(records)} images duplicate an earlier file "
                 f"byte for byte ({shown}{more}); both copies are counted"
             )
+    scan = scan_headers(records, size)
+    source.converted = scan.modes
+    if scan.modes:
+        source.notes.append(_converted_note(scan.modes, len(records)))
     if preprocess == "center-crop":
-        source.padded = padded_by_center_crop(records, size)
+        source.padded = scan.padded
         if source.padded:
             shown = ", ".join(source.padded[:FIRST_SHOWN]) + (", ..." if len(source.padded) > FIRST_SHOWN else "")
             source.warnings.append(
@@ -131,6 +140,17 @@ def open_source(
                 f"{size} px ({shown}); use --preprocess resize-center-crop to resize them instead"
             )
     source.warnings = [printable(w) for w in source.warnings]  # they quote file names: no control codes
+    source.notes = [printable(n) for n in source.notes]
     for line in source.warnings:
         log.warning("%s", line)
     return source
+
+
+def _converted_note(modes: dict[str, list[str]], n: int) -> str:
+    """One summary line: how many images were not RGB, by mode, with the first ids and the conversion."""
+    total = sum(len(ids) for ids in modes.values())
+    parts = []
+    for mode, ids in sorted(modes.items(), key=lambda kv: -len(kv[1])):
+        shown = ", ".join(ids[:FIRST_SHOWN]) + (", ..." if len(ids) > FIRST_SHOWN else "")
+        parts.append(f"{len(ids)} {mode} ({CONVERSIONS.get(mode, 'converted by Pillow')}: {shown})")
+    return f"{total} of {n} images are not RGB and were converted to RGB: {'; '.join(parts)}"
