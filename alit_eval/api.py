@@ -136,7 +136,7 @@ def evaluate(ckpt: str | Path = "demo", data: str | Path = "demo-scenes",
     from alit_eval.analysis.reconstruction import run
     from alit_eval.engine.config import SweepConfig
 
-    from alit_eval.tokenizers.families import all_option_names
+    from alit_eval.tokenizers.family_options import all_option_names
 
     # The sweep's fields and every family's declared inference options (``halting=``, ``epsilon=``, ...).
     known = ({f.name for f in dataclasses.fields(SweepConfig)} | set(all_option_names())) - _NOT_OPTIONS - {"options"}

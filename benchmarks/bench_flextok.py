@@ -90,7 +90,7 @@ def main() -> None:
     args = ap.parse_args()
     device = torch.device(args.device)
     if args.ckpt:
-        from alit_eval.tokenizers.families import load_any
+        from alit_eval.tokenizers.family_loading import load_any
 
         model = load_any(args.ckpt, device=device)
     else:

@@ -47,9 +47,9 @@ def isolated(monkeypatch, tmp_path):
 
 @pytest.fixture
 def fake_convert(monkeypatch):
-    """Install a fake `alit_eval.tokenizers.families` module (its `convert_any`); return its calls."""
+    """Install a fake `alit_eval.tokenizers.family_loading` module (its `convert_any`); return its calls."""
     calls: list[dict] = []
-    module = types.ModuleType("alit_eval.tokenizers.families")
+    module = types.ModuleType("alit_eval.tokenizers.family_loading")
 
     def convert_any(src, dst, *, family=None, trust_checkpoint=False, heads=None):
         calls.append({"src": Path(src), "dst": Path(dst), "trust_checkpoint": trust_checkpoint, "heads": heads})
@@ -58,7 +58,7 @@ def fake_convert(monkeypatch):
                 "num_params": 262_000_000, "source_sha256": "cd" * 32, "sha256": "ab" * 32, "path": str(dst)}
 
     module.convert_any = convert_any
-    monkeypatch.setitem(sys.modules, "alit_eval.tokenizers.families", module)
+    monkeypatch.setitem(sys.modules, "alit_eval.tokenizers.family_loading", module)
     return calls
 
 
@@ -265,7 +265,7 @@ def test_ctrl_c_exits_130_with_resume_hint(tmp_path, capsys, monkeypatch, fake_c
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(sys.modules["alit_eval.tokenizers.families"], "convert_any", interrupted)
+    monkeypatch.setattr(sys.modules["alit_eval.tokenizers.family_loading"], "convert_any", interrupted)
     src = tmp_path / "ckpt.pth"
     src.write_bytes(b"pickle")
     code, _, err = run_main(["convert", str(src), str(tmp_path / "o.safetensors")], capsys)

@@ -12,7 +12,9 @@ import torch
 
 from alit_eval.errors import AlitEvalError, CheckpointError
 from alit_eval.tokenizers.checkpoints import read_checkpoint
-from alit_eval.tokenizers.families import FAMILIES, detect_family, family_of, load_any
+from alit_eval.tokenizers.families import FAMILIES
+from alit_eval.tokenizers.family_loading import detect_family, load_any
+from alit_eval.tokenizers.family_queries import family_of
 from alit_eval.tokenizers.pretrained import PRETRAINED, load_pretrained
 from conftest import REPO, shared_dir
 
@@ -61,8 +63,9 @@ def test_registry_entries_are_complete_and_light():
     assert [o.name for o in FAMILIES.get("karl").options] == ["epsilon", "halting"]
     assert FAMILIES.get("one_d_piece").options == () == FAMILIES.get("titok").options
     # importing the registry (and the pretrained table) must not import torch: `alit-eval models` stays light
-    code = ("import sys; import alit_eval.tokenizers.families, alit_eval.tokenizers.pretrained, alit_eval.budgets; "
-            "print('torch' in sys.modules)")
+    code = ("import sys; import alit_eval.tokenizers.families, alit_eval.tokenizers.family_options, "
+            "alit_eval.tokenizers.family_loading, alit_eval.tokenizers.family_queries, "
+            "alit_eval.tokenizers.pretrained, alit_eval.budgets; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.strip() == "False"
 
@@ -213,7 +216,7 @@ def test_attention_modes_and_rollout_options():
 
 @needs
 def test_budgets_for_and_inference_kwargs():
-    from alit_eval.tokenizers.families import budgets_for, inference_kwargs
+    from alit_eval.tokenizers.family_queries import budgets_for, inference_kwargs
 
     odp = load_any(ODP_TINY, heads=4)
     assert budgets_for(odp) == [1, 2, 4, 8, 16, 32, 64, 128, 256]  # the family default
@@ -239,7 +242,7 @@ def test_budgets_for_and_inference_kwargs():
 
 @needs
 def test_tokens_used_reports_kept_slots():
-    from alit_eval.tokenizers.families import tokens_used
+    from alit_eval.tokenizers.family_queries import tokens_used
 
     x = torch.rand(2, 3, 256, 256)
     karl = load_any(KARL_VQ)
@@ -253,7 +256,7 @@ def test_tokens_used_reports_kept_slots():
 @needs
 @pytest.mark.parametrize("path, family, heads", [(KARL_VQ, None, None), (ODP_TINY, "titok", 4), (ALIT_VQ, None, None)])
 def test_convert_any_round_trip(tmp_path, path, family, heads):
-    from alit_eval.tokenizers.families import convert_any
+    from alit_eval.tokenizers.family_loading import convert_any
 
     summary = convert_any(path, tmp_path / "m.safetensors", family=family, heads=heads)
     before = load_any(path, family=family, heads=heads)

@@ -16,7 +16,8 @@ import torch
 from alit_eval.errors import AlitEvalError, CheckpointError, ConfigError
 from alit_eval.tokenizers.base import BudgetError
 from alit_eval.tokenizers.checkpoints import save_tokenizer
-from alit_eval.tokenizers.families import family_of, load_any
+from alit_eval.tokenizers.family_loading import load_any
+from alit_eval.tokenizers.family_queries import family_of
 from alit_eval.tokenizers.flextok.config import FlexTokConfig
 from alit_eval.tokenizers.flextok.model import FlexTokTokenizer
 from alit_eval.tokenizers.flextok.official_config import config_from_official
@@ -263,7 +264,7 @@ def test_metadata_is_parsed_as_literals_only():
 
 def test_closed_form_flops_match_the_flop_counter(model):
     from alit_eval.analysis.flops import count_flops
-    from alit_eval.tokenizers.families import family_of
+    from alit_eval.tokenizers.family_queries import family_of
     from alit_eval.tokenizers.flextok.family import flop_components
     from alit_eval.tokenizers.flextok.flops import flops_per_budget
 

@@ -182,7 +182,7 @@ def test_hostile_family_file_is_one_error_line(case, tiny, tmp_path, capsys):
 @pytest.mark.parametrize("family", ["karl", "odp"])
 def test_depth_1e6_header_is_refused_in_well_under_a_second(family, tiny, tmp_path):
     from alit_eval.errors import ConfigError
-    from alit_eval.tokenizers.families import load_any
+    from alit_eval.tokenizers.family_loading import load_any
 
     sd, meta, _ = tiny[family]
     path = _config(depth=10 ** 6)(tmp_path, sd, meta)
@@ -210,7 +210,7 @@ def test_epsilon_out_of_its_declared_bounds_is_refused(value, fragment, tiny, tm
 
 
 def test_epsilon_inside_its_bounds_maps_to_a_bin_as_documented(tiny):
-    from alit_eval.tokenizers.families import load_any
+    from alit_eval.tokenizers.family_loading import load_any
     from alit_eval.tokenizers.karl.config import EPS_BINS
 
     _, _, path = tiny["karl"]

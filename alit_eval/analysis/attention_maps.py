@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from alit_eval.errors import AlitEvalError
 from alit_eval.metrics.pixel import to_uint8
-from alit_eval.tokenizers.families import attention_for, family_or_none, inference_kwargs, option_values
+from alit_eval.tokenizers.family_queries import attention_for, family_or_none, inference_kwargs, option_values
 from alit_eval.tokenizers.generators import per_image_generators
 
 

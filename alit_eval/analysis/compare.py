@@ -142,7 +142,7 @@ def split_budgets(requested: str | None, space: Sequence[int]) -> tuple[list[int
 def _plan(req: Any, spec: TokenizerSpec, **kw: Any) -> Any:
     """Plan one tokenizer's sweep; a family inference option (any declared one: --halting, --epsilon, ...)
     is dropped for a family that lacks it (it applies to the tokenizers that have it)."""
-    from alit_eval.tokenizers.families import all_options
+    from alit_eval.tokenizers.family_options import all_options
 
     r = replace(req, ckpt=spec.ckpt, budgets=None, heads=spec.heads)
     if spec.family is not None:
@@ -175,7 +175,7 @@ def plan_tokenizers(req: Any, specs: Sequence[TokenizerSpec], budgets: str | Non
     Raises:
         AlitEvalError: a tokenizer that can produce none of the requested budgets.
     """
-    from alit_eval.tokenizers.families import budgets_for, family_of
+    from alit_eval.tokenizers.family_queries import budgets_for, family_of
 
     kw = {"seed": seed, "device": device, "offline": offline, "progress": progress}
     plans, lacking, raw = [], [], []
@@ -215,7 +215,7 @@ def lacking_line(lacking: dict[str, list[int]]) -> str:
 
 def tokenizer_facts(plan: Any) -> dict[str, Any]:
     """Family, one-line description and bits per token (None: continuous latents, no finite rate)."""
-    from alit_eval.tokenizers.families import family_of
+    from alit_eval.tokenizers.family_queries import family_of
 
     tok = plan.prepared.tokenizer
     fam = family_of(tok)

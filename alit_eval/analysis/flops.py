@@ -35,7 +35,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from alit_eval.engine import fastpath
 from alit_eval.tokenizers.base import check_budgets
-from alit_eval.tokenizers.families import family_or_none, inference_kwargs
+from alit_eval.tokenizers.family_queries import family_or_none, inference_kwargs
 from alit_eval.tokenizers.generators import per_image_generators
 
 
@@ -207,7 +207,7 @@ def _halting_generator(tokenizer: Any, images: torch.Tensor, seed: int) -> Any:
     """Generators for one rollout of a family that draws random numbers: per image under its default
     policy; one local generator under an official global-stream policy (never the global RNG: the
     draws do not change the cost, only which tokens are masked); None for a deterministic family."""
-    from alit_eval.tokenizers.families import family_or_none, option_values
+    from alit_eval.tokenizers.family_queries import family_or_none, option_values
 
     fam = family_or_none(tokenizer)
     if fam is not None and not fam.random:

@@ -33,7 +33,8 @@ from alit_eval.errors import AlitEvalError
 from alit_eval.results.atomic import write_csv, write_parquet
 from alit_eval.results.labels import checkpoint_of, data_label, run_title
 from alit_eval.results.schema import format_condition, metrics_frame
-from alit_eval.tokenizers.families import FAMILIES, family_of
+from alit_eval.tokenizers.families import FAMILIES
+from alit_eval.tokenizers.family_queries import family_of
 
 QUALITY = ("l1", "mse", "psnr", "ssim", "lpips")
 MISS_TOLERANCE = 0.5  # achieved L1 more than 50 % above or below the target: the condition was not met

@@ -58,7 +58,7 @@ def seed_list(seed: int, n: int) -> list[int]:
 
 def is_random(tokenizer: Any) -> bool:
     """Whether the tokenizer's family declares random draws (a tokenizer of no family: assumed random)."""
-    from alit_eval.tokenizers.families import family_or_none
+    from alit_eval.tokenizers.family_queries import family_or_none
 
     fam = family_or_none(tokenizer)
     return fam is None or bool(fam.random)
@@ -71,7 +71,7 @@ def check_random(tokenizer: Any, n: int, *, what: str = "this tokenizer") -> Non
         AlitEvalError: n > 1 and the family declares no random draws.
     """
     if n > 1 and not is_random(tokenizer):
-        from alit_eval.tokenizers.families import family_of
+        from alit_eval.tokenizers.family_queries import family_of
 
         raise AlitEvalError(f"--noise-seeds {n} does not apply: {what} ({family_of(tokenizer).title}) decodes "
                             "deterministically, so every seed gives the same numbers; drop --noise-seeds")

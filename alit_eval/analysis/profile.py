@@ -20,7 +20,7 @@ from alit_eval.results import plots, plots_cost
 from alit_eval.results.atomic import write_csv
 from alit_eval.results.labels import checkpoint_label
 from alit_eval.results.schema import format_condition, metrics_frame
-from alit_eval.tokenizers.families import budgets_for
+from alit_eval.tokenizers.family_queries import budgets_for
 from alit_eval.tokenizers.pretrained import load_pretrained
 
 

@@ -201,7 +201,7 @@ def _token_rate(plan: Any, override: float | None) -> tuple[float, str]:
         raise AlitEvalError("cannot tell how many bits a token costs (no tokenizer config recorded); "
                             "pass --bits-per-token")
     if checkpoint.get("family"):  # the family's own rate (runs recorded before families use the config keys)
-        from alit_eval.tokenizers.families import bits_from_record
+        from alit_eval.tokenizers.family_queries import bits_from_record
 
         bits = bits_from_record(checkpoint["family"], model_cfg)
         if bits is not None:

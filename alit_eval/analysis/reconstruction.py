@@ -26,7 +26,7 @@ from alit_eval.metrics.feature_distance import load_stats_npz
 from alit_eval.paths import portable
 from alit_eval.results import plots
 from alit_eval.results.atomic import write_csv
-from alit_eval.tokenizers.families import uses_global_stream
+from alit_eval.tokenizers.family_options import uses_global_stream
 
 def write_examples(result: Any, folder: Any) -> "Any":
     """Save the stored example reconstructions as PNGs; return the index table for the figure."""

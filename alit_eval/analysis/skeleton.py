@@ -172,7 +172,7 @@ class CommandRun:
             return False
         from alit_eval.engine.identity import verify_resume
         from alit_eval.engine.store import ShardStore
-        from alit_eval.tokenizers.families import uses_global_stream
+        from alit_eval.tokenizers.family_options import uses_global_stream
 
         store = ShardStore(run.path)
         dataset = prepared.source.dataset

@@ -2,7 +2,7 @@
 
 A budget is what the tokenizer is asked for; a family whose model drops slots itself (KARL's halting)
 decodes from fewer. The engine records those per image and budget as ``tokens_used``
-(`alit_eval.tokenizers.families.tokens_used`, e.g. ``extras["num_active"]``); sweeps stored before
+(`alit_eval.tokenizers.family_queries.tokens_used`, e.g. ``extras["num_active"]``); sweeps stored before
 the column existed, and families that keep every token, use the budget itself. Every figure, table
 and test that counts tokens (matched tokens, quality and bits against tokens, rate-distortion,
 allocate, the report) goes through this module, so one run never shows two token counts.

@@ -51,7 +51,7 @@ def convert(
         raise AlitEvalError(f"OUT {out} is the input file itself; choose another name")
     out.parent.mkdir(parents=True, exist_ok=True)
 
-    from alit_eval.tokenizers.families import convert_any
+    from alit_eval.tokenizers.family_loading import convert_any
 
     summary = convert_any(src, out, family=family, trust_checkpoint=trust_checkpoint, heads=heads)
     _print_summary(src, out, summary)

@@ -40,7 +40,7 @@ def models(
 
 def _model_rows() -> list[dict]:
     """One row per pretrained checkpoint: its release facts, local state and option defaults."""
-    from alit_eval.tokenizers.families import all_option_names
+    from alit_eval.tokenizers.family_options import all_option_names
     from alit_eval.tokenizers.pretrained import PRETRAINED, local_status
 
     rows = []

@@ -287,10 +287,10 @@ class SweepOption:
 
 def family_options() -> list[SweepOption]:
     """One sweep option per inference option that a registered family declares (``--halting``,
-    ``--epsilon``; `alit_eval.tokenizers.families.all_options`): flag, type and help come from the
+    ``--epsilon``; `alit_eval.tokenizers.family_options.all_options`): flag, type and help come from the
     declarations; a value no family accepts (``--epsilon nan``, ``--halting typo``) is one error line
     before anything is loaded, and the loaded family then checks its own declaration."""
-    from alit_eval.tokenizers.families import all_options
+    from alit_eval.tokenizers.family_options import all_options
 
     out = []
     for merged in all_options():

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Mapping, Sequence
 
-from alit_eval.tokenizers.families import all_option_names
+from alit_eval.tokenizers.family_options import all_option_names
 
 DEFAULT_PREPROCESS = "resize-center-crop"
 

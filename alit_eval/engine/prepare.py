@@ -16,7 +16,7 @@ from alit_eval.data.sources import Source, open_source
 from alit_eval.engine.config import SweepConfig, resolve_defaults
 from alit_eval.engine.device import resolve_device
 from alit_eval.metrics import measures
-from alit_eval.tokenizers.families import uses_global_stream
+from alit_eval.tokenizers.family_options import uses_global_stream
 
 SweepRequest = SweepConfig  # former name (scripts written against it); new code uses SweepConfig
 
@@ -39,7 +39,7 @@ class Prepared:
 
 def prepare(req: SweepConfig, *, seed: int, device: str, offline: bool, progress: bool = True) -> Prepared:
     """Load the tokenizer and data and resolve the sweep config (nothing is computed yet)."""
-    from alit_eval.tokenizers.families import budgets_for, family_of
+    from alit_eval.tokenizers.family_queries import budgets_for, family_of
     from alit_eval.tokenizers.pretrained import PRETRAINED, load_pretrained
 
     dev = resolve_device(device)
@@ -65,7 +65,8 @@ def prepare(req: SweepConfig, *, seed: int, device: str, offline: bool, progress
 
 def record(sweep: SweepConfig, info: dict[str, Any], source: Source) -> dict[str, Any]:
     """The ``config.json`` of a resolved sweep: every option that changes its numbers."""
-    from alit_eval.tokenizers.families import FAMILIES, run_identity
+    from alit_eval.tokenizers.families import FAMILIES
+    from alit_eval.tokenizers.family_options import run_identity
 
     fam = FAMILIES.get(info["family"]) if info.get("family") in FAMILIES else None
     config = {

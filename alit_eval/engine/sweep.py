@@ -33,15 +33,8 @@ from alit_eval.metrics.feature_distance import FeatureStats
 from alit_eval.metrics.measures import Measure, Meter, active_measures, feature_keys, per_image_columns
 from alit_eval.metrics.pixel import to_uint8
 from alit_eval.metrics.specs import PIXEL, RAW
-from alit_eval.tokenizers.families import (
-    attention_for,
-    family_or_none,
-    inference_kwargs,
-    start_global_stream,
-    tokens_used,
-    top_level_names,
-    uses_global_stream,
-)
+from alit_eval.tokenizers.family_options import start_global_stream, top_level_names, uses_global_stream
+from alit_eval.tokenizers.family_queries import attention_for, family_or_none, inference_kwargs, tokens_used
 from alit_eval.tokenizers.generators import per_image_generators
 
 log = logging.getLogger(__name__)
@@ -49,7 +42,7 @@ log = logging.getLogger(__name__)
 PIXEL_METRICS = PIXEL  # declared in metrics/specs.py
 RAW_METRICS = RAW  # the raw float reconstruction's L1 (the official encode() criterion's error)
 # LPIPS, the 2D positions masked by halting between iterations, and the tokens the model kept at
-# each budget (fewer than the budget where the model drops slots itself; `families.tokens_used`).
+# each budget (fewer than the budget where the model drops slots itself; `family_queries.tokens_used`).
 OTHER_COLUMNS = ("lpips", "halted_2d", "tokens_used")
 
 # Extra per-image arrays an analysis can ask the sweep to keep, per budget: name -> function of the

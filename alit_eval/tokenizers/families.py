@@ -2,9 +2,12 @@
 
 A family is **one folder** under ``tokenizers/`` plus **one** `register` line (here, or in any module
 that imports `FAMILIES`: a test can register a toy family). Engine, analyses and CLI reach families
-only through this module (`load_any`, `family_of`, `all_options`, `run_identity`); none of them names
-a family or one of its options. Every callable is a lazy ``"module:attr"`` target, so importing this
-module (``alit-eval --help``, ``alit-eval models``) imports no torch.
+only through this module and its three companions, none of which names a family: `family_options`
+(every family's options: `all_options`, `run_identity`, the global-stream policy), `family_loading`
+(`detect_family`, `load_any`, `convert_any`) and `family_queries` (what a loaded tokenizer's family
+says: `family_of`, `budgets_for`, `inference_kwargs`, `attention_for`, `tokens_used`). Every callable
+is a lazy ``"module:attr"`` target, so importing these modules (``alit-eval --help``,
+``alit-eval models``) imports no torch.
 
 How a family declares itself (the `Family` fields):
 
@@ -14,11 +17,12 @@ How a family declares itself (the `Family` fields):
    ``bool``/``str``), choices or ``low``/``high`` bounds (NaN/inf always refused), default, help, and
    ``changes_numbers`` (then part of the run identity, under ``config.json``'s ``options``). From
    that one declaration come: the CLI flags of every sweep command and their ``--help``
-   (`all_options`), `SweepConfig.options`, the defaults of pretrained entries (an entry's
+   (`family_options.all_options`), `SweepConfig.options`, the defaults of pretrained entries (an entry's
    ``options`` overrides them), ``meta.json``'s ``resolved_from``, ``compare``'s per-tokenizer
    options (an option a family lacks is dropped for it), ``alit-eval models`` and the run identity
-   (`run_identity`). The loader receives the resolved values as keywords (``load(..., halting=...)``)
-   and the engine passes them to ``rollout`` (only those its signature takes, `inference_kwargs`).
+   (`family_options.run_identity`). The loader receives the resolved values as keywords (``load(..., halting=...)``)
+   and the engine passes them to ``rollout`` (only those its signature takes,
+   `family_queries.inference_kwargs`).
    The loaded tokenizer exposes each option's value as an attribute of the same name.
 2. **Randomness** (``random``): True when inference draws random numbers. The engine then passes
    ``generator=`` a list of one CPU `torch.Generator` per image, seeded from (run seed, image id)
@@ -54,17 +58,18 @@ from __future__ import annotations
 import fnmatch
 import inspect
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Collection, Mapping
 
-from alit_eval.errors import AlitEvalError, CheckpointError
+from alit_eval.errors import AlitEvalError
 from alit_eval.registry import Registry, resolve_target
-from alit_eval.tokenizers.options import InferenceOption, MergedOption, merged
+from alit_eval.tokenizers.options import InferenceOption
 
-__all__ = ["FAMILIES", "Family", "InferenceOption"]  # InferenceOption: its former home
+__all__ = ["FAMILIES", "Family", "get_family", "text_of"]
 
 
 @dataclass(frozen=True)
+
+
 class Family:
     """One tokenizer family.
 
@@ -339,67 +344,9 @@ FAMILIES.register("flextok", Family(
 ))
 
 
-# -- the options of every family (CLI, sweep config, run identity) ----------------------------------
-def all_options() -> list[MergedOption]:
-    """Every registered family's inference options, one per name (the CLI's flags, `SweepConfig.options`)."""
-    return merged((f.title, f.options) for _, f in FAMILIES.items())
-
-
-def all_option_names() -> tuple[str, ...]:
-    return tuple(o.name for o in all_options())
-
-
-def top_level_names() -> tuple[str, ...]:
-    """Options recorded as top-level keys of ``config.json``/``meta.json`` (`InferenceOption.top_level`)."""
-    return tuple(o.name for o in all_options() if any(d.top_level for _, d in o.declarations))
-
-
-def uses_global_stream(values: "Mapping[str, Any] | str | None", family: "Family | str | None" = None) -> bool:
-    """Whether option `values` select an official global-stream policy (of `family`, else of any family
-    that declares the option: a family without the option never receives its value). A bare policy
-    name (the former signature) counts for every option that lists it."""
-    if values is None:
-        return False
-    if isinstance(values, str):
-        return any(values in o.global_stream for _, f in FAMILIES.items() for o in f.options)
-    if family is not None:
-        return (get_family(family) if isinstance(family, str) else family).uses_global_stream(values)
-    return any(f.uses_global_stream(values) for _, f in FAMILIES.items())
-
-
-def start_global_stream(values: "Mapping[str, Any] | str", seed: int, cfg: object = None) -> None:
-    """Seed the global RNG for a global-stream policy: ``torch.manual_seed(seed)``, then the
-    ``stream_start`` of the family whose config `cfg` is (ALIT ``official`` skips the official model
-    construction's draws). A bare policy name is read as ``{option: name}`` for every option listing it."""
-    import torch
-
-    torch.manual_seed(seed)
-    if isinstance(values, str):
-        values = {o.name: values for _, f in FAMILIES.items() for o in f.options if values in o.global_stream}
-    for _, fam in FAMILIES.items():
-        if fam.stream_start and cfg is not None and isinstance(cfg, fam.config_cls()):
-            resolve_target(fam.stream_start)(values, seed, cfg)
-            return
-
-
-def run_identity(values: Mapping[str, Any], family: "Family | None") -> dict[str, Any]:
-    """The ``config.json`` entries of the inference options (the run identity).
-
-    Options declared ``top_level`` (``halting``) are top-level keys for every run, None where the
-    family lacks them (so the run ids of earlier runs stay the same); every other option that
-    changes the numbers goes under ``options`` (absent when there is none).
-    """
-    out: dict[str, Any] = dict.fromkeys(top_level_names())
-    rest = {}
-    for o in (family.options if family is not None else ()):
-        value = values.get(o.name)
-        if o.top_level:
-            out[o.name] = value
-        elif o.changes_numbers and value is not None:
-            rest[o.name] = value
-    if rest:
-        out["options"] = rest
-    return out
+def get_family(name: str) -> Family:
+    """The family called `name` (one-line error listing the families otherwise)."""
+    return FAMILIES.get(name)
 
 
 def text_of(value: str) -> str:
@@ -408,220 +355,3 @@ def text_of(value: str) -> str:
         return str(resolve_target(value))
     return value
 
-
-# -- recognition and loading ------------------------------------------------------------------------
-def detect_family(keys: Collection[str], *, source: str = "<state_dict>") -> Family:
-    """The one auto-detectable family whose sentinels match `keys` (a state_dict or its keys).
-
-    Raises:
-        CheckpointError: no family matches (names the families and ``--family``), or several do
-            (asks for ``--family``).
-    """
-    from alit_eval.tokenizers.validate import safe_text
-
-    source = safe_text(source, 200)
-    found = [f for _, f in FAMILIES.items() if f.detect_as is None and f.matches(keys)]
-    if len(found) == 1:
-        return found[0]
-    if found:
-        names = [f.name for f in found]
-        raise CheckpointError(
-            f"{source} matches the checkpoint keys of several families ({', '.join(names)}); pass --family "
-            f"{' or --family '.join(names)}"
-        )
-    sample = ", ".join(safe_text(k, 60) for k in sorted(str(k) for k in keys)[:4]) or "no keys"
-    raise CheckpointError(
-        f"{source} is not a checkpoint of a known tokenizer family ({', '.join(FAMILIES.names())}); if it is one "
-        f"of them, pass --family NAME (first keys: {sample})"
-    )
-
-
-def get_family(name: str) -> Family:
-    """The family called `name` (one-line error listing the families otherwise)."""
-    return FAMILIES.get(name)
-
-
-def load_any(
-    path_or_sd: str | Path | Mapping[str, Any],
-    *,
-    family: str | None = None,
-    meta: Mapping[str, Any] | None = None,
-    name: str | None = None,
-    heads: int | None = None,
-    trust_checkpoint: bool = False,
-    device: Any = "cpu",
-    source: str | None = None,
-    **options: Any,
-) -> Any:
-    """Load a tokenizer of any registered family from a file or a state_dict.
-
-    The file is read once (`alit_eval.tokenizers.checkpoints.read_checkpoint`: safe unpickling,
-    container unwrapping, ``gan_losses`` dropped, float32); the family is detected from its keys
-    unless `family` names it; the family's loader then builds the model strictly.
-
-    Args:
-        path_or_sd: a checkpoint file, or an already-loaded state_dict or checkpoint container
-            (``{'ema': ..., 'args': ...}``); `meta` may add ``args``/``config``.
-        family: force a family (``--family``); None detects it.
-        name: display name (default: the file's stem, or the family name).
-        heads: attention heads, for architectures the weights do not determine.
-        trust_checkpoint: allow full unpickling (trusted files only).
-        device: where to put the model (None: leave it where the loader built it, e.g. on meta).
-        source: how to call the weights in errors (default: the path).
-        **options: the family's inference options by their declared names; None values are
-            ignored (the declared default is used), an option the family lacks or a value its
-            declaration refuses is a one-line error.
-
-    Returns:
-        The tokenizer, with ``tokenizer.family`` set to its family's name.
-    """
-    if isinstance(path_or_sd, Mapping):
-        from alit_eval.tokenizers.checkpoints import unwrap
-
-        # The same container handling as a file: ema/model/state_dict unwrapped, gan_losses dropped.
-        sd, args = unwrap(path_or_sd, source or "<state_dict>")
-        meta = {**({"args": args} if args else {}), **dict(meta or {})}
-        source = source or "<state_dict>"
-        name = name or family or "tokenizer"
-    else:
-        from alit_eval.tokenizers.checkpoints import read_checkpoint
-
-        path = Path(path_or_sd)
-        sd, meta = read_checkpoint(path, trust_checkpoint=trust_checkpoint)
-        source, name = source or str(path), name or path.stem
-    entry = get_family(family) if family else detect_family(sd, source=source)
-    # The declared defaults first, so every loader receives every option of its family.
-    kwargs = {**entry.option_defaults(), **entry.check_options(options)}
-    if family:
-        kwargs = {**entry.explicit, **kwargs}
-    model = entry.load_fn()(sd, meta, name=name, source=source, heads=heads, **kwargs)
-    # A loader may refine the family (a TiTok-shaped file detected through One-D-Piece's layout).
-    refined = getattr(getattr(model, "cfg", None), "family", None)
-    model.family = refined if isinstance(refined, str) and refined in FAMILIES else entry.name
-    return model if device is None else model.to(device)
-
-
-def family_of(tokenizer: Any) -> Family:
-    """The family of a loaded tokenizer: its ``family`` attribute (set by `load_any`), else its type.
-
-    Raises:
-        AlitEvalError: a tokenizer of no registered family.
-    """
-    name = getattr(tokenizer, "family", None)
-    if isinstance(name, str) and name in FAMILIES:
-        return FAMILIES.get(name)
-    refined = getattr(getattr(tokenizer, "cfg", None), "family", None)
-    if isinstance(refined, str) and refined in FAMILIES:
-        return FAMILIES.get(refined)
-    for _, entry in FAMILIES.items():
-        if entry.detect_as is None and isinstance(tokenizer, entry.tokenizer_cls()):
-            return entry
-    raise AlitEvalError(
-        f"{type(tokenizer).__name__} belongs to no registered tokenizer family ({', '.join(FAMILIES.names())})"
-    )
-
-
-def inference_kwargs(tokenizer: Any, values: Mapping[str, Any]) -> dict[str, Any]:
-    """The entries of `values` (None dropped) that `tokenizer.rollout` takes as keywords.
-
-    How the engine passes the declared inference options and ``generator`` to any tokenizer without
-    naming its family: a family that has no such option simply does not receive it (the loader
-    already refused an option given explicitly for the wrong family).
-    """
-    params = inspect.signature(tokenizer.rollout).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return {k: v for k, v in values.items() if v is not None}
-    return {k: v for k, v in values.items() if v is not None and k in params}
-
-
-def budgets_for(tokenizer: Any, given: str | list[int] | None = None, default: str | None = None,
-                *, option: str = "--budgets") -> list[int]:
-    """The budgets a sweep evaluates: explicit > `default` (a pretrained entry's) > the family's default
-    > the tokenizer's ``default_budgets`` > all its budgets; checked against what it can produce.
-
-    Args:
-        tokenizer: a loaded tokenizer (its ``budgets`` say what it can produce).
-        given: ``--budgets`` as text in the budget syntax (`alit_eval.budgets`) or a list of ints.
-        default: a pretrained entry's default budgets (budget syntax), or None.
-
-    Raises:
-        AlitEvalError: a budget the tokenizer cannot produce (one line naming its range), bad syntax.
-    """
-    from alit_eval.budgets import BudgetSpace, check_budgets_in, parse_budget_spec
-
-    space = BudgetSpace.of(tokenizer.budgets)
-    if given is not None and not isinstance(given, str):  # already expanded by the CLI
-        return check_budgets_in(given, space, option=option)
-    fam = family_or_none(tokenizer)
-    fam_default = fam.default_budgets if fam else None
-    text = given or default or fam_default
-    if text:
-        out = parse_budget_spec(text, option=option).resolve(space, option=option)
-        if text is fam_default and text != default and space.max not in out:
-            out.append(space.max)  # the family's progression always ends at the full length
-        return sorted(out)
-    return sorted(getattr(tokenizer, "default_budgets", None) or space.values)
-
-
-def tokens_used(out: Any) -> Any:
-    """Per-image tokens a budget's output really used (``[B]`` int64): the slots the model kept
-    (``extras["num_active"]``, e.g. KARL's halting) where it reports them, else the budget itself."""
-    import torch
-
-    active = out.extras.get("num_active") if getattr(out, "extras", None) else None
-    if active is not None:
-        return active.to(torch.int64)
-    return torch.full((len(out.tokens),), int(out.budget), dtype=torch.int64)
-
-
-def convert_any(src: str | Path, dst: str | Path, *, family: str | None = None, trust_checkpoint: bool = False,
-                heads: int | None = None) -> dict[str, Any]:
-    """Convert a checkpoint of any family to alit-eval safetensors (weights + config + family).
-
-    The written file loads without pickle through `load_any`, which recognises the family from the
-    keys and takes the architecture from the stored config (so a TiTok stays TiTok).
-
-    Returns:
-        A summary: family, config, num_params, source_sha256, sha256, path.
-    """
-    from alit_eval.paths import sha256_file
-    from alit_eval.tokenizers.checkpoints import save_tokenizer
-
-    model = load_any(src, family=family, heads=heads, trust_checkpoint=trust_checkpoint)
-    src_hash = sha256_file(src)
-    out = save_tokenizer(model, dst, {"source_sha256": src_hash, "source_name": Path(src).name,
-                                      "family": model.family})
-    return {"family": model.family, "config": model.cfg.to_dict(),
-            "num_params": sum(p.numel() for p in model.parameters()), "source_sha256": src_hash,
-            "sha256": sha256_file(out), "path": str(out)}
-
-
-def option_values(tokenizer: Any) -> dict[str, Any]:
-    """The inference options a loaded tokenizer runs with (its attributes named after its family's
-    declared options; empty for a tokenizer of no registered family)."""
-    fam = family_or_none(tokenizer)
-    return {o.name: getattr(tokenizer, o.name, o.default) for o in fam.options} if fam else {}
-
-
-def family_or_none(tokenizer: Any) -> Family | None:
-    """`family_of`, or None for a tokenizer of no registered family (a test double, a wrapper)."""
-    try:
-        return family_of(tokenizer)
-    except AlitEvalError:
-        return None
-
-
-def attention_for(tokenizer: Any, requested: bool | str | None) -> bool | str:
-    """The ``rollout(attention=...)`` value for `tokenizer` (`Family.attention_arg`; as given when the
-    tokenizer belongs to no registered family)."""
-    fam = family_or_none(tokenizer)
-    if fam is None:
-        return requested if requested is not None else False
-    return fam.attention_arg(requested)
-
-
-def bits_from_record(family: str, config: Mapping[str, Any]) -> float | None:
-    """Bits per token of a recorded tokenizer (meta.json ``checkpoint``: family name + config dict);
-    None when its tokens have no code rate (continuous)."""
-    fam = get_family(family)
-    return fam.bits(fam.config_cls().from_dict(config))

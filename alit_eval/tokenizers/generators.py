@@ -6,9 +6,9 @@ processes. The engine passes them to every family that declares ``random=True``,
 options. A rollout called without generators (the Python API, ``tok.rollout(x, [8, 64])``) seeds
 each image from `DEFAULT_SEED` and the image's content (`default_generators`): the same image
 gives the same draws in any batch. A family's official global-stream behaviour is a named policy
-(an option value in its declaration's ``global_stream``): `alit_eval.tokenizers.families.start_global_stream`
-seeds the global RNG once per run through the family's ``stream_start``. This module names no family
-and imports no other tokenizer module.
+(an option value in its declaration's ``global_stream``):
+`alit_eval.tokenizers.family_options.start_global_stream` seeds the global RNG once per run through
+the family's ``stream_start``. This module names no family and imports no other tokenizer module.
 """
 
 from __future__ import annotations

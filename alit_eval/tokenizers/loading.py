@@ -1,7 +1,7 @@
 """The one loading pipeline every family's loader goes through (the family contract, step 3).
 
 After the file is read safely (`alit_eval.tokenizers.checkpoints.read_checkpoint`) and the family
-detected from its keys (`alit_eval.tokenizers.families.detect_family`), a family's loader calls
+detected from its keys (`alit_eval.tokenizers.family_loading.detect_family`), a family's loader calls
 `load_checked`, which runs, in this order and before anything is allocated:
 
 1. the weights: floating point and finite, naming the first bad tensor (`validate.check_tensors`);

@@ -101,7 +101,8 @@ class PretrainedEntry:
     def __getattr__(self, name: str) -> Any:
         # Reached only for names that are not fields: an inference option reads as this entry's value,
         # else its family's declared default (None when the family has no such option).
-        from alit_eval.tokenizers.families import FAMILIES, all_option_names
+        from alit_eval.tokenizers.families import FAMILIES
+        from alit_eval.tokenizers.family_options import all_option_names
 
         if name.startswith("__") or name not in all_option_names():
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
@@ -609,7 +610,9 @@ def load_pretrained(
         without them), default preprocess and budgets.
     """
     from alit_eval.paths import portable
-    from alit_eval.tokenizers.families import family_of, load_any, top_level_names
+    from alit_eval.tokenizers.family_loading import load_any
+    from alit_eval.tokenizers.family_options import top_level_names
+    from alit_eval.tokenizers.family_queries import family_of
 
     path = resolve_checkpoint(name_or_path, offline=offline)
     text = None if isinstance(name_or_path, Path) else str(name_or_path)
