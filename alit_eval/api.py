@@ -287,7 +287,7 @@ def load_tokenizer(name_or_path: str | Path, *, device: str = "cpu", offline: bo
         >>> tok.budgets  # doctest: +SKIP
         (8, 16, 24, 32, 40, 48, 56, 64)
     """
-    from alit_eval.tokenizers.pretrained import load_pretrained
+    from alit_eval.tokenizers.resolve import load_pretrained
 
     tok, info = load_pretrained(name_or_path, offline=offline, trust_checkpoint=trust_checkpoint, heads=heads,
                                 halting=halting, device=device)

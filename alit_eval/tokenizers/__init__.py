@@ -3,7 +3,9 @@
 `base.py` is the protocol every tokenizer implements (``rollout(images, budgets) -> Rollout``);
 `families.py` the registry (a family is a folder plus one `Family` entry: ``alit/``, ``karl/``,
 ``one_d_piece/``; ``base2d/`` holds the frozen 2D bases they build on); `pretrained.py` the release
-table, download and `load_pretrained`; `checkpoints.py` safe checkpoint reading (and the ALIT
-loader `load_alit_checkpoint`); `validate.py` config bounds; `flops.py` closed-form block FLOPs;
+table; `resolve.py` a name or path to a local file (`resolve_checkpoint`) and `load_pretrained`;
+`download.py` fetching into the cache; `digests.py` sha256 sidecars and `checkpoint_sha256`;
+`checkpoints.py` safe checkpoint reading (and the ALIT loader `load_alit_checkpoint`);
+`validate.py` config bounds; `flops.py` closed-form block FLOPs;
 `generators.py` and `criteria.py` the shims the engine uses for randomness and model criteria.
 """
