@@ -249,7 +249,7 @@ def _default_generators(tok: Any) -> None:
         except ValueError as exc:
             if kwargs.get("generator") is not None or "needs one torch.Generator per image" not in str(exc):
                 raise
-            from alit_eval.tokenizers.alit.halting import per_image_generators
+            from alit_eval.tokenizers.generators import per_image_generators
 
             gens = per_image_generators(DEFAULT_SEED, [str(i) for i in range(len(images))])
             return inner(images, *args, **{**kwargs, "generator": gens})
@@ -287,7 +287,7 @@ def load_tokenizer(name_or_path: str | Path, *, device: str = "cpu", offline: bo
         >>> tok.budgets  # doctest: +SKIP
         (8, 16, 24, 32, 40, 48, 56, 64)
     """
-    from alit_eval.tokenizers.pretrained import load_pretrained
+    from alit_eval.tokenizers.resolve import load_pretrained
 
     tok, info = load_pretrained(name_or_path, offline=offline, trust_checkpoint=trust_checkpoint, heads=heads,
                                 halting=halting, device=device)

@@ -6,7 +6,6 @@ without a traceback and exits non-zero. Programming errors stay ordinary excepti
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 MAX_MESSAGE = 2000  # characters of one error line; the rest is elided, not printed

@@ -77,7 +77,7 @@ class Family:
 def _alit() -> Family:
     import bench_fid
 
-    from alit_eval.tokenizers.alit.halting import per_image_generators
+    from alit_eval.tokenizers.generators import per_image_generators
 
     def official(ckpt, paths, budgets, work, device):
         total, setup, fid = bench_fid.official_way(ckpt, paths, budgets, work, device)

@@ -189,7 +189,7 @@ def sweep_loop(ckpt: Path, folder: Path, budgets, results: Path, device: str, ba
 
 
 def floor(model, inception, paths, budgets, device, batch_size: int) -> float:
-    from alit_eval.tokenizers.alit.halting import per_image_generators
+    from alit_eval.tokenizers.generators import per_image_generators
 
     images = torch.stack([torch.from_numpy(np.array(Image.open(p).convert("RGB"))).permute(2, 0, 1) for p in paths])
     t0 = time.perf_counter()

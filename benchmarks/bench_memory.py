@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = args.ckpt
         if ckpt is None:
-            from alit_eval.tokenizers.pretrained import PRETRAINED, local_status
+            from alit_eval.tokenizers.pretrained import PRETRAINED
+            from alit_eval.tokenizers.resolve import local_status
 
             if local_status(PRETRAINED.get("demo")).state == "bundled":
                 ckpt = "demo"

@@ -67,7 +67,7 @@ def test_component_attribution_nested_and_other():
 
 @pytest.fixture(scope="module")
 def tiny(tiny_ckpt):
-    from alit_eval.tokenizers.pretrained import load_pretrained
+    from alit_eval.tokenizers.resolve import load_pretrained
 
     tok, _ = load_pretrained(tiny_ckpt)
     return tok

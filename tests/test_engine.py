@@ -46,7 +46,7 @@ def test_pixel_metrics_match_a_naive_recomputation(tiny_ckpt, tmp_path):
     import torch
 
     from alit_eval.data.demo import generate
-    from alit_eval.tokenizers.alit.halting import per_image_generators
+    from alit_eval.tokenizers.generators import per_image_generators
     from alit_eval.tokenizers.checkpoints import load_alit_checkpoint
 
     r, _ = _run(tiny_ckpt, tmp_path, "n", limit=3, budgets=[8])
@@ -172,7 +172,7 @@ def test_save_recons_pngs_are_the_measured_images(tiny_ckpt, tmp_path, rounding)
 
     from alit_eval.engine.recons import recon_path
     from alit_eval.metrics.pixel import to_uint8
-    from alit_eval.tokenizers.alit.halting import per_image_generators
+    from alit_eval.tokenizers.generators import per_image_generators
     from alit_eval.tokenizers.checkpoints import load_alit_checkpoint
 
     out = tmp_path / "pngs"

@@ -44,7 +44,7 @@ def test_bad_input_fails_before_torch_is_imported(args, says, tmp_path):
 
 def test_header_budgets_match_the_loaded_tokenizer(tiny_ckpt):
     from alit_eval.cli.early import bundled, header_budgets
-    from alit_eval.tokenizers.pretrained import load_pretrained
+    from alit_eval.tokenizers.resolve import load_pretrained
 
     for path in (Path(tiny_ckpt), bundled("demo")):
         tok, _ = load_pretrained(str(path))

@@ -15,7 +15,8 @@ from alit_eval.tokenizers.checkpoints import read_checkpoint
 from alit_eval.tokenizers.families import FAMILIES
 from alit_eval.tokenizers.family_loading import detect_family, load_any
 from alit_eval.tokenizers.family_queries import family_of
-from alit_eval.tokenizers.pretrained import PRETRAINED, load_pretrained
+from alit_eval.tokenizers.pretrained import PRETRAINED
+from alit_eval.tokenizers.resolve import load_pretrained
 from conftest import REPO, shared_dir
 
 FIX = shared_dir() / "fixtures"
@@ -62,10 +63,12 @@ def test_registry_entries_are_complete_and_light():
     assert [o.name for o in FAMILIES.get("alit").options] == ["halting"]
     assert [o.name for o in FAMILIES.get("karl").options] == ["epsilon", "halting"]
     assert FAMILIES.get("one_d_piece").options == () == FAMILIES.get("titok").options
-    # importing the registry (and the pretrained table) must not import torch: `alit-eval models` stays light
+    # importing the registry (and the pretrained table and its resolver) must not import torch:
+    # `alit-eval models` stays light
     code = ("import sys; import alit_eval.tokenizers.families, alit_eval.tokenizers.family_options, "
             "alit_eval.tokenizers.family_loading, alit_eval.tokenizers.family_queries, "
-            "alit_eval.tokenizers.pretrained, alit_eval.budgets; print('torch' in sys.modules)")
+            "alit_eval.tokenizers.pretrained, alit_eval.tokenizers.resolve, alit_eval.budgets; "
+            "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.strip() == "False"
 

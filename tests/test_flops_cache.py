@@ -9,7 +9,7 @@ from alit_eval.analysis import flops
 
 
 def test_flops_are_counted_once_per_architecture_and_equal_a_fresh_count(tiny_ckpt, monkeypatch):
-    from alit_eval.tokenizers.pretrained import load_pretrained
+    from alit_eval.tokenizers.resolve import load_pretrained
 
     tok, _ = load_pretrained(tiny_ckpt)
     lines: list[str] = []

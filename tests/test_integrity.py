@@ -134,7 +134,7 @@ def test_swapped_checkpoint_with_old_digest_in_sidecar_is_not_trusted(tmp_path, 
     # an old-format sidecar (digest only) is not trusted either
     side.write_text(f"{old_digest}  {ckpt.name}\n")
     os.utime(side, ns=(later, later))
-    from alit_eval.tokenizers.pretrained import checkpoint_sha256
+    from alit_eval.tokenizers.digests import checkpoint_sha256
 
     assert checkpoint_sha256(ckpt) == new_digest
 

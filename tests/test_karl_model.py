@@ -132,7 +132,7 @@ def test_batch_size_invariance(base, quantize):
                 assert torch.equal(o.indices[0], b.indices[i])
             assert (o.extras["reconstruction_raw"][0] - b.extras["reconstruction_raw"][i]).abs().max() < 1e-4
     if base == "vae":  # seeded: per-image generators, independent of batch composition and order
-        from alit_eval.tokenizers.alit.halting import per_image_generators
+        from alit_eval.tokenizers.generators import per_image_generators
         ids = ["a", "b", "c", "d"]
         full = m.rollout(x, [8], halting="seeded", generator=per_image_generators(0, ids))[8]
         rev = m.rollout(x.flip(0), [8], halting="seeded", generator=per_image_generators(0, ids[::-1]))[8]

@@ -18,15 +18,10 @@ import pytest
 
 from alit_eval import paths
 from alit_eval.errors import AlitEvalError, CheckpointError, OfflineError
-from alit_eval.tokenizers import pretrained
-from alit_eval.tokenizers.pretrained import (
-    PRETRAINED,
-    ChecksumWarning,
-    PretrainedEntry,
-    checkpoint_sha256,
-    local_status,
-    resolve_checkpoint,
-)
+from alit_eval.tokenizers import digests, pretrained
+from alit_eval.tokenizers.digests import ChecksumWarning, checkpoint_sha256
+from alit_eval.tokenizers.pretrained import PRETRAINED, PretrainedEntry
+from alit_eval.tokenizers.resolve import local_status, resolve_checkpoint
 
 PAYLOAD = os.urandom(3 * (1 << 20) + 12345)  # spans several read chunks
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -152,7 +147,7 @@ def test_manually_placed_file_without_known_sha256_is_recorded(entry):
     dest.parent.mkdir(parents=True)
     dest.write_bytes(b"placed by hand")
     assert resolve_checkpoint(entry, offline=True) == dest
-    assert pretrained.sidecar_path(dest).read_text().split()[0] == hashlib.sha256(b"placed by hand").hexdigest()
+    assert digests.sidecar_path(dest).read_text().split()[0] == hashlib.sha256(b"placed by hand").hexdigest()
 
 
 @pytest.mark.parametrize("how", ["flag", "ALIT_EVAL_OFFLINE", "HF_HUB_OFFLINE"])

@@ -14,7 +14,8 @@ import pytest
 
 from alit_eval.errors import CheckpointError, OfflineError
 from alit_eval.tokenizers.families import FAMILIES
-from alit_eval.tokenizers.pretrained import PRETRAINED, local_status, resolve_checkpoint
+from alit_eval.tokenizers.pretrained import PRETRAINED
+from alit_eval.tokenizers.resolve import local_status, resolve_checkpoint
 
 PAYLOAD = os.urandom(1 << 16)
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()

@@ -9,9 +9,9 @@ import pandas as pd
 import torch
 from typer.testing import CliRunner
 
-from alit_eval.analysis.probe import (FeatureTap, bootstrap_ci, fit_classifier, fit_regressor, r2,
+from alit_eval.analysis.probe import (FeatureTap, fit_classifier, fit_regressor, r2,
                                       select_by_reconstruction, smallest_correct, stratified_split, topk_correct)
-from alit_eval.analysis.stats import bootstrap_mean_ci
+from alit_eval.analysis.stats import bootstrap_ci, bootstrap_mean_ci
 from alit_eval.cli.app import app
 
 
@@ -85,7 +85,7 @@ def test_selection_rules():
 
 def test_feature_tap_adds_the_encoder_2d_tokens_and_reencoded_reconstructions(tiny_ckpt):
     from alit_eval.metrics.pixel import to_uint8
-    from alit_eval.tokenizers.alit.halting import per_image_generators
+    from alit_eval.tokenizers.generators import per_image_generators
     from alit_eval.tokenizers.checkpoints import load_alit_checkpoint
 
     model = load_alit_checkpoint(tiny_ckpt, halting="seeded")

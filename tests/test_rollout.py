@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from alit_eval.errors import AlitEvalError
-from alit_eval.tokenizers.alit.halting import per_image_generators
+from alit_eval.tokenizers.generators import per_image_generators
 from alit_eval.tokenizers.base import BudgetError
 from alit_eval.tokenizers.checkpoints import load_alit_checkpoint
 

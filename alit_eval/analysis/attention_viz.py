@@ -33,7 +33,7 @@ from alit_eval.results import plots, plots_tokens
 from alit_eval.results.atomic import write_bytes, write_json
 from alit_eval.results.labels import checkpoint_label
 from alit_eval.tokenizers.family_queries import budgets_for, family_of
-from alit_eval.tokenizers.pretrained import load_pretrained
+from alit_eval.tokenizers.resolve import load_pretrained
 
 ALL_TOKENS_UP_TO = 64  # show every token when there are at most this many
 PER_ITERATION = 8  # else: the first tokens added by each iteration

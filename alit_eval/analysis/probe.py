@@ -35,7 +35,6 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold, train_test_sp
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from alit_eval.analysis.stats import bootstrap_ci  # noqa: F401 (its former home)
 from alit_eval.analysis.token_selection import select_official
 from alit_eval.metrics.pixel import to_uint8
 

@@ -21,7 +21,7 @@ from alit_eval.results.atomic import write_csv
 from alit_eval.results.labels import checkpoint_label
 from alit_eval.results.schema import format_condition, metrics_frame
 from alit_eval.tokenizers.family_queries import budgets_for
-from alit_eval.tokenizers.pretrained import load_pretrained
+from alit_eval.tokenizers.resolve import load_pretrained
 
 
 def metrics_rows(table: "Any", params: "Any", *, dataset: str = "random-inputs") -> list[dict[str, Any]]:

@@ -44,7 +44,7 @@ def convert(
     if out.exists() and not overwrite:
         raise AlitEvalError(f"{out} already exists; pass --overwrite to replace it")
 
-    from alit_eval.tokenizers.pretrained import resolve_checkpoint
+    from alit_eval.tokenizers.resolve import resolve_checkpoint
 
     src = resolve_checkpoint(ckpt, offline=options.offline)
     if src.resolve() == out.resolve():

@@ -8,8 +8,8 @@ from typing import Optional
 import typer
 
 from alit_eval.cli.console import print_results
-from alit_eval.cli.options import (  # noqa: F401 (parse_batch_size: its former home)
-    MEASURE_OPTIONS, NOISE_OPTIONS, Out, Precision, SweepArgs, check_precision, parse_batch_size, sweep_command)
+from alit_eval.cli.options import (
+    MEASURE_OPTIONS, NOISE_OPTIONS, Out, Precision, SweepArgs, check_precision, sweep_command)
 
 
 @sweep_command(MEASURE_OPTIONS, NOISE_OPTIONS)

@@ -41,7 +41,8 @@ def models(
 def _model_rows() -> list[dict]:
     """One row per pretrained checkpoint: its release facts, local state and option defaults."""
     from alit_eval.tokenizers.family_options import all_option_names
-    from alit_eval.tokenizers.pretrained import PRETRAINED, local_status
+    from alit_eval.tokenizers.pretrained import PRETRAINED
+    from alit_eval.tokenizers.resolve import local_status
 
     rows = []
     for name, entry in PRETRAINED.items():

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from alit_eval.data import demo
 from alit_eval.data.checks import CONVERSIONS, find_duplicates, scan_headers
-from alit_eval.data.datasets import ImageDataset, discover, select
+from alit_eval.data.datasets import ImageDataset, ImageRecord, discover, select
 from alit_eval.data.decode import max_decoded_bytes
 from alit_eval.errors import DataError
 from alit_eval.printable import printable
@@ -118,6 +118,17 @@ def open_source(
     if follow_symlinks:
         info["follow_symlinks"] = True
     source = Source(ds, "files", data, preprocess, info)
+    _check_files(source, records, size, check_duplicates)
+    source.warnings = [printable(w) for w in source.warnings]  # they quote file names: no control codes
+    source.notes = [printable(n) for n in source.notes]
+    for line in source.warnings:
+        log.warning("%s", line)
+    return source
+
+
+def _check_files(source: Source, records: list[ImageRecord], size: int, check_duplicates: bool) -> None:
+    """Fill the source's findings from the files alone (bytes and headers, no pixels): duplicates,
+    non-RGB images, and the images ``center-crop`` zero-pads."""
     if check_duplicates:
         source.duplicates = find_duplicates(records)
         if source.duplicates:
@@ -131,7 +142,7 @@ def open_source(
     source.converted = scan.modes
     if scan.modes:
         source.notes.append(_converted_note(scan.modes, len(records)))
-    if preprocess == "center-crop":
+    if source.preprocess == "center-crop":
         source.padded = scan.padded
         if source.padded:
             shown = ", ".join(source.padded[:FIRST_SHOWN]) + (", ..." if len(source.padded) > FIRST_SHOWN else "")
@@ -139,11 +150,6 @@ def open_source(
                 f"center-crop zero-pads {len(source.padded)} of {len(records)} images smaller than "
                 f"{size} px ({shown}); use --preprocess resize-center-crop to resize them instead"
             )
-    source.warnings = [printable(w) for w in source.warnings]  # they quote file names: no control codes
-    source.notes = [printable(n) for n in source.notes]
-    for line in source.warnings:
-        log.warning("%s", line)
-    return source
 
 
 def _converted_note(modes: dict[str, list[str]], n: int) -> str:

@@ -40,7 +40,8 @@ class Prepared:
 def prepare(req: SweepConfig, *, seed: int, device: str, offline: bool, progress: bool = True) -> Prepared:
     """Load the tokenizer and data and resolve the sweep config (nothing is computed yet)."""
     from alit_eval.tokenizers.family_queries import budgets_for, family_of
-    from alit_eval.tokenizers.pretrained import PRETRAINED, load_pretrained
+    from alit_eval.tokenizers.pretrained import PRETRAINED
+    from alit_eval.tokenizers.resolve import load_pretrained
 
     dev = resolve_device(device)
     tok, info = load_pretrained(req.ckpt, offline=offline, trust_checkpoint=req.trust_checkpoint,

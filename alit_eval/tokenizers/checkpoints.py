@@ -20,9 +20,7 @@ from typing import Any, Mapping
 
 import torch
 
-from alit_eval.errors import CheckpointError, ConfigError
-from alit_eval.paths import sha256_file
-from alit_eval.tokenizers.loading import key_mismatch  # noqa: F401 (the one key-mismatch message; its former home)
+from alit_eval.errors import CheckpointError
 from alit_eval.tokenizers.validate import describe_bytes, safe_text
 
 log = logging.getLogger(__name__)

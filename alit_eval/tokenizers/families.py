@@ -44,7 +44,7 @@ How a family declares itself (the `Family` fields):
    high)}``, kinds of `alit_eval.tokenizers.validate.check_value`; every family has one, so a hostile
    config is refused in milliseconds before anything is built) -> check the weights (floating point,
    finite, naming the tensor) -> build on the meta device -> strict load with the one key-mismatch
-   message (`checkpoints.key_mismatch`). `loading.load_checked` does the last three steps.
+   message (`loading.key_mismatch`). `loading.load_checked` does the last three steps.
 
 The rest (``describe``, ``bits_per_token``, ``flop_components``, ``flops_per_budget``, attention,
 notes, budgets) are optional ingredients for tables and analyses. Adding a family with one inference

@@ -11,7 +11,7 @@ detected from its keys (`alit_eval.tokenizers.family_loading.detect_family`), a 
    ``args.encoder_num_heads = 4.9``, is one line, in milliseconds);
 3. the family's cross-check of the config against the tensor shapes, where it has one;
 4. the build on the meta device (no weight allocated twice) and the strict load, whose key/shape
-   differences are the one message of `key_mismatch` (also importable as `checkpoints.key_mismatch`).
+   differences are the one message of `key_mismatch`.
 
 Errors are one line (`ConfigError` / `CheckpointError`) that start with the file's name.
 """

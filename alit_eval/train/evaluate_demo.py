@@ -28,7 +28,7 @@ from alit_eval.analysis.token_selection import select_official
 from alit_eval.data.demo import EVAL_SEED, generate, sample_id
 from alit_eval.metrics.pixel import l1 as pixel_l1
 from alit_eval.metrics.pixel import to_uint8
-from alit_eval.tokenizers.alit.halting import per_image_generators
+from alit_eval.tokenizers.generators import per_image_generators
 from alit_eval.tokenizers.checkpoints import load_alit_checkpoint
 from alit_eval.train.baselines import baseline_l1
 

@@ -80,7 +80,6 @@ import torch
 
 from alit_eval.registry import Registry
 from alit_eval.tokenizers.alit.options import GLOBAL_STREAM_POLICIES
-from alit_eval.tokenizers.generators import image_seed, per_image_generators  # noqa: F401 (their former home)
 from alit_eval.tokenizers.generators import normal as draw_normal
 from alit_eval.tokenizers.generators import per_image_list
 
