@@ -4,8 +4,8 @@ For each family, on the same checkpoint, images (demo scenes, 256x256 PNG) and b
 side by side in one run:
 
   (a) the family's official way, reproduced step by step: ALIT bench_fid.py, KARL official_karl.py,
-      One-D-Piece/TiTok official_one_d_piece.py (each docstring lists the steps; what each leaves out
-      is printed);
+      One-D-Piece/TiTok official_one_d_piece.py, FlexTok official_flextok.py (each docstring lists the
+      steps; what each leaves out is printed);
   (b) `alit-eval fid` through the Python API (`alit_eval.evaluate`, the CLI's code) with the CLI's
       defaults, batched: set-up, final statistics, the FLOP table (compute.csv) and figures included;
   (c) the floor: one batched rollout (one encode and one decode per requested budget; KARL runs one
@@ -14,10 +14,11 @@ side by side in one run:
 
 Prints images/s of each, the speed-up (b)/(a) and the overhead (b)/(c) (targets: >= 1.5x and
 <= 1.3x on 2 CPU cores) and the load (`uptime`). FlexTok joins through ``family()`` in
-bench_flextok.py, when that file provides one (a `Family`).
+bench_flextok.py (a `Family`; its official way in official_flextok.py).
 
 Checkpoints: the shared golden fixtures (tiny random-weight models: ALIT/KARL width 264, 1 layer,
-VQGAN ch=32; One-D-Piece width 128, 1 layer). Next to them Inception dominates the floor, so (b)/(c)
+VQGAN ch=32; One-D-Piece width 128, 1 layer; FlexTok VAE [32,32,64,64], encoder 64 x 2, decoder 96 x 3,
+run at T 4 flow steps). Next to them Inception dominates the floor, so (b)/(c)
 measures alit-eval's own overhead and (b)/(a) mostly the official way's repeated Inception passes,
 processes and PNG round trips; batching gains on a released-size model show on a GPU (bench_gpu.py).
 
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import os
 import subprocess
 import sys
@@ -57,8 +59,10 @@ class Family:
         official: ``(ckpt, paths, budgets, work, device) -> {"total": s, ...}``, the official way.
         describe: ``(times, budgets) -> str``, the official way's breakdown.
         leaves_out: what the emulation leaves out, one sentence.
-        options: extra `alit_eval.evaluate` / `load_tokenizer` options (heads, halting).
-        rollout_kwargs: ``(image ids) -> kwargs`` of the floor's ``rollout`` (ALIT's seeded halting).
+        options: extra `alit_eval.evaluate` options (heads, halting, FlexTok's steps/guidance/apg); those
+            `load_tokenizer` takes (heads, halting) go to the floor's model too.
+        rollout_kwargs: ``(image ids) -> kwargs`` of the floor's ``rollout`` (ALIT's seeded halting,
+            FlexTok's per-image generators and decode options).
         size: the checkpoint's size, one phrase.
     """
 
@@ -160,7 +164,9 @@ def bench(fam: Family, n: int, budgets: list[int], batch_size: int, device: str,
         evaluate(fam.ckpt, tmp / "images", budgets, results_dir=tmp / "results", device=device, offline=True,
                  batch_size=batch_size, precision=precision, flops=True, **fam.options)  # the CLI's defaults
         tb = time.perf_counter() - t
-        model = load_tokenizer(fam.ckpt, device=device, offline=True, **fam.options)
+        takes = inspect.signature(load_tokenizer).parameters
+        model = load_tokenizer(fam.ckpt, device=device, offline=True,
+                               **{k: v for k, v in fam.options.items() if k in takes})
         inception = InceptionFeatures(None, "tf1", device, offline=True)
         with torch.no_grad(), fastpath.precision(precision, torch.device(device)):
             tc = floor(model, inception, paths, budgets, batch_size, fam.rollout_kwargs)
@@ -179,7 +185,9 @@ def peak_rss(fam: Family, n: int, budget: int, batch_size: int, results: Path) -
     """Peak RSS (MiB) of ``alit-eval fid`` on n demo images at one budget, in a fresh child process."""
     from bench_memory import peak_rss_mb
 
-    opts = [x for k, v in fam.options.items() if k == "heads" for x in ("--heads", str(v))]
+    flags = ("heads", "steps", "guidance", "apg")  # FlexTok's decode options change its cost
+    opts = [x for k, v in fam.options.items() if k in flags
+            for x in (f"--{k}", str(v).lower() if isinstance(v, bool) else str(v))]
     cmd = [sys.executable, "-m", "alit_eval", "--device", "cpu", "--offline", "--results-dir", str(results), "fid",
            "--ckpt", str(fam.ckpt), "--budgets", str(budget), "--limit", str(n), "--batch-size", str(batch_size),
            "--run-id", f"{fam.name}-{n}", *opts]

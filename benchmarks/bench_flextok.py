@@ -11,7 +11,10 @@ For B images, K prefix lengths, T Euler steps and guidance g != 1, all three com
   guidance arithmetic, no register preparation): what the batching cannot go below on this device.
 
 It prints seconds and the ratios official/alit-eval and alit-eval/floor, and checks that the official
-way and alit-eval give the same latents (max |diff|). Runs on a tiny random model by default::
+way and alit-eval give the same latents (max |diff|). Runs on a tiny random model by default.
+
+``family()`` is FlexTok's hook for the family benchmark (bench_families.py): the whole evaluation,
+official way (official_flextok.py) vs `alit-eval fid` vs floor, on the shared fixture checkpoint::
 
     python benchmarks/bench_flextok.py                      # tiny model, CPU, quick check
     python benchmarks/bench_flextok.py --ckpt model.safetensors --images 8 --ks 1,4,16,64,256 --steps 20 --device cuda
@@ -23,6 +26,30 @@ import argparse
 import time
 
 import torch
+
+
+# The decode options of all three ways in the family table: the README's guidance 7.5 with APG, but
+# T = 4 Euler steps (the fixture's `readme_T4` setting) instead of the README's 20, so that the quick
+# run stays under a minute on 2 cores (each step is 2 decoder calls per image and prefix length).
+FAMILY_OPTIONS = {"steps": 4, "guidance": 7.5, "apg": True}
+
+
+def family():
+    """FlexTok's `bench_families.Family`: the tiny official fixture, prefix lengths, the official way."""
+    import bench_families as bf
+    import official_flextok
+
+    from alit_eval.tokenizers.generators import per_image_generators
+
+    opts = dict(FAMILY_OPTIONS)
+    return bf.Family(
+        "flextok", bf.FIX / "official_flextok" / "flextok_tiny" / "hub" / "model.safetensors", [1, 16, 64, 256],
+        [1, 256], lambda *a: official_flextok.official_way(*a, opts=opts), official_flextok.describe,
+        official_flextok.LEAVES_OUT + f"; all three run T {opts['steps']} Euler steps (README default 20), "
+        f"g {opts['guidance']}, APG {'on' if opts['apg'] else 'off'}", opts,
+        lambda ids: {"generator": per_image_generators(0, ids), **opts},  # the engine's default seeded noise
+        "fixture: VAE [32,32,64,64], encoder 64w x 2, decoder 96w x 3 (released d18-d28: VAE [128,256,512,512], "
+        "1152w x 18, 1792w x 28)")
 
 
 def _tiny() -> "torch.nn.Module":
