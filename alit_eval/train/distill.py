@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from alit_eval.tokenizers.alit import halting as halting_rng
+from alit_eval.tokenizers.generators import per_image_generators
 from alit_eval.tokenizers.alit.config import AlitConfig
 from alit_eval.tokenizers.alit.model import AlitTokenizer
 from alit_eval.tokenizers.base2d.config import Base2DConfig
@@ -247,7 +247,7 @@ def monitor_l1(model: AlitTokenizer, images: torch.Tensor) -> list[float]:
     """Mean uint8-rounded L1 per budget on a fixed batch (``seeded`` halting, seed 1)."""
     model.eval()
     ids = [f"monitor/{MONITOR_INDEX_START + i}" for i in range(images.shape[0])]
-    ro = model.rollout(images, halting="seeded", generator=halting_rng.per_image_generators(1, ids))
+    ro = model.rollout(images, halting="seeded", generator=per_image_generators(1, ids))
     model.train()
     ref = (images * 255).round()
     return [float(((ro[b].reconstruction * 255 + 0.5).floor() - ref).abs().mean() / 255) for b in model.budgets]
