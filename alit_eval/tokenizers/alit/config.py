@@ -15,6 +15,7 @@ from typing import Any, Mapping
 from alit_eval.errors import ConfigError
 from alit_eval.tokenizers.base2d.config import FIELDS as BASE_FIELDS
 from alit_eval.tokenizers.base2d.config import Base2DConfig, infer_base_config, observed_base_fields
+from alit_eval.tokenizers.common.heads import pick_heads
 from alit_eval.tokenizers.validate import (
     check_claims,
     check_config_dict,
@@ -172,14 +173,6 @@ def _arg_int(args: Mapping[str, Any], key: str, field_name: str) -> int | None:
     return int(value)
 
 
-def heads_for(width: int, depth: int) -> int | None:
-    """Heads of the official preset with this width and depth, if any."""
-    for p in PRESETS.values():
-        if p["width"] == width and p["depth"] == depth:
-            return p["heads"]
-    return None
-
-
 def _check_preset(preset: str | None, width: int, depth: int) -> None:
     """Refuse an ``args.model`` preset whose width and depth disagree with the weights.
 
@@ -191,23 +184,6 @@ def _check_preset(preset: str | None, width: int, depth: int) -> None:
             f"args.model = {preset!r} (width {p['width']}, depth {p['depth']}) does not match the weights "
             f"(width {width}, depth {depth}); the file's args belong to another model"
         )
-
-
-def _pick_heads(explicit: int | None, from_args: int | None, preset: str | None, w: int, d: int) -> int:
-    """Attention heads of one transformer: --heads, else the file's args, else its preset, else the official table."""
-    if explicit:
-        return int(explicit)
-    if from_args:
-        return from_args
-    if preset:
-        return PRESETS[preset]["heads"]
-    h = heads_for(w, d)
-    if h is None:
-        raise ValueError(
-            f"cannot tell the number of attention heads for width {w}, depth {d} (heads are not stored in "
-            "the weights); pass --heads N"
-        )
-    return h
 
 
 def infer_config(
@@ -251,8 +227,8 @@ def infer_config(
         check_value(f"config field {name} (from the weights)", value, *FIELDS[name])
     _check_preset(preset, width, depth)
     base = infer_base_config(sd, norm_groups=norm_groups)
-    enc_heads = _pick_heads(heads, arg_heads["encoder_num_heads"], preset, width, depth)
-    dec_heads = _pick_heads(heads, arg_heads["decoder_num_heads"], preset, dec_width, dec_depth)
+    enc_heads = pick_heads(PRESETS, heads, arg_heads["encoder_num_heads"], preset, width, depth)
+    dec_heads = pick_heads(PRESETS, heads, arg_heads["decoder_num_heads"], preset, dec_width, dec_depth)
     if preset is None:
         for name, p in PRESETS.items():
             if (p["width"], p["depth"], p["heads"]) == (width, depth, enc_heads):

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 from alit_eval.tokenizers.base2d.config import FIELDS as BASE_FIELDS
 from alit_eval.tokenizers.base2d.config import Base2DConfig, infer_base_config
+from alit_eval.tokenizers.common.heads import pick_heads
 from alit_eval.tokenizers.validate import check_config_dict, check_fields, check_value, layer_count
 
 # kolmogorov_tokenizers/__init__.py: widths small 512 / base 768 / semi_large 1024. Heads are not stored
@@ -210,35 +211,12 @@ def _depth(sd: Mapping[str, Any], prefix: str) -> int:
     return layer_count(sd, prefix)
 
 
-def heads_for(width: int, depth: int) -> int | None:
-    """Heads of the official preset with this width and depth, if any."""
-    for p in PRESETS.values():
-        if (p["width"], p["depth"]) == (width, depth):
-            return p["heads"]
-    return None
-
-
 def _check_args(args: Mapping[str, Any], base_kind: str, quantize: bool) -> None:
     """Refuse a file whose ``args`` contradict the weights on the base tokenizer or the quantisation."""
     if args.get("base_tokenizer") not in (None, base_kind):
         raise ValueError(f"args say base {args['base_tokenizer']!r} but the weights hold a {base_kind} base")
     if args.get("quantize_latent") is not None and bool(args["quantize_latent"]) != quantize:
         raise ValueError(f"args say quantize_latent={args['quantize_latent']} but the weights say {quantize}")
-
-
-def _pick_heads(explicit: int | None, from_args: int | None, preset: str | None, w: int, d: int) -> int:
-    """Attention heads of one transformer: `heads`, else the file's args, else its preset, else the official table."""
-    if explicit:
-        return int(explicit)
-    if from_args:
-        return from_args
-    if preset:
-        return PRESETS[preset]["heads"]
-    h = heads_for(w, d)
-    if h is None:
-        raise ValueError(f"cannot tell the attention heads for width {w}, depth {d} (not stored in the "
-                         "weights); pass --heads N (heads= in the Python API)")
-    return h
 
 
 def infer_config(
@@ -283,8 +261,8 @@ def infer_config(
     base = infer_base_config(sd, norm_groups=groups)
     _check_args(args, base.kind, quantize)
     preset = args.get("model") if args.get("model") in PRESETS else None
-    enc_heads = _pick_heads(heads, arg_ints["encoder_num_heads"], preset, width, depth)
-    dec_heads = _pick_heads(heads, arg_ints["decoder_num_heads"], preset, dec_width, dec_depth)
+    enc_heads = pick_heads(PRESETS, heads, arg_ints["encoder_num_heads"], preset, width, depth)
+    dec_heads = pick_heads(PRESETS, heads, arg_ints["decoder_num_heads"], preset, dec_width, dec_depth)
     if preset is None:
         for name, p in PRESETS.items():
             same = (p["width"], p["depth"], p["heads"])
