@@ -43,7 +43,7 @@ def child(ckpt: str, folder: str, k: int, device: str, heads: int | None) -> Non
     from torchvision import transforms
 
     from alit_eval import load_tokenizer
-    from alit_eval.metrics.inception import resolve_inception_weights
+    from alit_eval.metrics.inception_weights import resolve_inception_weights
 
     model = load_tokenizer(ckpt, device=device, offline=True, heads=heads)
     weights = resolve_inception_weights(None, offline=True)

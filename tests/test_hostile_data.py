@@ -27,6 +27,7 @@ from alit_eval.data.datasets import discover
 from alit_eval.data.decode import load_image
 from alit_eval.data.sources import open_source
 from alit_eval.metrics import inception as inc
+from alit_eval.metrics import inception_weights as incw
 
 CODE_ROOT = Path(alit_eval.__file__).resolve().parents[1]  # the checkout under test, for subprocesses
 GOLDEN = Path(__file__).parent / "fixtures" / "cleanfid_clean_resize.npz"
@@ -291,11 +292,11 @@ def test_clean_mode_features_follow_clean_fid_normalisation(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ALIT_EVAL_CACHE", str(root / "alit"))
         mp.setenv("TORCH_HOME", str(root / "torch"))
-        weights = inc.resolve_inception_weights(offline=True)
+        weights = incw.resolve_inception_weights(offline=True)
     x = torch.from_numpy(np.random.default_rng(5).integers(0, 256, (2, 3, 40, 56), dtype=np.uint8))
     clean = inc.InceptionFeatures(weights.path, resize="clean")
     ours = clean(x)
-    script = inc.load_fid_helper_torchscript(inc.fid_helper_model_path())
+    script = incw.load_fid_helper_torchscript(incw.fid_helper_model_path())
     with torch.no_grad():
         want = script((inc.clean_resize(x) - 128) / 128)
     assert ours.shape == (2, 2048) and (ours - want).abs().max().item() <= 1e-5

@@ -11,7 +11,7 @@ import torchmetrics.functional.image.lpips as tm_lpips
 import torchvision
 
 from alit_eval.errors import CheckpointError
-from alit_eval.metrics.inception import sha256_file
+from alit_eval.paths import sha256_file
 from alit_eval.metrics.perceptual import backbone_cache_path, load_lpips, lpips_per_image
 
 

@@ -127,7 +127,7 @@ def parse_floats(text: str, *, option: str) -> list[float]:
 # Names the engine accepts, repeated here (stdlib only) so that a typo fails before torch is imported;
 # tests/test_fast_errors.py checks they equal the engine's registries.
 PREPROCESS_MODES = ("center-crop", "resize-center-crop")  # data/transforms.py PREPROCESS
-FID_RESIZE_MODES = ("tf1", "pytorch-fid", "clean")  # metrics/inception.py RESIZE_MODES
+FID_RESIZE_MODES = ("tf1", "pytorch-fid", "clean")  # metrics/inception.py RESIZE_MODES (checked by a test)
 PRECISIONS = ("fp32", "bf16", "tf32")  # engine/fastpath.py PRECISIONS
 
 

@@ -16,7 +16,8 @@ import torch
 import torchmetrics.functional.image.lpips as tm_lpips
 
 from alit_eval.errors import CheckpointError, OfflineError
-from alit_eval.metrics.inception import is_offline, sha256_file
+from alit_eval.metrics.inception_weights import is_offline
+from alit_eval.paths import sha256_file
 
 LpipsNet = Literal["alex", "vgg", "squeeze"]
 PathLike = Union[str, "os.PathLike[str]"]

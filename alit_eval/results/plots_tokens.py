@@ -215,7 +215,6 @@ def attention_grid(image: "np.ndarray", maps: Mapping[int, "np.ndarray"], tokens
     return fig
 
 
-
 def _jet_colorbar(fig: "Figure", bar: "Axes") -> None:
     """The colour bar that explains the jet overlay (0..1, min-max per map)."""
     import matplotlib.pyplot as plt
@@ -264,6 +263,7 @@ def _token_panel(ax: "Axes", image: "np.ndarray", maps: "np.ndarray", t: int, bu
             side.set_linewidth(1.5)
         ax.text(0.03, 0.04, "dropped", fontsize=6, color="red", transform=ax.transAxes,
                 bbox={"facecolor": "white", "alpha": 0.7, "pad": 1, "edgecolor": "none"})
+
 
 def discovery_vs_tokens(metrics: "pd.DataFrame", title: str = "") -> "Figure":
     """FG-ARI and mIoU against tokens: one curve per decoder layer, grid baselines dashed/dotted."""
