@@ -107,7 +107,7 @@ def has_option(command: str, option: str) -> bool:
 
 # ---- reading results
 def read_metrics(folder: Path) -> Any:
-    from alit_eval.results.report import read_metrics as read
+    from alit_eval.results.report_runs import read_metrics as read
 
     path = folder / "metrics.csv"
     if not path.is_file():

@@ -204,7 +204,7 @@ def test_batch_size_auto_in_every_sweep_command(tiny_ckpt, tmp_path):
 
 
 def test_report_skips_incomplete_runs_in_a_folder(tmp_path):
-    from alit_eval.results.report import expand
+    from alit_eval.results.report_runs import expand
 
     for name, complete in (("a", True), ("b", False)):
         run = tmp_path / "fid" / name

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from alit_eval.analysis.flops import compute_table, count_flops, param_table
 from alit_eval.cli.app import app
 from alit_eval.results.rundir import METRICS_FILE
-from alit_eval.results.report import read_metrics
+from alit_eval.results.report_runs import read_metrics
 from alit_eval.results.schema import validate
 from alit_eval.tokenizers.common.blocks import ResidualAttentionBlock
 

@@ -18,7 +18,7 @@ from alit_eval.cli.app import app
 from alit_eval.data.sources import DemoDataset
 from alit_eval.errors import AlitEvalError
 from alit_eval.metrics.feature_distance import FeatureStats, FrechetReference
-from alit_eval.results.report import read_metrics
+from alit_eval.results.report_runs import read_metrics
 from alit_eval.results.schema import parse_condition
 
 

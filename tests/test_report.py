@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from alit_eval.cli.app import app
 from alit_eval.errors import AlitEvalError
 from alit_eval.results.atomic import write_csv, write_json
-from alit_eval.results.report import expand
+from alit_eval.results.report_runs import expand
 from alit_eval.results.report_html import build_report
 from alit_eval.results.schema import format_condition, metrics_frame
 

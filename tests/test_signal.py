@@ -65,7 +65,8 @@ def _fake_run(folder, values):
 
 @pytest.mark.parametrize("kind", ["flat", "learning"])
 def test_allocate_flags_a_flat_metric_in_log_csv_and_report(kind, tmp_path, caplog):
-    from alit_eval.results.report import load_run, run_warnings
+    from alit_eval.results.report import run_warnings
+    from alit_eval.results.report_runs import load_run
 
     values = _flat() if kind == "flat" else _learning()
     src = _fake_run(tmp_path / "sweep", values)

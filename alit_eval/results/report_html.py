@@ -26,6 +26,7 @@ import pandas as pd
 from alit_eval.printable import printable, printable_text
 from alit_eval.version import __version__
 from alit_eval.results import report as rp
+from alit_eval.results.report_runs import Run, expand
 from alit_eval.results.atomic import write_bytes, writing
 from alit_eval.results.rundir import config_hash
 
@@ -243,7 +244,7 @@ def _comparison(d: _Doc, report: rp.Report, figs: Path, plots: Any) -> None:
         d.figure(paths[0], f"comparison {k}: metrics vs tokens", f"comparison/{k}", f"figures/{paths[0].name}")
 
 
-def _run_section(d: _Doc, run: rp.Run, i: int, figs: Path) -> None:
+def _run_section(d: _Doc, run: Run, i: int, figs: Path) -> None:
     d.heading(2, run.label, f"run-{i}")
     d.table(pd.DataFrame(rp.provenance(run), columns=["field", "value"]), f"provenance/{run.label}", text=True,
             cls="kv")
@@ -311,7 +312,7 @@ def build_report(paths: Iterable[str | Path], *, out: str | Path | None = None, 
     Returns:
         Paths of the HTML page and the Markdown summary.
     """
-    folders = rp.expand(paths)
+    folders = expand(paths)
     report = rp.collect(folders)
     folder = Path(out) if out is not None else Path(results_dir) / "report" / (name or default_name(folders))
     with writing(folder):  # a read-only or full output folder is one error line
