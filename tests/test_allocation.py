@@ -19,7 +19,7 @@ from alit_eval.engine.config import SweepConfig
 from alit_eval.engine.store import ShardStore
 from alit_eval.engine.sweep import accumulate
 from alit_eval.errors import AlitEvalError
-from alit_eval.metrics.feature_distance import frechet_distance
+from alit_eval.metrics.feature_distance import FrechetReference
 from alit_eval.results.schema import parse_condition
 
 BUDGETS = [4, 8, 12, 16]
@@ -178,8 +178,7 @@ def test_variable_token_fid_equals_a_naive_fid_of_the_selected_rows(tmp_path):
     assert fid == pytest.approx(_naive_fid(rows, feats["ref"]), rel=1e-6)
     # Every image at one budget: exactly that budget's FID as `fid`/`allocate` compute it.
     stats = accumulate(store, ["feat_ref", "feat_8"])
-    want = frechet_distance(stats["feat_8"].mean(), stats["feat_8"].cov(), stats["feat_ref"].mean(),
-                            stats["feat_ref"].cov())
+    want = FrechetReference.of(stats["feat_ref"]).distance_to(stats["feat_8"])
     fixed = variable_fids_of(store, [sel.assign(selected_budget=8)])[0][0.05]
     assert fixed == want
 

@@ -99,8 +99,8 @@ def test_fid_between_matches_a_naive_recomputation(tmp_path):
     trace_sig = [float((c ** 2).sum()) / (n - 1) for c in centred]  # trace of A^T A / (n - 1)
     trace_covmean = float(np.linalg.svd(centred[0] @ centred[1].T, compute_uv=False).sum()) / (n - 1)
     naive = float(((mu[0] - mu[1]) ** 2).sum() + trace_sig[0] + trace_sig[1] - 2 * trace_covmean)
-    assert got == pytest.approx(naive, rel=1e-3)
+    assert got == pytest.approx(naive, rel=1e-6)
     same = alit_eval.fid_between(tmp_path / "a", tmp_path / "a", device="cpu", offline=True)
-    assert same == pytest.approx(0, abs=1e-3)
+    assert same == pytest.approx(0, abs=1e-9)
     with pytest.raises(AlitEvalError, match="not a folder"):
         alit_eval.fid_between(tmp_path / "nowhere", tmp_path / "a")

@@ -254,6 +254,60 @@ def test_frechet_distance_handles_singular_covariances() -> None:
     assert np.isfinite(got) and got == pytest.approx(want, rel=1e-8)
 
 
+def _stats(rows: np.ndarray, sums_only: bool = False) -> FeatureStats:
+    s = FeatureStats(rows.shape[1])
+    for chunk in torch.from_numpy(rows).split(3):  # uneven batches
+        s.update(chunk)
+    return FeatureStats.from_state_dict(s.state_dict()) if sums_only else s
+
+
+def _exact_fid(p: np.ndarray, q: np.ndarray) -> float:
+    """FID of two row sets by its definition, eigenvalues of sigma1 sigma2, in 40-digit arithmetic."""
+    mp = pytest.importorskip("mpmath")
+    with mp.workdps(40):
+        def moments(a: np.ndarray):
+            rows = mp.matrix(a.tolist())
+            mu = [mp.fsum(rows[k, j] for k in range(rows.rows)) / rows.rows for j in range(rows.cols)]
+            c = mp.matrix([[rows[k, j] - mu[j] for j in range(rows.cols)] for k in range(rows.rows)])
+            return mu, c.T * c / (rows.rows - 1)
+
+        (m1, s1), (m2, s2) = moments(p), moments(q)
+        tr = mp.fsum(mp.re(mp.sqrt(e)) for e in mp.eig(s1 * s2, left=False, right=False))
+        d = p.shape[1]
+        return float(mp.fsum((m1[j] - m2[j]) ** 2 + s1[j, j] + s2[j, j] for j in range(d)) - 2 * tr)
+
+
+def test_low_rank_route_is_exact_and_used_only_while_rows_are_fewer_than_dims() -> None:
+    rng = np.random.default_rng(4)
+    x, y, big = rng.normal(size=(3, 16)), rng.normal(size=(5, 16)) * 1.5 + 1, rng.normal(size=(24, 16)) + 0.5
+    a, b, c = _stats(x), _stats(y), _stats(big)
+    assert a.factor().shape == (2, 16) and b.factor() is not None and c.factor() is None  # 24 rows >= 16 dims
+    np.testing.assert_allclose(a.factor().numpy().T @ a.factor().numpy(), a.cov(), atol=1e-12)
+    for p, q, sp, sq in ((x, y, a, b), (x, big, a, c), (big, y, c, b)):  # both, one, the other side low-rank
+        want = _exact_fid(p, q)
+        assert fid_from_stats(sp, sq) == pytest.approx(want, rel=1e-11)
+        assert fid_from_stats(sq, sp) == pytest.approx(want, rel=1e-11)
+        # the D x D eigensolver route (sums only) also takes square roots of rounding noise
+        full = fid_from_stats(_stats(p, sums_only=True), _stats(q, sums_only=True))
+        assert full == pytest.approx(want, rel=1e-7)
+    assert abs(fid_from_stats(a, a)) < 1e-12  # traces from the same rows as the cross term
+    assert FeatureStats.from_state_dict(a.state_dict()).factor() is None  # resumed sums: full-rank route
+    # merging keeps the rows while they stay fewer than the dimensions
+    np.testing.assert_allclose(_stats(x[:1]).merge(_stats(x[1:])).factor().numpy(), a.factor().numpy(), atol=1e-12)
+    assert _stats(big[:12]).merge(_stats(big[12:])).factor() is None
+
+
+def test_low_rank_route_agrees_with_the_full_rank_route_on_inception_like_features() -> None:
+    rng = np.random.default_rng(5)
+    mix = rng.normal(size=(64, 512))  # 512 of Inception's 2048 dims keep the full route's eigensolver fast
+    x = np.maximum(rng.normal(size=(60, 64)) @ mix * 0.05 + 0.2, 0)
+    y = np.maximum(rng.normal(size=(50, 64)) @ mix * 0.05 + 0.25, 0)
+    low = fid_from_stats(_stats(x), _stats(y))
+    full = fid_from_stats(_stats(x, sums_only=True), _stats(y, sums_only=True))
+    # the full-rank route also takes square roots of rounding noise in the ~450-dim null space
+    assert low == pytest.approx(full, rel=1e-5) and low > 1
+
+
 def test_stats_npz_roundtrip_and_foreign_and_bad_files(tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
     mu, sigma = rng.normal(size=8), np.cov(rng.normal(size=(20, 8)), rowvar=False)

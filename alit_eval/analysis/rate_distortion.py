@@ -97,7 +97,7 @@ def metric_rows(matched: "Any", per_image: "Any", targets: Mapping[int, float], 
                           format_condition(method="tokenizer", subset=f"{codec}-reachable"))
         s = (stats or {}).get((codec, int(budget)))
         if fid_ref is not None and s is not None and len(ok) == n_all:
-            out.append({**base, "budget": int(budget), "metric": "rfid", "value": fid_ref.distance(s.mean(), s.cov()),
+            out.append({**base, "budget": int(budget), "metric": "rfid", "value": fid_ref.distance_to(s),
                         "n": int(s.n), "condition": format_condition(method=codec, **(fid_condition or {}))})
     return out
 
@@ -224,4 +224,4 @@ def _fid_reference(inputs: Any, device: str, offline: bool) -> tuple[Any, Any, d
     inception = InceptionFeatures(sweep_cfg.get("inception_weights"), resize, resolve_device(device),
                                   offline=offline)
     st = accumulate(inputs.result.store, ["feat_ref"])["feat_ref"]
-    return inception, FrechetReference(st.mean(), st.cov()), {"reference": "originals", "resize": resize}
+    return inception, FrechetReference.of(st), {"reference": "originals", "resize": resize}

@@ -19,7 +19,7 @@ from PIL import Image
 from alit_eval.analysis import token_selection as ts, tokens as received
 from alit_eval.analysis.quality import PSNR_CAP_DB
 from alit_eval.analysis.stats import bootstrap_mean_ci
-from alit_eval.metrics.feature_distance import frechet_distance
+from alit_eval.metrics.feature_distance import FrechetReference
 from alit_eval.results.schema import format_condition
 
 GALLERY_N = 16
@@ -132,11 +132,10 @@ def variable_fids_of(store: Any, selections: Sequence["pd.DataFrame"]) -> list[d
     sels = {(i, float(t)): dict(zip(g["index"].tolist(), g["selected_budget"].tolist()))
             for i, selection in enumerate(selections) for t, g in selection.groupby("threshold")}
     stats = ts.variable_token_stats(store, sels)
-    ref = stats["ref"]
-    mu_r, sig_r = ref.mean(), ref.cov()
+    reference = FrechetReference.of(stats["ref"])
     out: list[dict[float, float]] = [{} for _ in selections]
     for i, t in sels:
-        out[i][t] = frechet_distance(stats[i, t].mean(), stats[i, t].cov(), mu_r, sig_r)
+        out[i][t] = reference.distance_to(stats[i, t])
     return out
 
 

@@ -109,16 +109,16 @@ class InceptionMeasure(Measure):
             return []
         result, fid_ref = view.result, view.options.get("fid_ref")
         stats = view.accumulate(result.store, feature_keys(result.budgets, "feat"))
+        # prepared once for all budgets
         if fid_ref is None:
-            mu_r, sig_r, ref_kind = stats["feat_ref"].mean(), stats["feat_ref"].cov(), "originals"
+            reference, ref_kind = FrechetReference.of(stats["feat_ref"]), "originals"
         else:
-            mu_r, sig_r, ref_kind = fid_ref.mu, fid_ref.sigma, "npz"
+            reference, ref_kind = FrechetReference(fid_ref.mu, fid_ref.sigma), "npz"
         cond = {"reference": ref_kind, "resize": (result.info.get("inception") or {}).get("resize", "tf1")}
-        reference = FrechetReference(mu_r, sig_r)  # one eigendecomposition for all budgets
         rows = []
         for b in result.budgets:
             s = stats[f"feat_{b}"]
-            rows.append({"budget": b, "metric": "rfid", "value": reference.distance(s.mean(), s.cov()),
+            rows.append({"budget": b, "metric": "rfid", "value": reference.distance_to(s),
                          "n": int(s.n), "ci_low": None, "ci_high": None, "condition": cond})
         if view.options.get("kid"):
             ref = result.store.concat("feat_ref")
