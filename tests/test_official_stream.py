@@ -193,6 +193,21 @@ def test_draw_count_equals_replica_without_loss_modules(models, variant):
     assert torch.equal(torch.get_rng_state(), expected)
 
 
+def test_a_repeated_skip_restores_the_state_the_first_one_reached():
+    g = torch.Generator().manual_seed(3)
+    start = g.get_state()
+    by_hand = torch.Generator().manual_seed(3)
+    torch.empty(12345, dtype=torch.uint8).random_(generator=by_hand)  # one 32-bit draw per element
+    halting.advance_cpu_generator(12345, g)
+    assert torch.equal(g.get_state(), by_hand.get_state())
+    g.set_state(start)
+    halting.advance_cpu_generator(12345, g)  # remembered: restored, not stepped
+    assert torch.equal(g.get_state(), by_hand.get_state())
+    halting.advance_cpu_generator(12345, g)  # from the new state: stepped again
+    torch.empty(12345, dtype=torch.uint8).random_(generator=by_hand)
+    assert torch.equal(g.get_state(), by_hand.get_state())
+
+
 @pytest.mark.slow
 def test_official_stream_matches_seed_before_construction(fixture_dir, models):
     """Expected draws: ``torch.manual_seed(0)``, then the replica of the full official construction

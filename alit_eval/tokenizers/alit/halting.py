@@ -74,6 +74,7 @@ The 8 loss modules are 1,151,100,232 of each total (143,887,529 each); the unrel
 from __future__ import annotations
 
 import functools
+import hashlib
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import torch
@@ -251,18 +252,32 @@ def official_construction_draws(cfg: "AlitConfig", *, loss_modules: bool = True,
     return sum(op_draws(kind, n, trunc_normal=trunc_normal) for _, kind, n in ops)
 
 
+# (state before, draws) -> state after, for `advance_cpu_generator`: one process starts the same official
+# stream again and again (each budget subset, resume, compare's runs), and each skip costs seconds.
+_ADVANCED: dict[tuple[bytes, int], torch.Tensor] = {}
+
+
 def advance_cpu_generator(draws: int, generator: torch.Generator | None = None, chunk: int = 1 << 24) -> None:
     """Consume exactly `draws` 32-bit outputs of the CPU generator (global one by default).
 
     ``random_()`` on uint8 takes one 32-bit output per element (like float ``uniform_``), and is the
-    cheapest way to step the Mersenne Twister; chunks keep memory flat.
+    cheapest way to step the Mersenne Twister; chunks keep memory flat. The state reached from a given
+    state and count is remembered for the process, so repeating a skip restores it instead.
     """
-    buf = torch.empty(min(max(draws, 0), chunk), dtype=torch.uint8)
+    if draws <= 0:
+        return
+    gen = generator if generator is not None else torch.default_generator
+    key = (hashlib.sha256(gen.get_state().numpy().tobytes()).digest(), int(draws))
+    if key in _ADVANCED:
+        gen.set_state(_ADVANCED[key])
+        return
+    buf = torch.empty(min(draws, chunk), dtype=torch.uint8)
     left = draws
     while left > 0:
         k = min(left, chunk)
-        buf[:k].random_(generator=generator)
+        buf[:k].random_(generator=gen)
         left -= k
+    _ADVANCED[key] = gen.get_state()
 
 
 def start_stream(values: Mapping[str, Any], seed: int, cfg: "AlitConfig") -> None:
