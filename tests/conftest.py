@@ -14,6 +14,10 @@ REPO = Path(__file__).resolve().parents[1]
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+# Figures as PNG only: a PDF is one more render of every figure, a sixth of the suite's time, and no
+# test reads one. tests/test_report.py checks the default (PNG and PDF); the README blocks run with it.
+os.environ.setdefault("ALIT_EVAL_FIGURE_FORMATS", "png")
+
 
 def shared_dir() -> Path:
     return Path(os.environ.get("ALIT_EVAL_SHARED", REPO.parent / "shared"))

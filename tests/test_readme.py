@@ -44,7 +44,8 @@ def commands(body: str) -> list[str]:
 def _env() -> dict[str, str]:
     repo = str(README.parent)
     path = os.environ.get("PYTHONPATH", "")
-    return {**os.environ, "ALIT_EVAL_OFFLINE": "1", "PYTHONPATH": repo + (os.pathsep + path if path else "")}
+    env = {k: v for k, v in os.environ.items() if k != "ALIT_EVAL_FIGURE_FORMATS"}  # the documented default
+    return {**env, "ALIT_EVAL_OFFLINE": "1", "PYTHONPATH": repo + (os.pathsep + path if path else "")}
 
 
 def _cases() -> list:

@@ -304,3 +304,36 @@ def test_series_name_their_checkpoint_and_long_tables_are_linked_csvs(tmp_path):
     html_text = (tmp_path / "out" / "report.html").read_text()
     assert 'href="tables/fid_a/per_image_selection.csv"' in html_text
     assert "(tables/fid_a/per_image_selection.csv)" in md
+
+
+def test_figure_formats_default_to_png_and_pdf_and_follow_the_environment(tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from alit_eval.results import plots
+
+    def saved(name: str) -> list[str]:
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], [1, 0])
+        return [p.name for p in plots.save(fig, tmp_path, name)]
+
+    monkeypatch.delenv("ALIT_EVAL_FIGURE_FORMATS", raising=False)  # the suite's conftest sets png
+    assert saved("a") == ["a.png", "a.pdf"]
+    assert (tmp_path / "a.pdf").read_bytes().startswith(b"%PDF-")
+    monkeypatch.setenv("ALIT_EVAL_FIGURE_FORMATS", " SVG, png ,svg")
+    assert saved("b") == ["b.svg", "b.png"]
+    monkeypatch.setenv("ALIT_EVAL_FIGURE_FORMATS", "png,jpeg")
+    with pytest.raises(AlitEvalError, match="ALIT_EVAL_FIGURE_FORMATS='png,jpeg': use a comma-separated list"):
+        saved("c")
+    assert not list(tmp_path.glob("c.*")) and not plt.get_fignums()  # nothing half-written, the figure closed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pdf", "a.png", "b.png", "b.svg"]  # no temp files
+
+
+def test_a_bad_figure_format_stops_a_drawing_command_before_any_work(tmp_path, monkeypatch):
+    monkeypatch.setenv("ALIT_EVAL_FIGURE_FORMATS", "gif")
+    res = CliRunner().invoke(app, ["--device", "cpu", "--results-dir", str(tmp_path), "fid", "--ckpt", "demo",
+                                   "--limit", "2", "--no-fid"])
+    assert res.exit_code != 0 and "ALIT_EVAL_FIGURE_FORMATS='gif'" in str(res.exception) + res.output
+    assert not (tmp_path / "fid").exists()

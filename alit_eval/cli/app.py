@@ -230,6 +230,10 @@ def _guard(func: Callable[..., Any], *, theme: bool = False) -> Callable[..., An
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             ctx = kwargs.get("ctx")
+            if theme:
+                from alit_eval.results.plots import figure_formats
+
+                figure_formats()  # a bad ALIT_EVAL_FIGURE_FORMATS stops the command before any work
             if theme and hasattr(func, "sweep_options") and hasattr(ctx, "meta"):
                 ctx.meta[BEFORE_RUN] = set_theme  # after the options are checked: heavy imports are fine then
             elif theme:

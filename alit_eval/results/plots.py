@@ -111,18 +111,47 @@ def example_strip(examples: "pd.DataFrame", title: str = "") -> "Figure":
     return add_title(fig, title)
 
 
+FIGURE_FORMATS_ENV = "ALIT_EVAL_FIGURE_FORMATS"
+DEFAULT_FIGURE_FORMATS = ("png", "pdf")
+KNOWN_FIGURE_FORMATS = ("png", "pdf", "svg")
+
+
+def figure_formats() -> tuple[str, ...]:
+    """The file formats of every figure: ``$ALIT_EVAL_FIGURE_FORMATS`` (comma-separated), PNG and PDF by default.
+
+    Each format costs a full render, about as long as drawing the figure; ``png`` alone halves the
+    figure time of a command.
+    """
+    import os
+
+    from alit_eval.errors import AlitEvalError
+
+    raw = os.environ.get(FIGURE_FORMATS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_FIGURE_FORMATS
+    formats = tuple(dict.fromkeys(f.strip().lower().lstrip(".") for f in raw.split(",") if f.strip()))
+    bad = [f for f in formats if f not in KNOWN_FIGURE_FORMATS]
+    if bad or not formats:
+        raise AlitEvalError(f"{FIGURE_FORMATS_ENV}={raw!r}: use a comma-separated list of "
+                            f"{', '.join(KNOWN_FIGURE_FORMATS)} (e.g. png,pdf)")
+    return formats
+
+
 def save(fig: "Figure", folder: Path, name: str) -> list[Path]:
-    """Save a figure as PNG and PDF (atomically via temp names) and close it."""
+    """Save a figure in each of `figure_formats` (atomically via temp names) and close it."""
     import os
 
     import matplotlib.pyplot as plt
 
     out = []
-    for ext in ("png", "pdf"):
-        path = Path(folder) / f"{name}.{ext}"
-        tmp = path.with_name(f".{path.stem}.tmp.{ext}")
-        fig.savefig(tmp, dpi=150, bbox_inches="tight", metadata={"CreationDate": None} if ext == "pdf" else None)
-        os.replace(tmp, path)
-        out.append(path)
-    plt.close(fig)
+    try:
+        for ext in figure_formats():
+            path = Path(folder) / f"{name}.{ext}"
+            tmp = path.with_name(f".{path.stem}.tmp.{ext}")
+            fig.savefig(tmp, dpi=150, bbox_inches="tight",
+                        metadata={"CreationDate": None} if ext == "pdf" else None)
+            os.replace(tmp, path)
+            out.append(path)
+    finally:
+        plt.close(fig)
     return out

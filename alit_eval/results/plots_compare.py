@@ -106,7 +106,7 @@ def matched_tokens(summary: "pd.DataFrame", criterion: str = "l1", title: str = 
 
 def write_figures(folder: Path, table: "pd.DataFrame", summary: "pd.DataFrame", no_rate: Sequence[str],
                   criterion: str, title: str = "", flagged: Sequence[str] = ()) -> None:
-    """The three figures of a compare run into `folder` (PNG and PDF); `title` names the data and n,
+    """The three figures of a compare run into `folder` (`plots.figure_formats`); `title` names the data and n,
     `flagged` the tokenizers without a budget signal (so marked in every legend)."""
     from alit_eval.results import plots
 
