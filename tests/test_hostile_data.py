@@ -1,8 +1,9 @@
 """Hostile, damaged or odd data inputs through the real entry point (issue 17 item 2 and 4, the
 duplicate and CSV items; issue 16 center-crop padding and clean-fid's resize).
 
-Runs use the tiny 32 px checkpoint with ``--no-fid`` so no Inception is built; the FIFO cases run
-in a subprocess with a timeout because the failure they guard against is a hang.
+Runs use the tiny 32 px checkpoint with ``--no-fid`` so no Inception is built. The failure the FIFO
+cases guard against is a hang, so a watchdog thread releases any reader blocked on the FIFO (by
+opening it for writing) after a timeout and the test fails.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import csv
 import json
 import logging
 import os
-import subprocess
-import sys
+import threading
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +22,6 @@ import pytest
 import torch
 from PIL import Image
 
-import alit_eval
 from alit_eval.cli.app import main
 from alit_eval.data import decode
 from alit_eval.data.datasets import discover
@@ -29,7 +30,6 @@ from alit_eval.data.sources import open_source
 from alit_eval.metrics import inception as inc
 from alit_eval.metrics import inception_weights as incw
 
-CODE_ROOT = Path(alit_eval.__file__).resolve().parents[1]  # the checkout under test, for subprocesses
 GOLDEN = Path(__file__).parent / "fixtures" / "cleanfid_clean_resize.npz"
 
 
@@ -62,34 +62,49 @@ def _png(path: Path, w: int = 40, h: int = 40, seed: int = 0) -> Path:
 # ---------------------------------------------------------------- FIFOs: skipped, never a hang
 
 
-_ITEMS = """
-import json, sys
-from alit_eval.data.sources import open_source
-ds = open_source(sys.argv[1], size=32, preprocess="resize-center-crop").dataset
-print(json.dumps({it["id"]: it["error"] for it in (ds[i] for i in range(len(ds)))}))
-"""
+@contextmanager
+def _watchdog(fifo: Path, seconds: float = 120.0):
+    """Yield a list that gets an entry each time the body was still running after `seconds`; each time,
+    the FIFO is opened for writing, which releases a reader blocked in ``open()`` (it then reads EOF)."""
+    done, fired = threading.Event(), []
+
+    def watch() -> None:
+        deadline = time.monotonic() + seconds
+        while not done.wait(max(0.0, deadline - time.monotonic()) if not fired else 1.0):
+            fired.append(time.monotonic())
+            try:
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                pass  # no reader waiting at this moment
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        yield fired
+    finally:
+        done.set()
+        thread.join()
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
-def test_fifo_is_skipped_with_reason_not_a_hang(tiny_ckpt, tmp_path):
+def test_fifo_is_skipped_with_reason_not_a_hang(tiny_ckpt, tmp_path, capsys):
     root = tmp_path / "imgs"
     _png(root / "a.png")
     os.mkfifo(root / "pipe.png")
-    env = dict(os.environ, PYTHONPATH=str(CODE_ROOT), OMP_NUM_THREADS="1")
-    # Before the fix the run blocked forever in open(); the timeouts turn that into a failure.
-    proc = subprocess.run([sys.executable, "-m", "alit_eval", *_fid_args(tmp_path, tiny_ckpt, root, "fifo")],
-                          env=env, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stderr
+    with _watchdog(root / "pipe.png") as fired:
+        code, _, err = _cli(_fid_args(tmp_path, tiny_ckpt, root, "fifo"), capsys)
+    assert not fired, "the run blocked on the FIFO"  # before the fix it blocked forever in open()
+    assert code == 0, err
     skipped = _skipped(_meta(tmp_path, "fifo"))
     assert list(skipped) == ["pipe.png"]
     assert "FIFO" in skipped["pipe.png"] and "regular file" in skipped["pipe.png"]
-    # The same through a file list (the library entry point the commands call, in a subprocess).
+    # The same through a file list (the library entry point the commands call).
     lst = tmp_path / "list.csv"
     lst.write_text(f"{root / 'a.png'}\n{root / 'pipe.png'}\n")
-    proc = subprocess.run([sys.executable, "-c", _ITEMS, str(lst)], env=env, capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    errors = json.loads(proc.stdout)
+    with _watchdog(root / "pipe.png") as fired:
+        ds = open_source(str(lst), size=32, preprocess="resize-center-crop").dataset
+        errors = {it["id"]: it["error"] for it in (ds[i] for i in range(len(ds)))}
+    assert not fired, "reading the file list blocked on the FIFO"
     assert errors[str(root / "a.png")] is None and "FIFO" in errors[str(root / "pipe.png")]
 
 
