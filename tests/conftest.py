@@ -14,9 +14,29 @@ REPO = Path(__file__).resolve().parents[1]
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-# Figures as PNG only: a PDF is one more render of every figure, a sixth of the suite's time, and no
-# test reads one. tests/test_report.py checks the default (PNG and PDF); the README blocks run with it.
+# Figures as PNG only: a PDF is one more render of every figure (about a tenth of the suite's time).
+# Tests that check the default (PNG and PDF) unset it (test_report.py, test_attention.py), and the
+# README blocks run with the default.
 os.environ.setdefault("ALIT_EVAL_FIGURE_FORMATS", "png")
+
+
+# Seconds each of the slowest test files took on 2 quiet CPU cores (`--durations`, rounded). Only the
+# order of the files depends on it: pytest-xdist hands whole files to its 2 workers in collection
+# order (`--dist loadfile --no-loadscope-reorder`), so the longest go first and the workers finish
+# together, instead of a 40 s file starting last on one worker while the other one idles.
+FILE_SECONDS = {
+    "test_alit_parity.py": 50, "test_engine.py": 50, "test_readme.py": 41, "test_distributed.py": 39,
+    "test_karl_parity.py": 38, "test_families_cli.py": 33, "test_fid.py": 31, "test_integrity.py": 31,
+    "test_compare.py": 25, "test_train.py": 24, "test_bad_inputs.py": 24, "test_official_stream.py": 22,
+    "test_rollout.py": 21, "test_api.py": 21, "test_hostile_surfaces.py": 20, "test_noise_spread.py": 19,
+    "test_flextok_parity.py": 18, "test_flextok_cli.py": 18, "test_attention.py": 13, "test_hostile_data.py": 13,
+    "test_report.py": 13, "test_family_contract.py": 12, "test_cli_ux.py": 12,
+}
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    order = {id(item): i for i, item in enumerate(items)}
+    items.sort(key=lambda item: (-FILE_SECONDS.get(Path(str(item.fspath)).name, 0), order[id(item)]))
 
 
 def shared_dir() -> Path:

@@ -109,7 +109,8 @@ def test_layer_choice():
         check_layer(8, 8)
 
 
-def test_attention_viz_cli_writes_figure_and_maps(tiny_ckpt, tmp_path):
+def test_attention_viz_cli_writes_figure_and_maps(tiny_ckpt, tmp_path, monkeypatch):
+    monkeypatch.delenv("ALIT_EVAL_FIGURE_FORMATS", raising=False)  # the default: PNG and PDF
     rng = np.random.default_rng(0)
     img = tmp_path / "photo.png"
     Image.fromarray(rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)).save(img)  # non-square: resize + crop
