@@ -291,6 +291,7 @@ def test_low_rank_route_is_exact_and_used_only_while_rows_are_fewer_than_dims() 
         full = fid_from_stats(_stats(p, sums_only=True), _stats(q, sums_only=True))
         assert full == pytest.approx(want, rel=1e-7)
     assert abs(fid_from_stats(a, a)) < 1e-12  # traces from the same rows as the cross term
+    np.testing.assert_allclose(FrechetReference.of(a).sigma, a.cov(), atol=1e-12)  # formed only when asked
     assert FeatureStats.from_state_dict(a.state_dict()).factor() is None  # resumed sums: full-rank route
     # merging keeps the rows while they stay fewer than the dimensions
     np.testing.assert_allclose(_stats(x[:1]).merge(_stats(x[1:])).factor().numpy(), a.factor().numpy(), atol=1e-12)

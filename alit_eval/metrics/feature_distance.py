@@ -201,6 +201,15 @@ def _trace_sqrt_factor(f: torch.Tensor, sigma: np.ndarray) -> float:
     return float(torch.linalg.eigvalsh(0.5 * (m + m.T)).clamp(min=0.0).sqrt().sum())
 
 
+def _check_factor(mu: np.ndarray, factor: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
+    mu = np.asarray(mu, np.float64)
+    if mu.ndim != 1 or factor.dim() != 2 or factor.shape[1] != mu.shape[0]:
+        raise ValueError(f"FID statistics need mu [D] and a factor [m, D], got {mu.shape} and {tuple(factor.shape)}")
+    if not (np.all(np.isfinite(mu)) and bool(torch.isfinite(factor).all())):
+        raise ValueError("FID statistics contain NaN or inf")
+    return mu, factor
+
+
 class FrechetReference:
     """One side of a Frechet distance, prepared once for many comparisons.
 
@@ -210,34 +219,56 @@ class FrechetReference:
 
     Args:
         mu: ``[D]`` reference mean.
-        sigma: ``[D, D]`` reference covariance.
+        sigma: ``[D, D]`` reference covariance; may be None when `factor` is given.
         factor: ``[m, D]`` with ``sigma = factor^T factor`` when known (`FeatureStats.factor`):
-            comparisons then take the exact low-rank route of the module docstring.
+            comparisons then take the exact low-rank route of the module docstring, and the
+            ``D x D`` covariance is never formed.
     """
 
-    def __init__(self, mu: np.ndarray, sigma: np.ndarray, factor: torch.Tensor | None = None) -> None:
-        self.mu, self.sigma = _check_stats(mu, sigma)
-        self.factor = factor
+    def __init__(self, mu: np.ndarray, sigma: np.ndarray | None = None, factor: torch.Tensor | None = None) -> None:
+        if factor is not None:
+            self.mu, self.factor = _check_factor(mu, factor)
+            self._sigma = None if sigma is None else _check_stats(mu, sigma)[1]
+        elif sigma is not None:
+            self.mu, self._sigma = _check_stats(mu, sigma)
+            self.factor = None
+        else:
+            raise ValueError("a Frechet reference needs sigma or a factor")
         self._root: torch.Tensor | None = None
+
+    @property
+    def sigma(self) -> np.ndarray:
+        """``[D, D]`` covariance (formed from the factor on first use when only that was given)."""
+        if self._sigma is None:
+            assert self.factor is not None
+            self._sigma = (self.factor.T @ self.factor).numpy()
+        return self._sigma
 
     @classmethod
     def of(cls, stats: FeatureStats) -> FrechetReference:
         """The reference of accumulated features (with their factor when the rows were kept)."""
-        return cls(stats.mean(), stats.cov(), stats.factor())
+        factor = stats.factor()
+        return cls(stats.mean(), None if factor is not None else stats.cov(), factor)
 
     def distance_to(self, stats: FeatureStats) -> float:
         """Frechet distance from this reference to accumulated features; see `distance`."""
-        return self.distance(stats.mean(), stats.cov(), factor=stats.factor())
+        factor = stats.factor()
+        return self.distance(stats.mean(), None if factor is not None else stats.cov(), factor=factor)
 
-    def distance(self, mu: np.ndarray, sigma: np.ndarray, eps: float = 1e-6,
+    def distance(self, mu: np.ndarray, sigma: np.ndarray | None = None, eps: float = 1e-6,
                  factor: torch.Tensor | None = None) -> float:
         """Frechet distance from this reference to ``N(mu, sigma)``; see `frechet_distance`.
 
-        ``factor`` (``sigma = factor^T factor``), like the reference's own, selects the exact
-        low-rank route for the trace term; a side with a factor takes its trace from it too, so
-        a set compared with itself gives 0 to rounding.
+        ``factor`` (``sigma = factor^T factor``; `sigma` may then be None), like the reference's
+        own, selects the exact low-rank route for the trace term; a side with a factor takes its
+        trace from it too, so a set compared with itself gives 0 to rounding.
         """
-        mu, sigma = _check_stats(mu, sigma)
+        if factor is not None:
+            mu, factor = _check_factor(mu, factor)
+        elif sigma is not None:
+            mu, sigma = _check_stats(mu, sigma)
+        else:
+            raise ValueError("a Frechet distance needs sigma or a factor for each side")
         if mu.shape != self.mu.shape:
             raise ValueError(
                 f"FID statistics of different dimensions: {self.mu.shape} vs {mu.shape}"
@@ -248,8 +279,10 @@ class FrechetReference:
         tr2 = float((theirs ** 2).sum()) if theirs is not None else float(np.trace(sigma))
         if mine is not None and theirs is not None:
             tr_covmean = _trace_sqrt_factors(mine, theirs)
-        elif mine is not None or theirs is not None:
-            tr_covmean = _trace_sqrt_factor(mine, sigma) if mine is not None else _trace_sqrt_factor(theirs, self.sigma)
+        elif mine is not None:
+            tr_covmean = _trace_sqrt_factor(mine, sigma)
+        elif theirs is not None:
+            tr_covmean = _trace_sqrt_factor(theirs, self.sigma)
         else:
             if self._root is None:
                 self._root = _psd_sqrt(self.sigma)
