@@ -36,7 +36,8 @@ def karl_dir():
 @pytest.fixture(scope="module")
 def images(karl_dir):
     arrs = [np.array(Image.open(KARL / "inputs" / f"img{i}.png").convert("RGB")) for i in range(2)]
-    return torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).float() / 255.0
+    # contiguous: the model's own `.contiguous()` then returns this very tensor, which the memo below needs
+    return (torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).float() / 255.0).contiguous()
 
 
 @pytest.fixture(scope="module")
@@ -45,18 +46,28 @@ def model(karl_dir, images):
     only: every call on that batch gets what the first call computed, which is checked against
     ``base_z``/``gt_indices``); any other input is computed normally."""
     m = load_karl(karl_dir / "checkpoint.pth")
-    real, memo = m.base_features, {}
+    real, memo, hits = m.base_features, {}, []
 
     def base_features(x, policy, generator=None):
         if x is not images:
             return real(x, policy, generator)
-        if policy not in memo:
+        if policy in memo:
+            hits.append(policy)
+        else:
             memo[policy] = real(x, policy, generator)
         z, extras = memo[policy]
         return z, dict(extras)
 
     m.base_features = base_features
+    m.memo_hits = hits
     return m
+
+
+def test_the_base_feature_memo_serves_rollouts_of_the_fixture_batch(model, images):
+    before = len(model.memo_hits)
+    model.rollout(images, [32], decode=False)
+    model.rollout(images, [32], decode=False)
+    assert len(model.memo_hits) >= before + 1  # the second call at least: the memo is in use
 
 
 @pytest.fixture(scope="module")
