@@ -51,8 +51,8 @@ class FeatureStats:
         self._device = torch.device(device) if device is not None else None
         self._sum: torch.Tensor | None = None
         self._outer: torch.Tensor | None = None
-        # The float64 rows themselves while n < dim (the exact low-rank route of `factor`); dropped
-        # for good once there are as many rows as dimensions, or after `from_state_dict`.
+        # The rows themselves while n < dim (the exact low-rank route of `factor`); dropped for good
+        # once there are as many rows as dimensions, or after `from_state_dict`.
         self._rows: list[torch.Tensor] | None = []
 
     def _ensure(self, device: torch.device) -> None:
@@ -77,7 +77,10 @@ class FeatureStats:
         self._sum += f.sum(dim=0)
         self._outer += f.T @ f
         if self._rows is not None:
-            self._rows = self._rows + [f.clone()] if self.n < self.dim else None
+            # in the features' own dtype (float32 from Inception): `factor` widens them exactly, and the
+            # rows then take at most D * D * 4 bytes (16 MiB), half of ``sum_outer``
+            keep = feats.detach().to(self._device).clone()
+            self._rows = self._rows + [keep] if self.n < self.dim else None
 
     def merge(self, other: FeatureStats) -> FeatureStats:
         """Add another accumulator's sums into this one (in place) and return self."""
@@ -120,7 +123,7 @@ class FeatureStats:
         """
         if not self._rows or self.n < 2:
             return None
-        rows = torch.cat(self._rows).cpu()
+        rows = torch.cat([r.to("cpu", torch.float64) for r in self._rows])
         x = rows - rows.mean(dim=0)
         k = torch.arange(1, self.n, dtype=torch.float64)
         # row k of H^T X: (x_0 + ... + x_(k-1) - k x_k) / sqrt(k (k + 1))
