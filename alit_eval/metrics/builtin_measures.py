@@ -103,7 +103,8 @@ class InceptionMeasure(Measure):
         """rFID per budget against the originals (or ``fid_ref``) and, with ``kid``, KID."""
         import numpy as np
 
-        from alit_eval.metrics.feature_distance import FrechetReference, kernel_inception_distance
+        from alit_eval.metrics.feature_distance import FrechetReference
+        from alit_eval.metrics.kid import kernel_inception_distance
 
         if not view.options.get("fid", True):
             return []
