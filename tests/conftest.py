@@ -14,10 +14,18 @@ REPO = Path(__file__).resolve().parents[1]
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-# Figures as PNG only: a PDF is one more render of every figure (about a tenth of the suite's time).
-# Tests that check the default (PNG and PDF) unset it (test_report.py, test_attention.py), and the
-# README blocks run with the default.
-os.environ.setdefault("ALIT_EVAL_FIGURE_FORMATS", "png")
+# No figures unless a test looks at them: drawing and saving figures was about a quarter of the
+# suite's time, mostly in tests that check numbers. Tests marked ``figures`` draw PNGs (one format:
+# a PDF is one more render of every figure); tests that check the default (PNG and PDF) unset it
+# (test_report.py, test_attention.py), and the README blocks run with the default. Subprocesses
+# inherit the setting.
+os.environ.setdefault("ALIT_EVAL_FIGURE_FORMATS", "none")
+
+
+@pytest.fixture(autouse=True)
+def _figure_formats(request, monkeypatch):
+    if request.node.get_closest_marker("figures"):
+        monkeypatch.setenv("ALIT_EVAL_FIGURE_FORMATS", "png")
 
 
 # Seconds each of the slowest test files took on 2 quiet CPU cores (`--durations`, rounded). Only the

@@ -213,6 +213,7 @@ def _fake_run(folder, values=L1, budgets=BUDGETS):
     return folder
 
 
+@pytest.mark.figures
 def test_allocate_from_a_finished_sweep_with_features(tmp_path):
     src = _fake_run(tmp_path / "sweep")
     req = SweepConfig(fid=True)
@@ -249,6 +250,7 @@ def test_allocate_from_a_finished_sweep_with_features(tmp_path):
     assert s.loc[0.07, "token_saving_pct"] == pytest.approx(100 * (1 - 9.6 / fixed_b))
 
 
+@pytest.mark.figures
 def test_cli_allocate_layout_and_from_run_does_not_reconstruct(tiny_ckpt, tmp_path, monkeypatch):
     runner = CliRunner()
     args = ["--results-dir", str(tmp_path), "--device", "cpu", "allocate"]

@@ -133,6 +133,7 @@ def test_attention_viz_cli_writes_figure_and_maps(tiny_ckpt, tmp_path, monkeypat
         assert im.width > im.height > 50  # two rows of image panels, six columns
 
 
+@pytest.mark.figures
 def test_attention_viz_defaults_and_errors(tiny_ckpt, tmp_path):
     res = CliRunner().invoke(app, ["--device", "cpu", "--results-dir", str(tmp_path), "attention-viz",
                                    "--ckpt", str(tiny_ckpt), "--budgets", "8"])
@@ -145,6 +146,7 @@ def test_attention_viz_defaults_and_errors(tiny_ckpt, tmp_path):
     assert bad.exit_code != 0 and "token indices must lie in 0..7" in str(bad.exception)
 
 
+@pytest.mark.figures
 def test_attention_viz_run_folders_pages_and_overwrite(tiny_ckpt, tmp_path):
     """Another checkpoint or options get another run folder (nothing overwritten); same options reuse
     the folder; a fixed --run-id with other options needs --overwrite; many tokens go to pages."""

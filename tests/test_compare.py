@@ -106,6 +106,7 @@ def two_tiny(tmp_path_factory):
     return make_tiny_alit(d / "a.safetensors", seed=0), make_tiny_alit(d / "b.safetensors", seed=1)
 
 
+@pytest.mark.figures
 def test_cli_compare_tiny_end_to_end_naive_checks_and_resume(two_tiny, tmp_path):
     a, b = two_tiny
     args = ["--results-dir", str(tmp_path), "--device", "cpu", "compare", "--ckpt", str(a), "--ckpt", f"bb={b}",
@@ -182,6 +183,7 @@ ALIT_FIX = FIXTURES / "official_alit" / "vqgan_quantized" / "checkpoint.pth"
 KARL_FIX = FIXTURES / "official_karl" / "vqgan_quantized" / "checkpoint.pth"
 
 
+@pytest.mark.figures
 @pytest.mark.skipif(not (ALIT_FIX.is_file() and KARL_FIX.is_file()), reason="official ALIT/KARL fixtures not found")
 def test_cli_compare_alit_vs_karl_fixtures(tmp_path):
     res = CliRunner().invoke(app, ["--results-dir", str(tmp_path), "--device", "cpu", "compare", "--ckpt",
@@ -229,6 +231,7 @@ def test_cli_compare_alit_vs_one_d_piece_fixtures(tmp_path):
     assert (odp["bits_per_image"] == odp["tokens"] * 12.0).all()  # log2(4096) bits per token
 
 
+@pytest.mark.figures
 def test_tidy_table_continuous_has_no_rate_and_is_left_out_of_the_bits_figure(tmp_path):
     from alit_eval.analysis.compare import tidy_table
     from alit_eval.results import plots, plots_compare

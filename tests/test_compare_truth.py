@@ -164,6 +164,7 @@ def test_compare_flags_no_budget_signal_and_names_every_row(tiny_pair, tmp_path)
     assert alloc is not None and set(alloc["tokenizer"]) == {"a", "b"}  # no row without its tokenizer
 
 
+@pytest.mark.figures
 def test_allocate_epsilon_writes_every_output_and_warns_on_a_missed_target(tmp_path):
     from alit_eval.tokenizers.checkpoints import save_tokenizer
     from test_karl_model import tiny_model

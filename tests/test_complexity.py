@@ -158,6 +158,7 @@ def test_external_scores_matching(tmp_path):
 
 # --- the command ------------------------------------------------------------------------------
 
+@pytest.mark.figures
 def test_cli_entropy_correlation_numbers_layout_and_reuse(tiny_ckpt, tmp_path, monkeypatch):
     runner = CliRunner()
     args = ["--results-dir", str(tmp_path), "--device", "cpu", "entropy-correlation"]

@@ -124,6 +124,7 @@ def test_param_table_partitions_all_parameters(tiny):
     assert params.loc["base_encoder", "params"] == sum(p.numel() for p in base.encoder.parameters())
 
 
+@pytest.mark.figures
 def test_profile_command(tiny_ckpt, tmp_path):
     res = CliRunner().invoke(app, ["--device", "cpu", "--results-dir", str(tmp_path), "profile", "--ckpt",
                                    str(tiny_ckpt), "--budgets", "4,16", "--repeats", "1", "--warmup", "0",

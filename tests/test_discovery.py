@@ -158,6 +158,7 @@ def test_mask_preprocessing_follows_the_image_geometry(tmp_path):
     assert set(found) == {"cls/img1.jpg", "other/img2.jpg"} and (found["other/img2.jpg"] == 2).all()
 
 
+@pytest.mark.figures
 def test_discovery_cli_on_demo_scenes(tiny_ckpt, tmp_path):
     res = CliRunner().invoke(app, ["--device", "cpu", "--results-dir", str(tmp_path), "discovery", "--ckpt",
                                    str(tiny_ckpt), "--limit", "6", "--budgets", "4,16", "--run-id", "r"])

@@ -134,6 +134,7 @@ def test_bad_images_are_skipped_and_reported(tiny_ckpt, tmp_path):
     assert not (skipped & done)
 
 
+@pytest.mark.figures
 def test_cli_fid_writes_the_standard_layout(tiny_ckpt, tmp_path):
     res = CliRunner().invoke(app, ["--results-dir", str(tmp_path), "--device", "cpu", "fid", "--ckpt", str(tiny_ckpt),
                                    "--limit", "4", "--budgets", "4,16", "--no-fid", "--run-id", "r1"])

@@ -92,6 +92,7 @@ def test_group_curves_are_group_means():
         assert r.value == pytest.approx(want[(r.label, r.budget)]) and r.ci_low <= r.value <= r.ci_high
 
 
+@pytest.mark.figures
 def test_cli_familiarity_end_to_end_and_reuse(tiny_ckpt, tmp_path, monkeypatch):
     runner = CliRunner()
     args = ["--results-dir", str(tmp_path), "--device", "cpu", "familiarity"]

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -126,6 +127,7 @@ def test_feature_tap_leaves_the_official_random_stream_untouched(tiny_ckpt):
     torch.testing.assert_close(r[8].extras["recon_latent_mean"], again[16].latent.mean(1))
 
 
+@pytest.mark.figures
 def test_downstream_cli_with_label_and_target_csvs(tiny_ckpt, tmp_path):
     from alit_eval.data.demo import generate
 

@@ -159,6 +159,7 @@ def test_metric_rows_fid_only_when_every_image_fits():
     assert got[("l1", 16, "method=webp")]["value"] == pytest.approx(0.06)
 
 
+@pytest.mark.figures
 def test_rate_distortion_command(tiny_ckpt, tmp_path):
     res = CliRunner().invoke(app, [
         "--device", "cpu", "--results-dir", str(tmp_path), "rate-distortion", "--ckpt", str(tiny_ckpt),

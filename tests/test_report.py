@@ -246,6 +246,7 @@ def _empty(tmp_path: Path) -> Path:
     return p
 
 
+@pytest.mark.figures
 def test_report_of_a_real_fid_run(tiny_ckpt, tmp_path):
     import torch
 
@@ -306,7 +307,7 @@ def test_series_name_their_checkpoint_and_long_tables_are_linked_csvs(tmp_path):
     assert "(tables/fid_a/per_image_selection.csv)" in md
 
 
-def test_figure_formats_default_to_png_and_pdf_and_follow_the_environment(tmp_path, monkeypatch):
+def test_figure_formats_default_to_png_and_pdf_follow_the_environment_and_none_draws_none(tmp_path, monkeypatch):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -319,16 +320,23 @@ def test_figure_formats_default_to_png_and_pdf_and_follow_the_environment(tmp_pa
         ax.plot([0, 1], [1, 0])
         return [p.name for p in plots.save(fig, tmp_path, name)]
 
-    monkeypatch.delenv("ALIT_EVAL_FIGURE_FORMATS", raising=False)  # the suite's conftest sets png
+    monkeypatch.delenv("ALIT_EVAL_FIGURE_FORMATS", raising=False)  # the suite's conftest sets none
     assert saved("a") == ["a.png", "a.pdf"]
     assert (tmp_path / "a.pdf").read_bytes().startswith(b"%PDF-")
     monkeypatch.setenv("ALIT_EVAL_FIGURE_FORMATS", " SVG, png ,svg")
     assert saved("b") == ["b.svg", "b.png"]
     monkeypatch.setenv("ALIT_EVAL_FIGURE_FORMATS", "png,jpeg")
-    with pytest.raises(AlitEvalError, match="ALIT_EVAL_FIGURE_FORMATS='png,jpeg': use a comma-separated list"):
+    with pytest.raises(AlitEvalError, match="ALIT_EVAL_FIGURE_FORMATS='png,jpeg': use none or a comma-separated"):
         saved("c")
     assert not list(tmp_path.glob("c.*")) and not plt.get_fignums()  # nothing half-written, the figure closed
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pdf", "a.png", "b.png", "b.svg"]  # no temp files
+    monkeypatch.setenv("ALIT_EVAL_FIGURE_FORMATS", " None ")  # no figures at all
+    assert not plots.drawing() and saved("d") == [] and not plt.get_fignums()
+    fig, _ = plt.subplots()
+    assert [p.name for p in plots.save(fig, tmp_path, "e", formats=("png",))] == ["e.png"]  # the report's own
+    monkeypatch.setenv("ALIT_EVAL_FIGURE_FORMATS", "none,png")
+    with pytest.raises(AlitEvalError, match="use none or a comma-separated list"):
+        plots.drawing()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pdf", "a.png", "b.png", "b.svg", "e.png"]  # no temp files
 
 
 def test_a_bad_figure_format_stops_a_drawing_command_before_any_work(tmp_path, monkeypatch):

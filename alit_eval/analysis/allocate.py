@@ -42,6 +42,7 @@ def write_figures(run_dir: Any, inputs: Any, selection: pd.DataFrame, summary: p
     """The figures and the gallery (images + ``gallery.csv``); returns notes for meta.json."""
     column = ts.CRITERIA[criterion][0]
     title = figure_title(inputs, "allocate")
+    figures = figures and plots.drawing()
     if figures:
         plots.save(pa.tokens_vs_threshold(summary, criterion, title=title), run_dir.figures, "tokens_vs_threshold")
         plots.save(pa.budget_histogram(hist, title=title), run_dir.figures, "selected_budget_histogram")

@@ -154,6 +154,8 @@ def _figure_pages(v: dict[str, Any], figs: Path, name: str, stem: str, model: st
                   tokens_per_page: int, indexing: str, show_budget: bool) -> tuple[list[str], list[Path]]:
     """Draw and save one image's figure pages; returns their PNG names (run-relative) and the files written."""
     written: list[Path] = []
+    if not plots.drawing():
+        return [], written
     chunks = pages(cols, tokens_per_page)
     for k, page in enumerate(chunks):
         span = f"tokens {page[0]}-{page[-1]}" if len(page) > 1 else f"token {page[0]}"
@@ -167,8 +169,7 @@ def _figure_pages(v: dict[str, Any], figs: Path, name: str, stem: str, model: st
                                           dropped=v["dropped"])
         suffix = f"_p{k + 1}" if len(chunks) > 1 else ""
         written += plots.save(fig, figs, name + suffix)
-    suffixes = [f"_p{k + 1}" for k in range(len(chunks))] if len(chunks) > 1 else [""]
-    return [f"figures/{name}{x}.png" for x in suffixes], written
+    return [f"figures/{p.name}" for p in written if p.suffix == ".png"], written
 
 
 def _write_raw(v: dict[str, Any], folder: Path, name: str, record: dict[str, Any]) -> list[Path]:

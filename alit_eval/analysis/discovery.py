@@ -279,11 +279,12 @@ def run_discovery(req: Any, *, indexing: str = "corrected", min_objects: int = 1
         summary = _summary(metrics, max(result.budgets), default_layer(n_layers))
         run.dir.write_metrics(metrics)
         run.dir.write_per_image(result.per_image.merge(table, on=["image_id", "budget"], how="left"))
-        plots.save(plots_tokens.discovery_vs_tokens(metrics, title=figure_title(inputs, "discovery")), run.dir.figures,
-                   "discovery_vs_tokens")
-        examples = _examples(result.store, masks, table, max(result.budgets), default_layer(n_layers), size)
-        if examples[0]:
-            plots.save(plots_tokens.discovery_examples(*examples), run.dir.figures, "discovery_examples")
+        if plots.drawing():
+            plots.save(plots_tokens.discovery_vs_tokens(metrics, title=figure_title(inputs, "discovery")),
+                       run.dir.figures, "discovery_vs_tokens")
+            examples = _examples(result.store, masks, table, max(result.budgets), default_layer(n_layers), size)
+            if examples[0]:
+                plots.save(plots_tokens.discovery_examples(*examples), run.dir.figures, "discovery_examples")
         run.finish(seed, {"indexing": indexing, "decoder_layers": n_layers,
                           "n_scored_images": int(table["image_id"].nunique()), "summary": summary})
     return run.dir, metrics, summary

@@ -245,6 +245,8 @@ def _regression(store, per_image, ids, budgets, opts, base, seed):
 def write_figures(run_dir: Any, metrics: pd.DataFrame, per_img: pd.DataFrame, budgets: list[int], *,
                   title: str = "") -> None:
     """Probe accuracy (and regression) against tokens, and the histogram of selected budgets."""
+    if not plots.drawing():
+        return
     plots.save(plots_tokens.probe_accuracy_vs_tokens(metrics, title=title), run_dir.figures,
                "probe_accuracy_vs_tokens")
     if (metrics["metric"] == "r2").any():

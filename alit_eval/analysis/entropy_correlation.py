@@ -178,7 +178,7 @@ def write_figures(run_dir: Any, inputs: Any, measures: "pd.DataFrame", selection
     ex = save_images(inputs.source(), example_table(measures, selection, main, thr, max_b), run_dir.path / "examples")
     ex = ex.assign(path=[str(Path(p).relative_to(run_dir.path)) for p in ex["path"]])
     write_csv(ex, run_dir.path / "examples" / "examples.csv")
-    if not figures:
+    if not figures or not plots.drawing():
         return
     sel = selection[selection["threshold"] == thr]
     names = [c for c in measures.columns if c not in ("image_id", "index")]

@@ -183,6 +183,8 @@ def _same_tokenizer(plans: dict[str, Any]) -> None:
 def write_figures(run_dir: Any, metrics: "pd.DataFrame", selection: "pd.DataFrame", max_budget: int,
                   probe_curves: "pd.DataFrame | None", *, title: str = "") -> None:
     """Curves per dataset, required-token violins, and the per-probe curves when there are probes."""
+    if not plots.drawing():
+        return
     per_budget = metrics["budget"].notna() & (metrics["condition"].eq("") | metrics["metric"].eq("rfid"))
     plots.save(plots.metrics_vs_tokens(metrics[per_budget], hue="dataset", title=title), run_dir.figures,
                "metrics_vs_tokens")

@@ -69,8 +69,10 @@ def _figures(run: Any, p: Any, selection: pd.DataFrame, summary: pd.DataFrame, h
     from alit_eval.analysis.selection_summary import save_images
     from alit_eval.results import plots, plots_allocation as pa
 
-    plots.save(pa.tokens_vs_threshold(summary, criterion, title=title), run.dir.figures, "tokens_vs_threshold")
-    plots.save(pa.budget_histogram(hist, title=title), run.dir.figures, "selected_budget_histogram")
+    drawing = plots.drawing()
+    if drawing:
+        plots.save(pa.tokens_vs_threshold(summary, criterion, title=title), run.dir.figures, "tokens_vs_threshold")
+        plots.save(pa.budget_histogram(hist, title=title), run.dir.figures, "selected_budget_histogram")
     if not gallery:
         return []
     try:
@@ -84,7 +86,8 @@ def _figures(run: Any, p: Any, selection: pd.DataFrame, summary: pd.DataFrame, h
                                              "l1"]], run.dir.path / "gallery")
         table = table.assign(path=[str(Path(x).relative_to(run.dir.path)) for x in table["path"]])
         write_csv(table, run.dir.path / "gallery" / "gallery.csv")
-        plots.save(pa.gallery(table, run.dir.path, "l1", thr, title=title), run.dir.figures, "gallery")
+        if drawing:
+            plots.save(pa.gallery(table, run.dir.path, "l1", thr, title=title), run.dir.figures, "gallery")
     except Exception as exc:  # a moved dataset must not lose the numbers already written
         logging.getLogger(__name__).warning("gallery skipped: %s", exc)
         return [f"gallery skipped: {exc}"]

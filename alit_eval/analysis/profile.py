@@ -71,7 +71,8 @@ def run(ckpt: str, budgets: Sequence[int] | None, *, device: str, seed: int, off
         write_csv(params, run.dir.file("params.csv"))
         run.dir.write_metrics(metrics_frame(metrics_rows(table, params)))
         title = f"profile: {checkpoint_label(info['name'], info.get('path'))} on {dev} (batch {batch_size})"
-        plots.save(plots_cost.cost_structure(table, title=title), run.dir.figures, "cost_structure")
+        if plots.drawing():
+            plots.save(plots_cost.cost_structure(table, title=title), run.dir.figures, "cost_structure")
         extra = {"checkpoint": info, "precision": precision, "approximate_precision": precision != "fp32",
                  "torch_threads": torch.get_num_threads(), "inputs": "random uniform images (cost is content-free)",
                  "halting": info["halting"],

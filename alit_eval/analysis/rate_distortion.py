@@ -178,8 +178,9 @@ def run(req: Any, *, from_run: str | None = None, codecs: Sequence[str] = ("jpeg
         write_parquet(matched, run.dir.file("codecs.parquet"))
         write_csv(curves, run.dir.file("codec_curves.csv"))
         title = figure_title(inputs, "rate-distortion")
-        plots.save(plots_cost.rate_distortion(figure_points(metrics), curves, title=title), run.dir.figures,
-                   "rate_distortion")
+        if plots.drawing():
+            plots.save(plots_cost.rate_distortion(figure_points(metrics), curves, title=title), run.dir.figures,
+                       "rate_distortion")
         reach = matched.groupby(["codec", "budget"])["reachable"].mean()
         run.finish(seed, {
             "rate": {"bits_per_token": per_token, "label": rate, "bits_per_image": targets, "pixels": pixels},

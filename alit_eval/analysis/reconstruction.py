@@ -126,9 +126,11 @@ def write_figures(run_dir: Any, result: Any, metrics: Any, *, title: str = "") -
 
     `title` names checkpoint, data and n (`alit_eval.analysis.skeleton.figure_title`).
     """
-    plots.save(plots.metrics_vs_tokens(metrics, title=title), run_dir.figures, "metrics_vs_tokens")
+    if plots.drawing():
+        plots.save(plots.metrics_vs_tokens(metrics, title=title), run_dir.figures, "metrics_vs_tokens")
     examples = write_examples(result, run_dir.path / "examples")
     if len(examples):
         write_csv(examples.assign(path=[str(Path(x).relative_to(run_dir.path)) for x in examples["path"]]),
                   run_dir.path / "examples" / "examples.csv")
-        plots.save(plots.example_strip(examples, title=title), run_dir.figures, "examples")
+        if plots.drawing():
+            plots.save(plots.example_strip(examples, title=title), run_dir.figures, "examples")

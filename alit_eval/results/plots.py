@@ -120,7 +120,8 @@ def figure_formats() -> tuple[str, ...]:
     """The file formats of every figure: ``$ALIT_EVAL_FIGURE_FORMATS`` (comma-separated), PNG and PDF by default.
 
     Each format costs a full render, about as long as drawing the figure; ``png`` alone halves the
-    figure time of a command.
+    figure time of a command. ``none`` draws no figures at all (the tables are written as always):
+    for batch sweeps whose figures nobody looks at, and for the test suite.
     """
     import os
 
@@ -130,22 +131,30 @@ def figure_formats() -> tuple[str, ...]:
     if not raw:
         return DEFAULT_FIGURE_FORMATS
     formats = tuple(dict.fromkeys(f.strip().lower().lstrip(".") for f in raw.split(",") if f.strip()))
+    if formats == ("none",):
+        return ()
     bad = [f for f in formats if f not in KNOWN_FIGURE_FORMATS]
     if bad or not formats:
-        raise AlitEvalError(f"{FIGURE_FORMATS_ENV}={raw!r}: use a comma-separated list of "
+        raise AlitEvalError(f"{FIGURE_FORMATS_ENV}={raw!r}: use none or a comma-separated list of "
                             f"{', '.join(KNOWN_FIGURE_FORMATS)} (e.g. png,pdf)")
     return formats
 
 
-def save(fig: "Figure", folder: Path, name: str) -> list[Path]:
-    """Save a figure in each of `figure_formats` (atomically via temp names) and close it."""
+def drawing() -> bool:
+    """Whether figures are drawn at all (`figure_formats` is not ``none``); callers skip building them."""
+    return bool(figure_formats())
+
+
+def save(fig: "Figure", folder: Path, name: str, formats: Sequence[str] | None = None) -> list[Path]:
+    """Save a figure in each of `formats` (default `figure_formats`; none: nothing) atomically via temp
+    names, and close it. Returns the files written."""
     import os
 
     import matplotlib.pyplot as plt
 
     out = []
     try:
-        for ext in figure_formats():
+        for ext in figure_formats() if formats is None else formats:
             path = Path(folder) / f"{name}.{ext}"
             tmp = path.with_name(f".{path.stem}.tmp.{ext}")
             fig.savefig(tmp, dpi=150, bbox_inches="tight",

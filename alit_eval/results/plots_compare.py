@@ -110,6 +110,8 @@ def write_figures(folder: Path, table: "pd.DataFrame", summary: "pd.DataFrame", 
     `flagged` the tokenizers without a budget signal (so marked in every legend)."""
     from alit_eval.results import plots
 
+    if not plots.drawing():
+        return
     plots.save(quality_vs(table, "tokens", title=title, flagged=flagged), folder, "quality_vs_tokens")
     plots.save(quality_vs(table[~table["tokenizer"].isin(no_rate)], "bits_per_image", excluded=no_rate,
                           title=title, flagged=flagged), folder, "quality_vs_bits")

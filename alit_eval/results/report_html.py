@@ -240,7 +240,7 @@ def _comparison(d: _Doc, report: rp.Report, figs: Path, plots: Any) -> None:
         d.table(g.table, f"comparison-{k}")
         fig = plots.metrics_vs_tokens(rp.comparison_long(g), hue="series",
                                       title=f"{c['dataset']}, n={c['dataset_size']}: one curve per run (checkpoint)")
-        paths = plots.save(fig, figs, f"comparison_{k}")
+        paths = plots.save(fig, figs, f"comparison_{k}", formats=("png",))  # embedded as PNG data
         d.figure(paths[0], f"comparison {k}: metrics vs tokens", f"comparison/{k}", f"figures/{paths[0].name}")
 
 
