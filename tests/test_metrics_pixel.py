@@ -95,6 +95,23 @@ def test_ssim_matches_skimage_per_image() -> None:
     assert len(set(np.round(got, 8))) == 4
 
 
+def test_ssim_is_bit_identical_to_torchmetrics() -> None:
+    """SSIM is computed in alit-eval (torchmetrics' import is slow) but must stay torchmetrics' numbers:
+    KARL's published SSIMs and the committed demo tables use them."""
+    from torchmetrics.functional.image import structural_similarity_index_measure as tm_ssim
+
+    g = torch.Generator().manual_seed(11)
+    for b, c, h, w in [(3, 3, 48, 40), (2, 3, 11, 11), (1, 1, 64, 17), (4, 3, 256, 256)]:
+        ref = (torch.rand(b, c, h, w, generator=g) * 255).to(torch.uint8)
+        noise = torch.randint(-40, 41, ref.shape, generator=g)
+        recon = (ref.to(torch.int64) + noise).clamp(0, 255).to(torch.uint8)
+        recon[0] = ref[0]  # one identical pair: SSIM 1 up to rounding
+        want = tm_ssim(recon.float() / 255.0, ref.float() / 255.0, gaussian_kernel=True, sigma=1.5, kernel_size=11,
+                       data_range=1.0, reduction="none").to(torch.float64)
+        got = pixel.ssim(recon, ref)
+        assert torch.equal(got, want), (b, c, h, w, (got - want).abs().max().item())
+
+
 def test_ssim_is_symmetric_and_decreases_with_noise() -> None:
     g = torch.Generator().manual_seed(3)
     ref = (torch.rand(1, 3, 32, 32, generator=g) * 255).to(torch.uint8)

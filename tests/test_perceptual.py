@@ -80,6 +80,21 @@ def test_random_alexnet_loads_offline_and_behaves(random_alexnet_file: Path) -> 
     assert torch.equal(metric.model.net.slice1[0].weight, state["features.0.weight"])
 
 
+def test_backbone_file_names_are_torchvisions() -> None:
+    """The cached file names are written down (so that looking for them does not import
+    torchvision.models); they must be the ends of torchvision's own weight URLs."""
+    import os
+
+    import torchvision.models as tvm
+
+    from alit_eval.metrics.perceptual import _BACKBONES, BACKBONE_FILES
+
+    assert set(BACKBONE_FILES) == set(_BACKBONES)
+    for net, (_, enum, _) in _BACKBONES.items():
+        assert BACKBONE_FILES[net] == os.path.basename(getattr(tvm, enum).IMAGENET1K_V1.url)
+        assert backbone_cache_path(net).name == BACKBONE_FILES[net]
+
+
 def test_hub_cache_file_is_found(random_alexnet_file: Path) -> None:
     target = backbone_cache_path("alex")
     assert target.name == "alexnet-owt-7be5be79.pth"

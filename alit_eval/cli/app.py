@@ -230,13 +230,16 @@ def _guard(func: Callable[..., Any], *, theme: bool = False) -> Callable[..., An
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             ctx = kwargs.get("ctx")
+            draws = False
             if theme:
-                from alit_eval.results.plots import figure_formats
+                from alit_eval.results.plots import drawing
 
-                figure_formats()  # a bad ALIT_EVAL_FIGURE_FORMATS stops the command before any work
-            if theme and hasattr(func, "sweep_options") and hasattr(ctx, "meta"):
+                # a bad ALIT_EVAL_FIGURE_FORMATS stops the command before any work; with none,
+                # matplotlib and seaborn are not even imported (`report` sets the theme itself)
+                draws = drawing()
+            if draws and hasattr(func, "sweep_options") and hasattr(ctx, "meta"):
                 ctx.meta[BEFORE_RUN] = set_theme  # after the options are checked: heavy imports are fine then
-            elif theme:
+            elif draws:
                 set_theme()
             return func(*args, **kwargs)
         except KeyboardInterrupt as exc:

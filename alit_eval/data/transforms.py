@@ -21,8 +21,6 @@ from typing import Callable
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import functional as TF
 
 from alit_eval.registry import Registry
 
@@ -85,6 +83,12 @@ def resize_center_crop_pil(img: Image.Image, size: int) -> torch.Tensor:
     """
     # torchvision's PIL path (Pillow's antialiased bicubic; the long side becomes
     # int(S * long / short)); using it directly is what keeps parity with the reference pipelines.
+    if img.size == (size, size):  # Pillow returns such a resize as a copy: nothing to do
+        return _to_tensor(img)
+    # Imported here, not at module level: torchvision's import takes seconds (it loads torch._dynamo).
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as TF
+
     resized = TF.resize(img, [size], interpolation=InterpolationMode.BICUBIC, antialias=True)
     return center_crop_pil(resized, size)
 

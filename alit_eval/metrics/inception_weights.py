@@ -26,7 +26,6 @@ from typing import Union
 from urllib.error import URLError
 
 import torch
-from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 
 from alit_eval.errors import AlitEvalError, CheckpointError, OfflineError
 from alit_eval.paths import cache_dir, env_offline, sha256_file
@@ -298,6 +297,9 @@ def resolve_inception_weights(
     )
     if is_offline(offline):
         raise OfflineError(f"FID Inception weights not found and offline mode is on: {where}")
+    # torch-fidelity's import takes seconds (torchvision); modules that only ask `is_offline` skip it
+    from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
+
     try:
         hub_file.parent.mkdir(parents=True, exist_ok=True)
         torch.hub.download_url_to_file(URL_INCEPTION_V3, str(hub_file), progress=False)

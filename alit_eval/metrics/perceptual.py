@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Literal, Union
 
 import torch
-import torchmetrics.functional.image.lpips as tm_lpips
 
 from alit_eval.errors import CheckpointError, OfflineError
 from alit_eval.metrics.inception_weights import is_offline
@@ -28,6 +27,11 @@ _BACKBONES: dict[str, tuple[str, str, str]] = {
     "vgg": ("vgg16", "VGG16_Weights", "VGG16"),
     "squeeze": ("squeezenet1_1", "SqueezeNet1_1_Weights", "SqueezeNet 1.1"),
 }
+# The file name of each enum's IMAGENET1K_V1 weights (the end of its URL), so that looking for the file
+# does not import torchvision.models (seconds); tests/test_perceptual.py checks them against torchvision.
+BACKBONE_FILES: dict[str, str] = {
+    "alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth", "squeeze": "squeezenet1_1-b8a52dc0.pth",
+}
 
 
 def _backbone_url(net: str) -> str:
@@ -38,7 +42,7 @@ def _backbone_url(net: str) -> str:
 
 def backbone_cache_path(net: LpipsNet = "alex") -> Path:
     """Where torchvision caches the backbone: ``torch.hub.get_dir()/checkpoints/<file>``."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(_backbone_url(net))
+    return Path(torch.hub.get_dir()) / "checkpoints" / BACKBONE_FILES[net]
 
 
 class LpipsMetric(torch.nn.Module):
@@ -125,6 +129,10 @@ def _build(
     net: str, backbone_state: dict[str, torch.Tensor], device: torch.device | str
 ) -> torch.nn.Module:
     """LPIPS with a random backbone (no download), then the wheel's heads and the given backbone."""
+    # Imported only when LPIPS is built: torchmetrics' package import takes seconds (torchvision,
+    # torch._dynamo, scipy.signal), and most sweeps find no backbone weights and skip LPIPS.
+    import torchmetrics.functional.image.lpips as tm_lpips
+
     model = tm_lpips._NoTrainLpips(pretrained=False, net=net, pnet_rand=True)
     heads_file = Path(tm_lpips.__file__).parent / "lpips_models" / f"{net}.pth"
     heads = torch.load(heads_file, map_location="cpu", weights_only=True)

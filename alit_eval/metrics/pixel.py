@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from torchmetrics.functional.image import structural_similarity_index_measure
 
 QuantiseMode = Literal["round", "truncate"]
 
@@ -115,7 +114,7 @@ def psnr(recon_u8: torch.Tensor, ref_u8: torch.Tensor) -> torch.Tensor:
 
 
 def ssim(recon_u8: torch.Tensor, ref_u8: torch.Tensor) -> torch.Tensor:
-    """Structural similarity per image (torchmetrics' SSIM with its standard defaults).
+    """Structural similarity per image, in torchmetrics' convention (its SSIM with the standard defaults).
 
     Gaussian window 11x11, sigma 1.5, K1 0.01, K2 0.03, data range 1.0, per channel, averaged
     over channels and positions. torchmetrics averages the whole SSIM map, including the 5-pixel
@@ -126,6 +125,10 @@ def ssim(recon_u8: torch.Tensor, ref_u8: torch.Tensor) -> torch.Tensor:
     6.2e-2 at 48x64, 2.8e-2 at 128x128, 1.2e-2 at 256x256 (the issue's check on real reconstructions
     found 4.6e-3 at 256 px and 3e-2 at 48x64). We keep torchmetrics' convention because KARL's
     published SSIMs use it; compare SSIMs only within one convention.
+
+    Computed here (`_ssim_map_mean`) rather than by calling torchmetrics, whose package import pulls
+    in torchvision, torch._dynamo and scipy.signal (seconds at the start of every sweep);
+    tests/test_metrics_pixel.py checks that the values are bit-identical to torchmetrics'.
 
     Args:
         recon_u8: ``[B, C, H, W]`` uint8 reconstructions; H and W must be at least 11.
@@ -141,10 +144,46 @@ def ssim(recon_u8: torch.Tensor, ref_u8: torch.Tensor) -> torch.Tensor:
     # report SSIM to 3 decimals at most.
     r = recon_u8.to(torch.float32) / 255.0
     g = ref_u8.to(torch.float32) / 255.0
-    out = structural_similarity_index_measure(
-        r, g, gaussian_kernel=True, sigma=1.5, kernel_size=11, data_range=1.0, reduction="none"
-    )
-    return out.to(torch.float64)
+    return _ssim_map_mean(r, g).to(torch.float64)
+
+
+SSIM_SIGMA, SSIM_TAPS, SSIM_K1, SSIM_K2 = 1.5, 11, 0.01, 0.03  # Wang et al. 2004; taps = 2 * int(3.5 sigma + 0.5) + 1
+
+
+def _ssim_window(channels: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The separable Gaussian window as a ``[C, 1, 11, 11]`` depthwise conv weight (sums to 1)."""
+    half = (SSIM_TAPS - 1) / 2
+    d = torch.arange(-half, half + 1, 1, dtype=dtype, device=device)
+    g = torch.exp(-torch.pow(d / SSIM_SIGMA, 2) / 2)
+    g = (g / g.sum()).unsqueeze(0)
+    return torch.matmul(g.t(), g).expand(channels, 1, SSIM_TAPS, SSIM_TAPS)
+
+
+def _ssim_map_mean(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """Mean SSIM map per image of ``[B, C, H, W]`` float images.
+
+    Local means, variances and covariance come from the Gaussian window over reflect-padded images
+    (one depthwise conv over x, y, x^2, y^2, xy stacked in the batch), so the map covers every pixel;
+    negative variances from rounding are clamped to 0. The operations and their order follow
+    torchmetrics' `structural_similarity_index_measure`, so the values agree bit for bit.
+    """
+    import torch.nn.functional as F
+
+    pad = (SSIM_TAPS - 1) // 2
+    c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
+    x = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    y = F.pad(y, (pad, pad, pad, pad), mode="reflect")
+    window = _ssim_window(x.shape[1], x.dtype, x.device)
+    moments = F.conv2d(torch.cat((x, y, x * x, y * y, x * y)), window, groups=x.shape[1]).split(x.shape[0])
+    mu_x, mu_y, e_xx, e_yy, e_xy = moments
+    mu_xx, mu_yy, mu_xy = mu_x.pow(2), mu_y.pow(2), mu_x * mu_y
+    var_x = torch.clamp(e_xx - mu_xx, min=0.0)
+    var_y = torch.clamp(e_yy - mu_yy, min=0.0)
+    cov = e_xy - mu_xy
+    contrast = 2 * cov + c2
+    spread = (var_x + var_y) + c2
+    ssim_map = ((2 * mu_xy + c1) * contrast) / ((mu_xx + mu_yy + c1) * spread)
+    return ssim_map.reshape(ssim_map.shape[0], -1).mean(-1)
 
 
 def pixel_metrics(recon_u8: torch.Tensor, ref_u8: torch.Tensor) -> dict[str, torch.Tensor]:

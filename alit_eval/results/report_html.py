@@ -238,6 +238,7 @@ def _comparison(d: _Doc, report: rp.Report, figs: Path, plots: Any) -> None:
             d.para("rFID is left out of this comparison: the series use different FID references or resize "
                    "conventions (see the conditions table).", "note")
         d.table(g.table, f"comparison-{k}")
+        plots.set_theme()  # drawn whatever the figure formats (even none), so not left to the CLI
         fig = plots.metrics_vs_tokens(rp.comparison_long(g), hue="series",
                                       title=f"{c['dataset']}, n={c['dataset_size']}: one curve per run (checkpoint)")
         paths = plots.save(fig, figs, f"comparison_{k}", formats=("png",))  # embedded as PNG data

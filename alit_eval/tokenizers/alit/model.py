@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from alit_eval.tokenizers.alit import halting as halting_rng
-from alit_eval.tokenizers.common.blocks import ResidualAttentionBlock, Transformer
+from alit_eval.tokenizers.common.blocks import ResidualAttentionBlock, Transformer, embedding_param
 from alit_eval.tokenizers.alit.config import AlitConfig
 from alit_eval.tokenizers.common.quantizer import VectorQuantizer
 from alit_eval.tokenizers.generators import default_generators
@@ -32,18 +32,13 @@ from alit_eval.tokenizers.common.base_holder import BaseTokenizer
 ATTENTION_INDEXING = ("corrected", "official-notebook")
 
 
-def _param(*shape: int, width: int) -> nn.Parameter:
-    # Official init: width**-0.5 * randn for every learned embedding (alit_official.md §1.9).
-    return nn.Parameter(width ** -0.5 * torch.randn(*shape))
-
-
 class AlitDecoder(nn.Module):
     """The ALIT latent decoder (keys ``decoder.*``): 1D tokens -> base codes (logits or VAE code)."""
 
     def __init__(self, cfg: AlitConfig) -> None:
         super().__init__()
         w = cfg.dec_width
-        self.latent_token_positional_embedding = _param(cfg.tokens_per_iter * cfg.iterations, w, width=w)
+        self.latent_token_positional_embedding = embedding_param(cfg.tokens_per_iter * cfg.iterations, w, width=w)
         self.decoder_embed = nn.Linear(cfg.token_dim, w)
         self.ln_pre = nn.LayerNorm(w)
         self.transformer = nn.ModuleList(
@@ -69,15 +64,15 @@ class AlitTokenizer(nn.Module):
         self.halting = halting
         self.name = name
         w, dw, n = cfg.width, cfg.dec_width, cfg.num_2d
-        self.encoder_positional_embedding = _param(n + 1, w, width=w)
-        self.encoder_class_embedding = _param(1, w, width=w)
-        self.encoder_mask_token = _param(1, 1, w, width=w)
-        self.decoder_positional_embedding = _param(n + 1, dw, width=dw)
-        self.decoder_class_embedding = _param(1, dw, width=dw)
-        self.decoder_mask_token = _param(1, 1, dw, width=dw)
-        self.latent_tokens = _param(cfg.tokens_per_iter, w, width=w)
-        self.latent_token_positional_embedding = _param(cfg.tokens_per_iter, w, width=w)
-        self.timestep_embedding = _param(cfg.iterations, cfg.tokens_per_iter, w, width=w)
+        self.encoder_positional_embedding = embedding_param(n + 1, w, width=w)
+        self.encoder_class_embedding = embedding_param(1, w, width=w)
+        self.encoder_mask_token = embedding_param(1, 1, w, width=w)
+        self.decoder_positional_embedding = embedding_param(n + 1, dw, width=dw)
+        self.decoder_class_embedding = embedding_param(1, dw, width=dw)
+        self.decoder_mask_token = embedding_param(1, 1, dw, width=dw)
+        self.latent_tokens = embedding_param(cfg.tokens_per_iter, w, width=w)
+        self.latent_token_positional_embedding = embedding_param(cfg.tokens_per_iter, w, width=w)
+        self.timestep_embedding = embedding_param(cfg.iterations, cfg.tokens_per_iter, w, width=w)
         self.encoder_ln_pre = nn.LayerNorm(w)
         self.encoder_ln_post = nn.LayerNorm(w)
         self.encoder_ln_recursive = nn.LayerNorm(w)

@@ -13,6 +13,7 @@ from torch import nn
 
 from alit_eval.tokenizers.base2d.config import Base2DConfig
 from alit_eval.tokenizers.base2d.layers import ResBlock, Upsample, group_norm
+from alit_eval.tokenizers.common.blocks import embedding_table
 
 
 def _res(c_in: int, c_out: int, groups: int = 32) -> ResBlock:
@@ -94,7 +95,7 @@ class VQGANDecoder(nn.Module):
 class _Codebook(nn.Module):
     def __init__(self, n: int, dim: int) -> None:
         super().__init__()
-        self.embedding = nn.Embedding(n, dim)
+        self.embedding = embedding_table(n, dim)
 
 
 class VQGAN(nn.Module):

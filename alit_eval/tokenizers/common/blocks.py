@@ -1,4 +1,5 @@
-"""Transformer blocks with the official ALIT parameter names, shared by ALIT, KARL and One-D-Piece/TiTok.
+"""Transformer blocks (and their learned embeddings) with the official ALIT parameter names, shared by ALIT,
+KARL and One-D-Piece/TiTok.
 
 Official layout (alit_official.md §1.8): pre-LN residual block ``x + MHA(ln_1(x))`` then
 ``x + MLP(ln_2(x))`` with ``MLP = c_fc -> exact GELU -> c_proj`` and a fused-QKV
@@ -12,6 +13,23 @@ from collections import OrderedDict
 
 import torch
 from torch import nn
+
+
+def embedding_param(*shape: int, width: int) -> nn.Parameter:
+    """A learned embedding with the official init, ``width**-0.5 * randn`` (alit_official.md §1.9).
+
+    A meta build (loading a checkpoint, whose tensors replace these) draws nothing: randn on the meta
+    device imports torch._dynamo, seconds at the start of every command.
+    """
+    empty = torch.empty(*shape)
+    return nn.Parameter(empty if empty.is_meta else width ** -0.5 * torch.randn(*shape))
+
+
+def embedding_table(n: int, dim: int) -> nn.Embedding:
+    """``nn.Embedding(n, dim)`` (a codebook); a meta build skips its ``normal_`` init, as `embedding_param`."""
+    if torch.empty(0).is_meta:
+        return nn.Embedding(n, dim, _weight=torch.empty(n, dim))
+    return nn.Embedding(n, dim)
 
 
 class ResidualAttentionBlock(nn.Module):

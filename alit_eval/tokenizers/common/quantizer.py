@@ -11,11 +11,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from alit_eval.tokenizers.common.blocks import embedding_table
+
 
 class VectorQuantizer(nn.Module):
     def __init__(self, codebook_size: int, dim: int) -> None:
         super().__init__()
-        self.embedding = nn.Embedding(codebook_size, dim)
+        self.embedding = embedding_table(codebook_size, dim)
 
     def normalized_codebook(self) -> torch.Tensor:
         return F.normalize(self.embedding.weight.float(), dim=-1)

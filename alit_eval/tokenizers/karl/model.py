@@ -32,16 +32,12 @@ from torch import nn
 from alit_eval.tokenizers import generators as rng
 from alit_eval.tokenizers.base import BudgetError, BudgetOutput, GeneratorArg, Rollout, check_images
 from alit_eval.tokenizers.common.base_holder import BaseTokenizer
-from alit_eval.tokenizers.common.blocks import ResidualAttentionBlock, Transformer
+from alit_eval.tokenizers.common.blocks import ResidualAttentionBlock, Transformer, embedding_param
 from alit_eval.tokenizers.common.quantizer import VectorQuantizer
 from alit_eval.tokenizers.generators import default_generators
 from alit_eval.tokenizers.karl.config import KarlConfig
 from alit_eval.tokenizers.karl.options import HALTING_POLICIES  # declared with the option
 ATTENTION_MODES = (True, "corrected", "full")
-
-
-def _param(*shape: int, width: int) -> nn.Parameter:
-    return nn.Parameter(width ** -0.5 * torch.randn(*shape))
 
 
 def _block(block: ResidualAttentionBlock, x: torch.Tensor, mask: torch.Tensor | None,
@@ -100,11 +96,11 @@ class KarlTokenizer(nn.Module):
         _check_policy(halting)
         self.cfg, self.halting, self.epsilon, self.name = cfg, halting, float(epsilon), name
         w, dw, g = cfg.width, cfg.dec_width, cfg.pos_grid
-        self.encoder_positional_embedding = _param(w, g, g, width=w)
-        self.decoder_positional_embedding = _param(dw, g, g, width=dw)
-        self.decoder_mask_token = _param(1, 1, dw, width=dw)
-        self.latent_tokens = _param(cfg.max_tokens, w, width=w)
-        self.decoder_latent_tokens_timestep_embed = _param(cfg.max_tokens, dw, width=dw)
+        self.encoder_positional_embedding = embedding_param(w, g, g, width=w)
+        self.decoder_positional_embedding = embedding_param(dw, g, g, width=dw)
+        self.decoder_mask_token = embedding_param(1, 1, dw, width=dw)
+        self.latent_tokens = embedding_param(cfg.max_tokens, w, width=w)
+        self.decoder_latent_tokens_timestep_embed = embedding_param(cfg.max_tokens, dw, width=dw)
         # Official init: bin value x ones(w) (karl_official.md §2.3); LayerNorm erases it, so an
         # untrained model ignores ε.
         self.rec_loss_embeddings = nn.Parameter(torch.tensor(cfg.eps_bins).unsqueeze(1).repeat(1, w))

@@ -21,13 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from alit_eval.tokenizers.common.blocks import ResidualAttentionBlock
+from alit_eval.tokenizers.common.blocks import ResidualAttentionBlock, embedding_param, embedding_table
 from alit_eval.tokenizers.one_d_piece.config import OneDPieceConfig
-
-
-def _param(*shape: int, width: int) -> nn.Parameter:
-    # The official init scale (width**-0.5 * randn); only matters for weights made in tests.
-    return nn.Parameter(width ** -0.5 * torch.randn(*shape))
 
 
 class TiTokEncoder(nn.Module):
@@ -38,9 +33,9 @@ class TiTokEncoder(nn.Module):
         w = cfg.width
         self.num_latent_tokens = cfg.num_latent_tokens
         self.patch_embed = nn.Conv2d(3, w, cfg.patch_size, stride=cfg.patch_size)
-        self.class_embedding = _param(1, w, width=w)
-        self.positional_embedding = _param(cfg.num_2d + 1, w, width=w)
-        self.latent_token_positional_embedding = _param(cfg.num_latent_tokens, w, width=w)
+        self.class_embedding = embedding_param(1, w, width=w)
+        self.positional_embedding = embedding_param(cfg.num_2d + 1, w, width=w)
+        self.latent_token_positional_embedding = embedding_param(cfg.num_latent_tokens, w, width=w)
         self.ln_pre = nn.LayerNorm(w)
         self.transformer = nn.ModuleList(ResidualAttentionBlock(w, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth))
         self.ln_post = nn.LayerNorm(w)
@@ -66,7 +61,7 @@ class VectorQuantizer(nn.Module):
     def __init__(self, cfg: OneDPieceConfig) -> None:
         super().__init__()
         self.use_l2_norm = cfg.use_l2_norm
-        self.embedding = nn.Embedding(cfg.codebook_size, cfg.token_size)
+        self.embedding = embedding_table(cfg.codebook_size, cfg.token_size)
 
     def codebook(self) -> torch.Tensor:
         e = self.embedding.weight
@@ -101,10 +96,10 @@ class TiTokDecoder(nn.Module):
         w = cfg.dec_width
         self.grid = cfg.grid
         self.decoder_embed = nn.Linear(cfg.token_size, w)
-        self.class_embedding = _param(1, w, width=w)
-        self.positional_embedding = _param(cfg.num_2d + 1, w, width=w)
-        self.mask_token = _param(1, 1, w, width=w)
-        self.latent_token_positional_embedding = _param(cfg.num_latent_tokens, w, width=w)
+        self.class_embedding = embedding_param(1, w, width=w)
+        self.positional_embedding = embedding_param(cfg.num_2d + 1, w, width=w)
+        self.mask_token = embedding_param(1, 1, w, width=w)
+        self.latent_token_positional_embedding = embedding_param(cfg.num_latent_tokens, w, width=w)
         self.ln_pre = nn.LayerNorm(w)
         self.transformer = nn.ModuleList(
             ResidualAttentionBlock(w, cfg.dec_heads, cfg.mlp_ratio) for _ in range(cfg.dec_depth)

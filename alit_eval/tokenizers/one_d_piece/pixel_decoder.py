@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from alit_eval.tokenizers.base2d.layers import ResBlock, group_norm
+from alit_eval.tokenizers.common.blocks import embedding_table
 from alit_eval.tokenizers.one_d_piece.config import OneDPieceConfig
 
 
@@ -46,7 +47,7 @@ class PixelCodebook(nn.Module):
     def __init__(self, cfg: OneDPieceConfig) -> None:
         super().__init__()
         self.grid = cfg.grid
-        self.embedding = nn.Embedding(cfg.pixel_codebook_size, cfg.pixel_z_channels)
+        self.embedding = embedding_table(cfg.pixel_codebook_size, cfg.pixel_z_channels)
 
     def forward(self, logits: torch.Tensor) -> torch.Tensor:
         """Logits ``[B, g*g, C]`` -> soft code ``[B, z, g, g]``: softmax over the C codes, then the
