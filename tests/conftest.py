@@ -33,12 +33,18 @@ def _figure_formats(request, monkeypatch):
 # order (`--dist loadfile --no-loadscope-reorder`), so the longest go first and the workers finish
 # together, instead of a 40 s file starting last on one worker while the other one idles.
 FILE_SECONDS = {
-    "test_alit_parity.py": 50, "test_engine.py": 50, "test_readme.py": 41, "test_distributed.py": 39,
-    "test_karl_parity.py": 38, "test_families_cli.py": 33, "test_fid.py": 31, "test_integrity.py": 31,
-    "test_compare.py": 25, "test_train.py": 24, "test_bad_inputs.py": 24, "test_official_stream.py": 22,
-    "test_rollout.py": 21, "test_api.py": 21, "test_hostile_surfaces.py": 20, "test_noise_spread.py": 19,
-    "test_flextok_parity.py": 18, "test_flextok_cli.py": 18, "test_attention.py": 13, "test_hostile_data.py": 13,
-    "test_report.py": 13, "test_family_contract.py": 12, "test_cli_ux.py": 12,
+    "test_alit_parity.py": 46, "test_distributed.py": 38, "test_readme.py": 34, "test_karl_parity.py": 29,
+    "test_fid.py": 28, "test_engine.py": 26, "test_families_cli.py": 25, "test_compare.py": 23,
+    "test_official_stream.py": 22, "test_rollout.py": 22, "test_flextok_parity.py": 21, "test_train.py": 19,
+    "test_report.py": 15, "test_attention.py": 15, "test_hostile_surfaces.py": 15, "test_api.py": 12,
+    "test_one_d_piece_parity.py": 11, "test_integrity.py": 11, "test_complexity.py": 11, "test_bad_inputs.py": 10,
+    "test_families.py": 10, "test_flextok_cli.py": 9, "test_hostile_data.py": 8, "test_perceptual.py": 7,
+    "test_probe.py": 7, "test_noise_spread.py": 7, "test_allocation.py": 7, "test_demo_tokenizer.py": 6,
+    "test_fail_fast.py": 6, "test_compare_truth.py": 5, "test_signal.py": 5, "test_cli_ux.py": 5,
+    "test_rate_distortion.py": 4, "test_hostile_checkpoints.py": 4, "test_familiarity.py": 4, "test_analyses.py": 4,
+    "test_compute.py": 4, "test_cli.py": 4, "test_karl_model.py": 3, "test_flextok_model.py": 3,
+    "test_checkpoints.py": 3, "test_discovery.py": 3, "test_family_contract.py": 3, "test_demo_data.py": 3,
+    "test_official_criterion.py": 3,
 }
 
 

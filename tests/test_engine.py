@@ -66,7 +66,8 @@ def test_pixel_metrics_match_a_naive_recomputation(tiny_ckpt, tmp_path):
 
 
 def test_interrupted_run_resumes_to_identical_files(tiny_ckpt, tmp_path):
-    full, _ = _run(tiny_ckpt, tmp_path, "full", fid=True, limit=6, budgets=[4, 16], batch_size=2)
+    # three batches of one image: cut after two, resume the third
+    full, _ = _run(tiny_ckpt, tmp_path, "full", fid=True, limit=3, budgets=[4, 16], batch_size=1)
 
     class Boom(Exception):
         pass
@@ -79,11 +80,11 @@ def test_interrupted_run_resumes_to_identical_files(tiny_ckpt, tmp_path):
             raise Boom()
 
     with pytest.raises(Boom):
-        _run(tiny_ckpt, tmp_path, "cut", fid=True, limit=6, budgets=[4, 16], batch_size=2,
+        _run(tiny_ckpt, tmp_path, "cut", fid=True, limit=3, budgets=[4, 16], batch_size=1,
              on_batch=stop_after_two_batches)
     cut_dir = next((tmp_path / "cut" / "fid").iterdir())
     assert not (cut_dir / "meta.json").exists() and len(list((cut_dir / "shards").glob("*.npz"))) == 2
-    resumed, _ = _run(tiny_ckpt, tmp_path, "cut", fid=True, limit=6, budgets=[4, 16], batch_size=2)
+    resumed, _ = _run(tiny_ckpt, tmp_path, "cut", fid=True, limit=3, budgets=[4, 16], batch_size=1)
     assert resumed.path == cut_dir
     assert (full.path / "metrics.csv").read_bytes() == (resumed.path / "metrics.csv").read_bytes()
     pd.testing.assert_frame_equal(_per_image(full), _per_image(resumed))

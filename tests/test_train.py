@@ -259,7 +259,8 @@ def test_demo_command_runs_every_stage_and_records_them(tmp_path):
     from alit_eval.train import demo
 
     argv = ["--out", str(tmp_path), "--base-steps", "2", "--base-codes", "64", "--distill-steps", "2",
-            "--distill-batch", "2", "--finetune-steps", "1", "--threads", "1"]
+            "--distill-batch", "2", "--finetune-steps", "1", "--finetune-batch", "2",
+            "--threads", "1"]
     assert demo.main(argv) == 0
     assert {p.name for p in tmp_path.iterdir()} >= {"base_final.pt", "distill_state.pt", "finetune_state.pt"}
     path = tmp_path / "demo_tokenizer.safetensors"

@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--distill-batch", type=int, default=DistillConfig.batch)
     ap.add_argument("--finetune-steps", type=int, default=FinetuneConfig.steps,
                     help="stage 2: pixel-space fine-tuning steps (0 skips it)")
+    ap.add_argument("--finetune-batch", type=int, default=FinetuneConfig.batch)
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--install", action="store_true", help="copy the final weights to the package assets")
     ap.add_argument("--export-partial", action="store_true",
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     deadline = time.time() + 60 * args.minutes if args.minutes else None
     base_cfg = BaseTrainConfig(steps=args.base_steps)
     dist_cfg = DistillConfig(steps=args.distill_steps, batch=args.distill_batch)
-    ft_cfg = FinetuneConfig(steps=args.finetune_steps)
+    ft_cfg = FinetuneConfig(steps=args.finetune_steps, batch=args.finetune_batch)
     base_model_cfg = replace(demo_base_config(), n_embed=args.base_codes)
     log(f"config: base {asdict(base_cfg)}, {args.base_codes} codes")
     base, done = train_base(base_cfg, args.out, resume=args.resume, deadline=deadline, log=log,
