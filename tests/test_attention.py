@@ -147,7 +147,7 @@ def test_attention_viz_defaults_and_errors(tiny_ckpt, tmp_path):
 
 
 @pytest.mark.figures
-def test_attention_viz_run_folders_pages_and_overwrite(tiny_ckpt, tmp_path):
+def test_attention_viz_run_folders_pages_and_overwrite(tiny_ckpt, tmp_path, monkeypatch):
     """Another checkpoint or options get another run folder (nothing overwritten); same options reuse
     the folder; a fixed --run-id with other options needs --overwrite; many tokens go to pages."""
     from alit_eval.analysis.attention_viz import default_tokens, pages
@@ -174,6 +174,7 @@ def test_attention_viz_run_folders_pages_and_overwrite(tiny_ckpt, tmp_path):
     page = [p for p in wide.output.split() if p.endswith(".png")]
     with Image.open(page[0]) as im:  # 16 token columns + 4 lead columns still fit in ~2000 px
         assert 1500 < im.width <= 2000
+    monkeypatch.setenv("ALIT_EVAL_FIGURE_FORMATS", "none")  # the run-id rules below do not look at figures
     fixed = base + ["--budgets", "8", "--run-id", "mine"]
     assert CliRunner().invoke(app, fixed).exit_code == 0
     clash = CliRunner().invoke(app, fixed + ["--layer", "-1"])
