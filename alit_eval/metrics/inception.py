@@ -1,5 +1,5 @@
-"""The FID Inception network: torch-fidelity's extractor on weights resolved offline
-(`alit_eval.metrics.inception_weights`).
+"""FID Inception features: the network (`alit_eval.metrics.inception_net`, torch-fidelity's layout and
+numbers) on weights resolved offline (`alit_eval.metrics.inception_weights`), behind a named resize.
 
 `InceptionFeatures` maps uint8 images of any size to 2048-d pool features with torch-fidelity's
 TF1-compatible resize ("tf1"), pytorch-fid's plain bilinear resize ("pytorch-fid", what the
@@ -15,22 +15,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
 from alit_eval.errors import CheckpointError
+from alit_eval.metrics.inception_net import FidInceptionV3, tf1_resize_bilinear
 from alit_eval.metrics.inception_weights import FEATURE_DIM, INPUT_SIZE, PathLike, resolve_inception_weights
 
 ResizeMode = Literal["tf1", "pytorch-fid", "clean"]
 RESIZE_MODES: tuple[str, ...] = ("tf1", "pytorch-fid", "clean")
-
-
-# Module order of torch-fidelity's InceptionV3 forward up to the 2048-d pool (architecture fact).
-_TRUNK = (
-    "Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "MaxPool_1",
-    "Conv2d_3b_1x1", "Conv2d_4a_3x3", "MaxPool_2",
-    "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e",
-    "Mixed_7a", "Mixed_7b", "Mixed_7c", "AvgPool",
-)  # fmt: skip
 
 
 def clean_resize(images_u8: torch.Tensor, size: int = INPUT_SIZE) -> torch.Tensor:
@@ -61,7 +52,7 @@ def clean_resize(images_u8: torch.Tensor, size: int = INPUT_SIZE) -> torch.Tenso
 class InceptionFeatures(torch.nn.Module):
     """2048-d FID pool features of uint8 images, with a named resize convention.
 
-    ``resize="tf1"`` is torch-fidelity's own forward: TF1-compatible bilinear resize of the 0..255
+    ``resize="tf1"`` is torch-fidelity's own forward (bit-identical): TF1-compatible bilinear resize of the 0..255
     values to 299x299, then ``(x - 128) / 128`` (TiTok, torch-fidelity, torchmetrics).
     ``resize="pytorch-fid"`` follows pytorch-fid (used by the official ALIT evaluation): values
     to [0, 1], ``F.interpolate(bilinear, align_corners=False)`` to 299x299, then ``2x - 1``
@@ -100,11 +91,7 @@ class InceptionFeatures(torch.nn.Module):
         self.resize = resize
         self.weights = resolve_inception_weights(weights_path, offline=offline)
         try:
-            net = FeatureExtractorInceptionV3(
-                "inception-v3-compat",
-                ["2048"],
-                feature_extractor_weights_path=str(self.weights.path),
-            )
+            net = FidInceptionV3.from_file(self.weights.path)
         except RuntimeError as exc:  # strict load_state_dict: wrong keys or shapes
             raise CheckpointError(
                 f"Inception weights {self.weights.path} do not fit torch-fidelity's InceptionV3 "
@@ -115,12 +102,6 @@ class InceptionFeatures(torch.nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.net.parameters()).device
-
-    def _pool_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Network layers on already resized and normalised ``[B, 3, 299, 299]`` input."""
-        for name in _TRUNK:
-            x = getattr(self.net, name)(x)
-        return torch.flatten(x, 1)
 
     @torch.inference_mode()
     def forward(self, images_u8: torch.Tensor) -> torch.Tensor:
@@ -139,10 +120,11 @@ class InceptionFeatures(torch.nn.Module):
             )
         x = images_u8.to(self.device)
         if self.resize == "tf1":
-            return self.net(x)[0]
+            x = tf1_resize_bilinear(x.to(torch.float32), INPUT_SIZE)
+            return self.net((x - 128) / 128)
         if self.resize == "clean":
             x = clean_resize(images_u8).to(self.device)
-            return self._pool_features((x - 128.0) / 128.0).to(torch.float32)
+            return self.net((x - 128.0) / 128.0).to(torch.float32)
         x = x.to(torch.float32) / 255.0
         x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
-        return self._pool_features(2.0 * x - 1.0).to(torch.float32)
+        return self.net(2.0 * x - 1.0).to(torch.float32)

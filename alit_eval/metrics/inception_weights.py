@@ -136,7 +136,8 @@ def convert_fid_helper_state_dict(src: dict[str, torch.Tensor]) -> dict[str, tor
         src: the TorchScript module's ``state_dict()`` (376 tensors).
 
     Returns:
-        A state_dict that loads strictly into ``FeatureExtractorInceptionV3``.
+        A state_dict that loads strictly into torch-fidelity's ``FeatureExtractorInceptionV3`` and into
+        `alit_eval.metrics.inception_net.FidInceptionV3`.
 
     Raises:
         CheckpointError: when keys are missing or left over (not fid-helper's ``default_1.pt``).
@@ -241,8 +242,9 @@ def _package_version(dist: str) -> str:
 def _check_safe_state_dict(path: Path) -> None:
     """Refuse a weights file that is not a plain tensor state_dict (unpickling boundary).
 
-    torch-fidelity later reads the file with ``weights_only=False``; checking it here with
-    ``weights_only=True`` first means no arbitrary pickle code ever runs.
+    Read with ``weights_only=True``, so no arbitrary pickle code ever runs; the network reads it the
+    same way (`FidInceptionV3.from_file`). Checked here, at resolution, so a bad file fails with a
+    one-line error before any work starts.
     """
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
