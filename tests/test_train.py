@@ -260,7 +260,7 @@ def test_demo_command_runs_every_stage_and_records_them(tmp_path):
 
     argv = ["--out", str(tmp_path), "--base-steps", "2", "--base-codes", "64", "--distill-steps", "2",
             "--distill-batch", "2", "--finetune-steps", "1", "--finetune-batch", "2",
-            "--threads", "1"]
+            "--monitor-images", "2", "--threads", "1"]
     assert demo.main(argv) == 0
     assert {p.name for p in tmp_path.iterdir()} >= {"base_final.pt", "distill_state.pt", "finetune_state.pt"}
     path = tmp_path / "demo_tokenizer.safetensors"
@@ -269,3 +269,5 @@ def test_demo_command_runs_every_stage_and_records_them(tmp_path):
     with safe_open(str(path), "pt") as f:
         meta = f.metadata()
     assert "stage 2 pixel fine-tuning (1 steps)" in meta["training"] and meta["finished"] == "True"
+    assert "'monitor_images': 2" in meta["distill_train_config"]
+    assert "L1/budget=" in (tmp_path / "train.log").read_text()  # the monitor ran and was logged

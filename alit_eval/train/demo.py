@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--finetune-steps", type=int, default=FinetuneConfig.steps,
                     help="stage 2: pixel-space fine-tuning steps (0 skips it)")
     ap.add_argument("--finetune-batch", type=int, default=FinetuneConfig.batch)
+    ap.add_argument("--monitor-images", type=int, default=DistillConfig.monitor_images,
+                    help="held-out images whose L1 per budget each stage logs")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--install", action="store_true", help="copy the final weights to the package assets")
     ap.add_argument("--export-partial", action="store_true",
@@ -60,9 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     log = Logger(args.out / "train.log")
     deadline = time.time() + 60 * args.minutes if args.minutes else None
-    base_cfg = BaseTrainConfig(steps=args.base_steps)
-    dist_cfg = DistillConfig(steps=args.distill_steps, batch=args.distill_batch)
-    ft_cfg = FinetuneConfig(steps=args.finetune_steps, batch=args.finetune_batch)
+    base_cfg = BaseTrainConfig(steps=args.base_steps, monitor_images=args.monitor_images)
+    dist_cfg = DistillConfig(steps=args.distill_steps, batch=args.distill_batch, monitor_images=args.monitor_images)
+    ft_cfg = FinetuneConfig(steps=args.finetune_steps, batch=args.finetune_batch, monitor_images=args.monitor_images)
     base_model_cfg = replace(demo_base_config(), n_embed=args.base_codes)
     log(f"config: base {asdict(base_cfg)}, {args.base_codes} codes")
     base, done = train_base(base_cfg, args.out, resume=args.resume, deadline=deadline, log=log,
