@@ -171,6 +171,13 @@ def test_resolution_order_and_errors(
         incw.resolve_inception_weights(offline=False)
 
 
+def test_download_url_is_torch_fidelitys() -> None:
+    from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
+
+    assert incw.TORCH_FIDELITY_URL == URL_INCEPTION_V3
+    assert URL_INCEPTION_V3.endswith("/" + incw.TORCH_FIDELITY_FILENAME)
+
+
 def test_explicit_weights_must_exist_and_be_a_plain_state_dict(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="not found"):
         incw.resolve_inception_weights(tmp_path / "missing.pth")

