@@ -171,6 +171,15 @@ def test_resolution_order_and_errors(
         incw.resolve_inception_weights(offline=False)
 
 
+def test_half_precision_weights_file_runs_in_float32(converted: incw.InceptionWeights, tmp_path: Path) -> None:
+    half = tmp_path / "half.pth"
+    state = torch.load(converted.path, weights_only=True)
+    torch.save({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, half)
+    net = inc.InceptionFeatures(half)
+    assert {p.dtype for p in net.net.parameters()} == {torch.float32}
+    assert net(_images(2, b=1, size=16)).dtype == torch.float32
+
+
 def test_download_url_is_torch_fidelitys() -> None:
     from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 

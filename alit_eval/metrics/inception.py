@@ -52,8 +52,8 @@ def clean_resize(images_u8: torch.Tensor, size: int = INPUT_SIZE) -> torch.Tenso
 class InceptionFeatures(torch.nn.Module):
     """2048-d FID pool features of uint8 images, with a named resize convention.
 
-    ``resize="tf1"`` is torch-fidelity's own forward (bit-identical): TF1-compatible bilinear resize of the 0..255
-    values to 299x299, then ``(x - 128) / 128`` (TiTok, torch-fidelity, torchmetrics).
+    ``resize="tf1"`` is torch-fidelity's own forward (bit-identical): TF1-compatible bilinear resize of
+    the 0..255 values to 299x299, then ``(x - 128) / 128`` (TiTok, torch-fidelity, torchmetrics).
     ``resize="pytorch-fid"`` follows pytorch-fid (used by the official ALIT evaluation): values
     to [0, 1], ``F.interpolate(bilinear, align_corners=False)`` to 299x299, then ``2x - 1``
     (i.e. ``(x - 127.5) / 127.5``), then the same network layers. ``resize="clean"`` follows

@@ -225,6 +225,8 @@ class FidInceptionV3(nn.Module):
             RuntimeError: the file's keys or shapes do not fit (``load_state_dict(strict=True)``).
         """
         state = torch.load(path, map_location="cpu", weights_only=True)
+        # float32 like the rest of the pipeline (a half-precision file would otherwise be assigned as is)
+        state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
         with torch.device("meta"):
             net = cls()
         net.load_state_dict(state, strict=True, assign=True)
